@@ -1,0 +1,58 @@
+"""Input validation shared by every part of pcbio.
+
+Every public entry point converts user input through these helpers, so that bad input fails
+early, with a message that names the parameter, says what was wrong and what is allowed.
+"""
+
+import numbers
+
+import numpy as np
+
+
+def as_array(value, name, ndim=None, shape=None):
+    """Convert ``value`` to a finite float64 array, checking its dimensionality and shape.
+
+    ``shape`` may contain ``None`` for "any length" in that axis.
+    Raises ``TypeError`` for non-numeric input and ``ValueError`` for NaN/Inf or a wrong shape.
+    """
+    try:
+        arr = np.asarray(value, dtype=float)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be numeric (a number or nested lists of numbers), "
+                        f"got {type(value).__name__}: {value!r:.80}") from None
+    if ndim is not None and arr.ndim not in np.atleast_1d(ndim):
+        raise ValueError(f"{name} must have {ndim} dimension(s), got shape {arr.shape}")
+    if shape is not None:
+        if arr.ndim != len(shape) or any(s is not None and s != a for s, a in zip(shape, arr.shape)):
+            want = "(" + ", ".join("any" if s is None else str(s) for s in shape) + ")"
+            raise ValueError(f"{name} must have shape {want}, got {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} contains NaN or Inf; all entries must be finite")
+    return arr
+
+
+def positive_number(value, name, allow_zero=False):
+    """A finite real number > 0 (or >= 0 with ``allow_zero``)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    value = float(value)
+    if not np.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name} must be a finite number {bound}, got {value}")
+    return value
+
+
+def positive_int(value, name, minimum=1):
+    """An integer >= ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value}")
+    return int(value)
+
+
+def one_of(value, name, allowed):
+    """``value`` must be one of ``allowed`` (a collection of strings)."""
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {sorted(allowed)}, got {value!r}")
+    return value

@@ -1,0 +1,105 @@
+"""Gaussian noise covariances given as a scalar, a diagonal or a full matrix.
+
+A :class:`Covariance` keeps the form it was given in (``kind``), because that form is a
+modelling choice: it decides the shape of its gradient and, in circuits, whether precision is a
+per-unit gain or a lateral connection matrix.
+"""
+
+import numpy as np
+
+from .checks import as_array
+
+SYMMETRY_RTOL = 1e-8
+
+
+class Covariance:
+    """Covariance ``Σ`` of a ``dim``-dimensional Gaussian.
+
+    Parameters
+    ----------
+    value : float, array (dim,), or array (dim, dim)
+        Scalar variance (``Σ = v I``), variances (``Σ = diag(v)``) or a full symmetric
+        positive-definite matrix.
+    dim : int
+        Dimension the covariance must have.
+    name : str
+        How the parameter is called in error messages (e.g. ``"links[0].cov"``).
+    """
+
+    def __init__(self, value, dim, name="cov"):
+        arr = as_array(value, name, ndim=(0, 1, 2))
+        self.dim = int(dim)
+        self.kind = {0: "scalar", 1: "diag", 2: "full"}[arr.ndim]
+        if arr.ndim == 1 and arr.shape != (dim,):
+            raise ValueError(f"{name} (variances) must have length {dim} to match its level, "
+                             f"got {arr.shape[0]}")
+        if arr.ndim == 2 and arr.shape != (dim, dim):
+            raise ValueError(f"{name} must be a ({dim}, {dim}) matrix to match its level, "
+                             f"got shape {arr.shape}")
+        if arr.ndim < 2 and np.any(arr <= 0):
+            raise ValueError(f"{name}: variances must be > 0, got {arr.tolist()}")
+        if arr.ndim == 2:
+            if not np.allclose(arr, arr.T, rtol=SYMMETRY_RTOL, atol=SYMMETRY_RTOL * np.abs(arr).max()):
+                raise ValueError(f"{name} must be symmetric; largest asymmetry "
+                                 f"{np.abs(arr - arr.T).max():.3g}")
+            arr = 0.5 * (arr + arr.T)
+            try:
+                np.linalg.cholesky(arr)
+            except np.linalg.LinAlgError:
+                raise ValueError(f"{name} must be positive definite; smallest eigenvalue "
+                                 f"{np.linalg.eigvalsh(arr).min():.3g}") from None
+        self.value = arr
+        self.matrix = arr * np.eye(dim) if arr.ndim == 0 else (np.diag(arr) if arr.ndim == 1 else arr)
+        self.chol = np.linalg.cholesky(self.matrix)
+        self.precision = np.linalg.inv(self.matrix)
+        self.precision = 0.5 * (self.precision + self.precision.T)
+        self.logdet = 2.0 * np.sum(np.log(np.diag(self.chol)))
+
+    @property
+    def is_diagonal(self):
+        return self.kind != "full"
+
+    @property
+    def variances(self):
+        """Diagonal of Σ, shape (dim,)."""
+        return np.diag(self.matrix).copy()
+
+    def apply_precision(self, r):
+        """``Π r`` for residuals ``r`` of shape (..., dim)."""
+        if self.is_diagonal:
+            return r / np.diag(self.matrix)
+        return r @ self.precision
+
+    def apply(self, e):
+        """``Σ e`` for vectors of shape (..., dim)."""
+        if self.is_diagonal:
+            return e * np.diag(self.matrix)
+        return e @ self.matrix
+
+    def log_density(self, r):
+        """``log N(r; 0, Σ)`` for residuals of shape (..., dim); returns shape (...)."""
+        quad = np.sum(r * self.apply_precision(r), axis=-1)
+        return -0.5 * (quad + self.logdet + self.dim * np.log(2.0 * np.pi))
+
+    def sample(self, rng, n):
+        """``n`` draws from ``N(0, Σ)``, shape (n, dim)."""
+        return rng.standard_normal((n, self.dim)) @ self.chol.T
+
+    def reduce_gradient(self, grad_matrix):
+        """Map a gradient w.r.t. the full symmetric matrix Σ (entries treated as independent,
+        shape (dim, dim)) to the gradient w.r.t. this covariance's own parameters: the trace for a
+        scalar variance, the diagonal for variances, the matrix itself for a full covariance."""
+        if self.kind == "scalar":
+            return np.trace(grad_matrix)
+        if self.kind == "diag":
+            return np.diag(grad_matrix).copy()
+        return grad_matrix
+
+    def replaced(self, value):
+        """A covariance of the same dimension with a new value (used by finite differences
+        and learning)."""
+        return Covariance(value, self.dim)
+
+    def to_spec(self):
+        """The value as plain lists, for model files and results files."""
+        return self.value.tolist()

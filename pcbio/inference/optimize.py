@@ -1,0 +1,79 @@
+"""Reference optima found by a robust optimiser: the MAP estimate and the optimal Gaussian q.
+
+These are the fixed points that circuits are checked against for nonlinear models.
+"""
+
+import numpy as np
+from scipy.optimize import minimize
+
+from ..checks import positive_number
+from .elbo import elbo_gradient, resolve_method
+from .posterior import GaussianPosterior
+
+
+class OptimisationError(RuntimeError):
+    """The optimiser stopped without meeting its gradient tolerance."""
+
+
+def _lbfgs(fun_and_grad, x0, gtol, what):
+    res = minimize(fun_and_grad, x0, jac=True, method="L-BFGS-B",
+                   options={"maxiter": 20000, "maxcor": 30, "gtol": gtol, "ftol": 0.0})
+    gnorm = np.max(np.abs(fun_and_grad(res.x)[1]))
+    if not np.isfinite(res.fun) or gnorm > 100 * gtol:
+        raise OptimisationError(f"{what}: optimiser did not converge ({res.message}; "
+                                f"largest gradient entry {gnorm:.3g})")
+    return res.x, {"iterations": int(res.nit), "max_abs_gradient": float(gnorm)}
+
+
+def map_estimate(model, x, init=None, gtol=1e-9):
+    """``argmax_z log p(x, z)`` for each data point, by L-BFGS with the analytic gradient.
+
+    Parameters
+    ----------
+    x : array (batch, d_0)
+    init : list of (batch, d_l), optional
+        Start; default :meth:`GenerativeModel.prior_means` (the mode reached by gradient ascent
+        from the prior, the usual choice in predictive coding).
+    Returns ``(z, info)`` with z a list of (batch, d_l).
+    """
+    x = model.check_x(x)
+    gtol = positive_number(gtol, "gtol")
+    z0 = model.prior_means(len(x)) if init is None else model.check_latents(init, len(x), "init")
+    dims = model.latent_dims
+    split = np.cumsum(dims)[:-1]
+
+    def negative(flat):
+        z = np.split(flat.reshape(len(x), -1), split, axis=-1)
+        return (-np.sum(model.log_joint(x, z)),
+                -np.concatenate(model.grad_log_joint(x, z), axis=-1).ravel())
+
+    flat, info = _lbfgs(negative, np.concatenate(z0, axis=-1).ravel(), gtol, "MAP estimate")
+    return np.split(flat.reshape(len(x), -1), split, axis=-1), info
+
+
+def optimal_posterior(model, x, init=None, method="auto", n_samples=256, seed=0, gtol=1e-7):
+    """The diagonal Gaussian q maximising the ELBO (exact ELBO for linear models; for nonlinear
+    models the Monte-Carlo ELBO with fixed noise ``seed``, a sample-average approximation).
+
+    Returns ``(q, info)``; ``q`` starts from ``init`` (a :class:`GaussianPosterior`) or from the
+    MAP estimate with unit variances.
+    """
+    x = model.check_x(x)
+    method = resolve_method(model, method)
+    if init is None:
+        z, _ = map_estimate(model, x)
+        init = GaussianPosterior(z, log_var=[np.zeros_like(m) for m in z])
+    B, D = len(x), sum(model.latent_dims)
+
+    def unpack(flat):
+        flat = flat.reshape(2, B, D)
+        return GaussianPosterior(init.split(flat[0]), log_var=init.split(flat[1]))
+
+    def negative(flat):
+        g = elbo_gradient(model, x, unpack(flat), method, n_samples, seed, parameters=False)
+        grad = np.stack([np.concatenate(g.means, -1), np.concatenate(g.log_var, -1)])
+        return -np.sum(g.elbo.value), -grad.ravel()
+
+    start = np.stack([init.flat_mean(), np.concatenate(init.log_var, -1)]).ravel()
+    flat, info = _lbfgs(negative, start, gtol, "optimal posterior")
+    return unpack(flat), info

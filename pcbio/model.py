@@ -1,0 +1,388 @@
+"""The hierarchical latent Gaussian generative model — pcbio's single source of truth.
+
+Levels ``z_0 = x`` (data), ``z_1 … z_L`` (latents).  For ``l = 0 … L-1``::
+
+    p(z_l | z_{l+1}) = N(z_l ; g_l(z_{l+1}), Σ_l),      p(z_L) = N(μ_L, Σ_L)
+
+with ``g_l(z) = W_l f(z) + b_l`` (an *affine link*) or ``g_l(z) = W_l f(A_l z + a_l) + b_l``
+(an *MLP link*, one hidden layer: "dendrites as deep networks").
+
+Prediction errors are precision weighted (DESIGN.md §2)::
+
+    ε_l = Π_l (z_l − g_l(z_{l+1})),    ε_L = Π_L (z_L − μ_L),    Π = Σ⁻¹
+
+and the gradient of the log joint with respect to a latent level is::
+
+    ∂ log p(x, z) / ∂z_l = −ε_l + J_{l-1}(z_l)ᵀ ε_{l-1},    J_{l-1} = ∂g_{l-1}/∂z_l .
+
+This module is the one place where these equations are written.
+
+Shapes: data ``x`` is ``(batch, d_0)``; latents are a list ``z = [z_1, …, z_L]`` with ``z[l-1]``
+of shape ``(..., batch, d_l)`` — extra leading axes (posterior samples) broadcast against ``x``.
+"""
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import nonlinearities
+from .checks import as_array
+from .covariance import Covariance
+
+
+class Link:
+    """One top-down link ``g(z) = W f(A z + a) + b`` with Gaussian noise ``N(0, Σ)``.
+
+    Parameters
+    ----------
+    weights : array (d_below, d_in)
+        Output weights ``W``; ``d_in`` is ``d_above`` for an affine link, the hidden size for an
+        MLP link.
+    bias : array (d_below,), optional
+        Output bias ``b`` (default 0).
+    f : str
+        Nonlinearity, one of :data:`pcbio.nonlinearities.NONLINEARITIES`.
+    cov : float | array (d_below,) | array (d_below, d_below)
+        Noise covariance ``Σ`` of the level below (scalar, diagonal or full).
+    hidden_weights : array (hidden, d_above), optional
+        ``A``: present only for an MLP link.
+    hidden_bias : array (hidden,), optional
+        ``a`` (default 0), MLP links only.
+    name : str
+        Used in error messages.
+    """
+
+    def __init__(self, weights, bias=None, f="identity", cov=1.0, hidden_weights=None,
+                 hidden_bias=None, name="link"):
+        self.name = name
+        self.W = as_array(weights, f"{name}.weights", ndim=2)
+        self.d_below, d_in = self.W.shape
+        self.b = (np.zeros(self.d_below) if bias is None
+                  else as_array(bias, f"{name}.bias", shape=(self.d_below,)))
+        self.nl = nonlinearities.get(f, f"{name}.f")
+        if hidden_weights is None:
+            if hidden_bias is not None:
+                raise ValueError(f"{name}.hidden_bias given without {name}.hidden_weights")
+            self.A, self.a = None, None
+            self.d_above = d_in
+        else:
+            self.A = as_array(hidden_weights, f"{name}.hidden_weights", ndim=2)
+            if self.A.shape[0] != d_in:
+                raise ValueError(f"{name}.hidden_weights has {self.A.shape[0]} rows but "
+                                 f"{name}.weights has {d_in} columns; they must match (hidden size)")
+            self.a = (np.zeros(d_in) if hidden_bias is None
+                      else as_array(hidden_bias, f"{name}.hidden_bias", shape=(d_in,)))
+            self.d_above = self.A.shape[1]
+        self.cov = cov if isinstance(cov, Covariance) else Covariance(cov, self.d_below, f"{name}.cov")
+        if self.cov.dim != self.d_below:
+            raise ValueError(f"{name}.cov has dimension {self.cov.dim}, expected {self.d_below}")
+
+    @property
+    def is_mlp(self):
+        return self.A is not None
+
+    @property
+    def is_linear(self):
+        """True when g is affine in z (identity f), so the model stays jointly Gaussian."""
+        return self.nl.is_identity
+
+    def preactivation(self, z):
+        """``u = A z + a`` (MLP) or ``u = z`` (affine); shape (..., d_in)."""
+        return z if self.A is None else z @ self.A.T + self.a
+
+    def predict(self, z):
+        """``g(z)``, shape (..., d_below), for ``z`` of shape (..., d_above)."""
+        return self.nl.f(self.preactivation(z)) @ self.W.T + self.b
+
+    def vjp(self, z, e):
+        """``J(z)ᵀ e`` with ``J = ∂g/∂z``: shape (..., d_above) for ``e`` of shape (..., d_below)."""
+        back = (e @ self.W) * self.nl.df(self.preactivation(z))
+        return back if self.A is None else back @ self.A
+
+    def spec(self):
+        """The link as a model-file table."""
+        d = {"weights": self.W.tolist(), "bias": self.b.tolist(), "f": self.nl.name,
+             "cov": self.cov.to_spec()}
+        if self.A is not None:
+            d.update(hidden_weights=self.A.tolist(), hidden_bias=self.a.tolist())
+        return d
+
+    def replaced(self, **params):
+        """A copy with some of ``weights, bias, cov, hidden_weights, hidden_bias`` replaced."""
+        spec = dict(weights=self.W, bias=self.b, f=self.nl.name, cov=self.cov.value,
+                    hidden_weights=self.A, hidden_bias=self.a, name=self.name)
+        spec.update(params)
+        return Link(**spec)
+
+
+@dataclass
+class LinkGradient:
+    """Gradient of an objective w.r.t. one link's parameters (shapes as the parameters)."""
+    weights: np.ndarray
+    bias: np.ndarray
+    cov: np.ndarray
+    hidden_weights: np.ndarray = None
+    hidden_bias: np.ndarray = None
+
+
+@dataclass
+class ParameterGradient:
+    """Gradient w.r.t. all model parameters: ``links[l]`` for link ``g_l`` (bottom-up, as in
+    :attr:`GenerativeModel.links`), plus the top prior's mean and covariance."""
+    links: list
+    top_mean: np.ndarray
+    top_cov: np.ndarray
+
+
+def _weighted_outer(a, b, w):
+    """``Σ_n w_n a_n b_nᵀ`` over all leading axes; a (..., i), b (..., j), w broadcast to (...)."""
+    lead = np.broadcast_shapes(a.shape[:-1], b.shape[:-1], np.shape(w))
+    a = np.broadcast_to(a, lead + a.shape[-1:]).reshape(-1, a.shape[-1])
+    b = np.broadcast_to(b, lead + b.shape[-1:]).reshape(-1, b.shape[-1])
+    w = np.broadcast_to(w, lead).reshape(-1)
+    return (a * w[:, None]).T @ b
+
+
+def _weighted_sum(a, w):
+    """``Σ_n w_n a_n`` over all leading axes of a (..., i)."""
+    lead = np.broadcast_shapes(a.shape[:-1], np.shape(w))
+    return (np.broadcast_to(a, lead + a.shape[-1:]) * np.broadcast_to(w, lead)[..., None]
+            ).reshape(-1, a.shape[-1]).sum(axis=0)
+
+
+class GenerativeModel:
+    """Hierarchical latent Gaussian model of depth ``L = len(links) >= 1``.
+
+    Parameters
+    ----------
+    top_mean : array (d_L,)
+        Prior mean ``μ_L`` of the top level.
+    top_cov : float | array (d_L,) | array (d_L, d_L)
+        Prior covariance ``Σ_L``.
+    links : list of :class:`Link`, **bottom-up**
+        ``links[l]`` is ``g_l``: it predicts level ``l`` from level ``l+1``; ``links[0]`` predicts
+        the data.  (Model files list links top-down, the way one writes a generative process;
+        :meth:`from_dict` reverses them.)
+    name : str
+    """
+
+    def __init__(self, top_mean, top_cov, links, name="model"):
+        self.name = str(name)
+        if len(links) < 1:
+            raise ValueError("links: a model needs at least one link (L >= 1)")
+        for l, link in enumerate(links):
+            if not isinstance(link, Link):
+                raise TypeError(f"links[{l}] must be a pcbio.model.Link, got {type(link).__name__}")
+        self.links = list(links)
+        self.top_mean = as_array(top_mean, "top.mean", ndim=1)
+        self.top_cov = (top_cov if isinstance(top_cov, Covariance)
+                        else Covariance(top_cov, self.top_mean.size, "top.cov"))
+        for l in range(len(links)):
+            above = self.top_mean.size if l == len(links) - 1 else links[l + 1].d_below
+            if links[l].d_above != above:
+                raise ValueError(
+                    f"{links[l].name} takes input of dimension {links[l].d_above} but the level "
+                    f"above it has dimension {above}: weights must be shaped (dim below, dim above)")
+        self.dims = tuple([links[0].d_below] + [lk.d_above for lk in links])
+
+    # -- structure -------------------------------------------------------------------------
+    @property
+    def n_latent(self):
+        """Number of latent levels ``L``."""
+        return len(self.links)
+
+    @property
+    def latent_dims(self):
+        return self.dims[1:]
+
+    @property
+    def is_linear(self):
+        """All links affine: the joint p(x, z) is Gaussian and everything is closed-form."""
+        return all(link.is_linear for link in self.links)
+
+    def level_covariance(self, l):
+        """Σ_l of level ``l`` (0 = data, L = top prior)."""
+        return self.top_cov if l == self.n_latent else self.links[l].cov
+
+    # -- input checking ---------------------------------------------------------------------
+    def check_x(self, x, name="x"):
+        """Data as an array of shape (batch, d_0); a single vector (d_0,) becomes batch 1."""
+        x = as_array(x, name, ndim=(1, 2))
+        x = x[None, :] if x.ndim == 1 else x
+        if x.shape[1] != self.dims[0]:
+            raise ValueError(f"{name} must have {self.dims[0]} entries per data point "
+                             f"(the model's data dimension), got {x.shape[1]}")
+        return x
+
+    def check_latents(self, z, batch, name="z"):
+        """Latents as a list of L arrays of shape (batch, d_l)."""
+        if len(z) != self.n_latent:
+            raise ValueError(f"{name} must have one array per latent level ({self.n_latent}), "
+                             f"got {len(z)}")
+        out = []
+        for l, (zl, d) in enumerate(zip(z, self.latent_dims), start=1):
+            zl = as_array(zl, f"{name}[level {l}]", ndim=(1, 2))
+            zl = np.broadcast_to(zl, (batch, d)).copy() if zl.ndim == 1 and zl.size == d else zl
+            if zl.shape != (batch, d):
+                raise ValueError(f"{name}[level {l}] must have shape ({batch}, {d}), got {zl.shape}")
+            out.append(zl)
+        return out
+
+    def prior_means(self, batch):
+        """The latent means of the generative model run without noise: a natural start for
+        inference.  List of (batch, d_l)."""
+        z = [np.broadcast_to(self.top_mean, (batch, self.dims[-1])).copy()]
+        for link in self.links[:0:-1]:
+            z.insert(0, link.predict(z[0]))
+        return z
+
+    # -- the equations ----------------------------------------------------------------------
+    def predictions(self, z):
+        """Top-down predictions ``[g_0(z_1), …, g_{L-1}(z_L), μ_L]``: one per level 0 … L."""
+        return [link.predict(zl) for link, zl in zip(self.links, z)] + [self.top_mean]
+
+    def residuals(self, x, z):
+        """``z_l − g_l(z_{l+1})`` for levels 0 … L (level 0: ``x − g_0(z_1)``)."""
+        return [zl - p for zl, p in zip([x] + list(z), self.predictions(z))]
+
+    def errors(self, x, z):
+        """Precision-weighted prediction errors ``ε_l = Π_l (z_l − g_l(z_{l+1}))``, l = 0 … L."""
+        return [self.level_covariance(l).apply_precision(r)
+                for l, r in enumerate(self.residuals(x, z))]
+
+    def log_joint(self, x, z):
+        """``log p(x, z)``, shape (..., batch)."""
+        return sum(self.level_covariance(l).log_density(r)
+                   for l, r in enumerate(self.residuals(x, z)))
+
+    def grad_from_errors(self, z, eps):
+        """``∂ log p/∂z_l = −ε_l + J_{l-1}(z_l)ᵀ ε_{l-1}`` for l = 1 … L, given the errors."""
+        return [-eps[l] + self.links[l - 1].vjp(z[l - 1], eps[l - 1])
+                for l in range(1, self.n_latent + 1)]
+
+    def grad_log_joint(self, x, z):
+        """Gradient of ``log p(x, z)`` w.r.t. each latent level: list of (..., batch, d_l)."""
+        return self.grad_from_errors(z, self.errors(x, z))
+
+    def parameter_gradient(self, x, z, weights=1.0):
+        """Gradient of ``Σ_n w_n log p(x, z_n)`` w.r.t. every parameter, summed over all leading
+        axes (samples, batch) with weights ``w`` broadcast to them."""
+        eps = self.errors(x, z)
+        grads = []
+        for l, link in enumerate(self.links):
+            u = link.preactivation(z[l])
+            g = LinkGradient(weights=_weighted_outer(eps[l], link.nl.f(u), weights),
+                             bias=_weighted_sum(eps[l], weights),
+                             cov=self._cov_gradient(link.cov, eps[l], weights))
+            if link.is_mlp:
+                back = (eps[l] @ link.W) * link.nl.df(u)
+                g.hidden_weights = _weighted_outer(back, z[l], weights)
+                g.hidden_bias = _weighted_sum(back, weights)
+            grads.append(g)
+        return ParameterGradient(links=grads, top_mean=_weighted_sum(eps[-1], weights),
+                                 top_cov=self._cov_gradient(self.top_cov, eps[-1], weights))
+
+    @staticmethod
+    def _cov_gradient(cov, eps, weights):
+        """``∂/∂Σ Σ_n w_n log N(r_n; 0, Σ) = ½ Σ_n w_n (ε_n ε_nᵀ − Π)`` reduced to Σ's form."""
+        total = np.sum(np.broadcast_to(weights, eps.shape[:-1]))
+        return cov.reduce_gradient(0.5 * (_weighted_outer(eps, eps, weights) - total * cov.precision))
+
+    # -- sampling ---------------------------------------------------------------------------
+    def sample(self, n, seed):
+        """Ancestral samples: returns ``x`` (n, d_0) and ``z`` (list of (n, d_l))."""
+        rng = np.random.default_rng(seed)
+        z = [self.top_mean + self.top_cov.sample(rng, n)]
+        for link in self.links[::-1]:
+            z.insert(0, link.predict(z[0]) + link.cov.sample(rng, n))
+        return z[0], z[1:]
+
+    # -- construction -----------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, spec, name=None):
+        """Build from a model-file dictionary (see README: ``[top]`` and ``[[links]]`` top-down)."""
+        if not isinstance(spec, dict):
+            raise TypeError(f"model spec must be a table/dict, got {type(spec).__name__}")
+        _check_keys(spec, {"name", "top", "links", "description", "reference"}, "model file")
+        for key in ("top", "links"):
+            if key not in spec:
+                raise ValueError(f"model file: missing required key '{key}'")
+        top = spec["top"]
+        if not isinstance(top, dict):
+            raise ValueError("model file: 'top' must be a table with 'mean' and 'cov' or 'var'")
+        _check_keys(top, {"mean", "cov", "var"}, "[top]")
+        if "mean" not in top:
+            raise ValueError("[top]: missing required key 'mean'")
+        if not isinstance(spec["links"], list) or not spec["links"]:
+            raise ValueError("model file: 'links' must be a non-empty array of tables [[links]]")
+        links = []
+        for i, ls in enumerate(spec["links"]):
+            where = f"links[{i}]"
+            if not isinstance(ls, dict):
+                raise ValueError(f"{where} must be a table")
+            _check_keys(ls, {"weights", "bias", "f", "cov", "var", "hidden_weights",
+                             "hidden_bias"}, where)
+            if "weights" not in ls:
+                raise ValueError(f"{where}: missing required key 'weights'")
+            links.append(Link(ls["weights"], ls.get("bias"), ls.get("f", "identity"),
+                              _cov_entry(ls, where, default=1.0), ls.get("hidden_weights"),
+                              ls.get("hidden_bias"), name=where))
+        return cls(top["mean"], _cov_entry(top, "[top]"), links[::-1],
+                   name=name or spec.get("name", "model"))
+
+    @classmethod
+    def load(cls, path):
+        """Read a TOML model file."""
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"model file not found: {path}")
+        try:
+            spec = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as err:
+            raise ValueError(f"{path}: not valid TOML ({err})") from None
+        try:
+            return cls.from_dict(spec, name=spec.get("name", path.stem))
+        except (ValueError, TypeError) as err:
+            raise type(err)(f"{path.name}: {err}") from None
+
+    def to_dict(self):
+        """The model as a model-file dictionary (links top-down)."""
+        return {"name": self.name,
+                "top": {"mean": self.top_mean.tolist(), "cov": self.top_cov.to_spec()},
+                "links": [link.spec() for link in self.links[::-1]]}
+
+    def replaced(self, links=None, top_mean=None, top_cov=None):
+        """A copy with some parts replaced (``links`` bottom-up)."""
+        return GenerativeModel(self.top_mean if top_mean is None else top_mean,
+                               self.top_cov.value if top_cov is None else top_cov,
+                               self.links if links is None else links, name=self.name)
+
+    def __repr__(self):
+        fs = ",".join(link.nl.name + ("-mlp" if link.is_mlp else "") for link in self.links[::-1])
+        return f"GenerativeModel({self.name!r}, dims={self.dims}, links(top-down)=[{fs}])"
+
+
+def _check_keys(table, allowed, where):
+    unknown = set(table) - allowed
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
+
+
+def _cov_entry(table, where, default=None):
+    if "cov" in table and "var" in table:
+        raise ValueError(f"{where}: give either 'cov' or 'var', not both")
+    value = table.get("cov", table.get("var", default))
+    if value is None:
+        raise ValueError(f"{where}: missing 'cov' (matrix) or 'var' (variances or one variance)")
+    if "var" in table and np.ndim(value) == 2:
+        raise ValueError(f"{where}: 'var' must be a number or a list of variances; "
+                         "use 'cov' for a matrix")
+    return value
+
+
+def load_model(path_or_name):
+    """Load a model from a TOML path, or by name from the project's ``models/`` folder."""
+    from .paths import find_model
+    return GenerativeModel.load(find_model(path_or_name))

@@ -1,0 +1,54 @@
+"""Shared test helpers: random models of any shape, and finite differences."""
+
+import numpy as np
+import pytest
+
+from pcbio.model import GenerativeModel, Link
+
+
+def random_cov(rng, d, kind):
+    """A random covariance of the given form, well conditioned."""
+    if kind == "scalar":
+        return float(rng.uniform(0.3, 1.5))
+    if kind == "diag":
+        return rng.uniform(0.3, 1.5, d)
+    A = rng.normal(size=(d, d)) / np.sqrt(d)
+    return A @ A.T + 0.5 * np.eye(d)
+
+
+def random_model(seed, dims=(4, 3, 2), fs=None, cov_kinds=None, hidden=None, top_kind="full"):
+    """A random model with levels ``dims = (d_0, d_1, …, d_L)``; ``fs``/``cov_kinds``/``hidden``
+    give each link (bottom-up) its nonlinearity, noise form and MLP hidden size (None: affine)."""
+    rng = np.random.default_rng(seed)
+    L = len(dims) - 1
+    fs = fs or ["identity"] * L
+    cov_kinds = cov_kinds or ["diag"] * L
+    hidden = hidden or [None] * L
+    links = []
+    for l in range(L):
+        d_in = hidden[l] or dims[l + 1]
+        kw = {}
+        if hidden[l]:
+            kw = dict(hidden_weights=rng.normal(size=(hidden[l], dims[l + 1])) / np.sqrt(dims[l + 1]),
+                      hidden_bias=rng.normal(size=hidden[l]) * 0.3)
+        links.append(Link(rng.normal(size=(dims[l], d_in)) / np.sqrt(d_in),
+                          rng.normal(size=dims[l]) * 0.3, fs[l],
+                          random_cov(rng, dims[l], cov_kinds[l]), **kw))
+    return GenerativeModel(rng.normal(size=dims[-1]) * 0.5, random_cov(rng, dims[-1], top_kind), links)
+
+
+def central_difference(fun, x, h=1e-6):
+    """Numerical gradient of scalar ``fun`` at array ``x`` (any shape) by central differences."""
+    x = np.array(x, dtype=float)
+    grad = np.zeros_like(x)
+    for idx in np.ndindex(x.shape):
+        xp, xm = x.copy(), x.copy()
+        xp[idx] += h
+        xm[idx] -= h
+        grad[idx] = (fun(xp) - fun(xm)) / (2 * h)
+    return grad
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(12345)

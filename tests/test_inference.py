@@ -1,0 +1,298 @@
+"""The VAE side: exact posterior, ELBO, ELBO gradients, optimal q, MAP, iterative inference."""
+
+import numpy as np
+import pytest
+from scipy import integrate, optimize, stats
+
+from conftest import central_difference, random_model
+from pcbio import load_model
+from pcbio.inference import (GaussianPosterior, elbo, elbo_gradient, exact_posterior,
+                             gradient_inference, log_evidence, map_estimate,
+                             optimal_diagonal_log_var, optimal_posterior)
+
+
+def joint_gaussian(model):
+    """Mean and covariance of the stacked vector [x, z_1, …, z_L] of a linear model, built by
+    writing every level as an affine map of the independent noises (no pcbio inference code)."""
+    dims = model.dims
+    L = len(dims) - 1
+    n_noise = sum(dims)
+    offs = np.concatenate([[0], np.cumsum(dims)])
+    maps, means = [None] * (L + 1), [None] * (L + 1)
+    maps[L] = np.zeros((dims[L], n_noise))
+    maps[L][:, offs[L]:offs[L + 1]] = model.top_cov.chol
+    means[L] = model.top_mean
+    for l in range(L - 1, -1, -1):
+        link = model.links[l]
+        maps[l] = link.W @ maps[l + 1]
+        maps[l][:, offs[l]:offs[l + 1]] += link.cov.chol
+        means[l] = link.W @ means[l + 1] + link.b
+    M = np.concatenate(maps)
+    return np.concatenate(means), M @ M.T
+
+
+def gaussian_kl(m1, S1, m2, S2):
+    """KL(N(m1, S1) ‖ N(m2, S2)) in closed form."""
+    S2inv = np.linalg.inv(S2)
+    d = m2 - m1
+    return 0.5 * (np.trace(S2inv @ S1) + d @ S2inv @ d - len(m1)
+                  + np.linalg.slogdet(S2)[1] - np.linalg.slogdet(S1)[1])
+
+
+LINEAR_CASES = [dict(dims=(3, 2), cov_kinds=["diag"]),
+                dict(dims=(4, 3, 2), cov_kinds=["full", "scalar"]),
+                dict(dims=(3, 2, 2, 1), cov_kinds=["diag", "full", "diag"])]
+
+
+@pytest.mark.parametrize("case", LINEAR_CASES)
+def test_exact_posterior_equals_gaussian_conditioning(case):
+    """For a linear model the posterior p(z|x) is the Gaussian conditional of the joint
+    N([x; z]) — computed here by textbook conditioning of the joint built from the noises."""
+    m = random_model(11, **case)
+    x, _ = m.sample(3, seed=5)
+    mean, C = joint_gaussian(m)
+    d0 = m.dims[0]
+    gain = C[d0:, :d0] @ np.linalg.inv(C[:d0, :d0])
+    q = exact_posterior(m, x)
+    np.testing.assert_allclose(q.flat_mean(), mean[d0:] + (x - mean[:d0]) @ gain.T, rtol=1e-9, atol=1e-10)
+    np.testing.assert_allclose(q.cov, C[d0:, d0:] - gain @ C[:d0, d0:], rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(log_evidence(m, x),
+                               stats.multivariate_normal(mean[:d0], C[:d0, :d0]).logpdf(x), rtol=1e-12)
+
+
+@pytest.mark.parametrize("case", LINEAR_CASES)
+def test_elbo_at_exact_posterior_is_log_evidence(case):
+    """log p(x) = L(q) + KL(q ‖ p(z|x)), so L = log p(x) at q = exact posterior."""
+    m = random_model(12, **case)
+    x, _ = m.sample(4, seed=6)
+    np.testing.assert_allclose(elbo(m, x, exact_posterior(m, x)).value, log_evidence(m, x), rtol=1e-10)
+
+
+def test_evidence_gap_is_the_kl_divergence():
+    """For an arbitrary diagonal q: log p(x) − L(q) = KL(q ‖ p(z|x)) (closed-form Gaussian KL)."""
+    m = random_model(13, dims=(4, 3, 2), cov_kinds=["full", "diag"])
+    x, _ = m.sample(2, seed=1)
+    rng = np.random.default_rng(0)
+    q = GaussianPosterior([rng.normal(size=(2, 3)), rng.normal(size=(2, 2))],
+                          log_var=[rng.normal(size=(2, 3)), rng.normal(size=(2, 2))])
+    post = exact_posterior(m, x)
+    gap = log_evidence(m, x) - elbo(m, x, q).value
+    for b in range(2):
+        kl = gaussian_kl(q.flat_mean()[b], np.diag(q.std()[b] ** 2), post.flat_mean()[b], post.cov)
+        assert gap[b] == pytest.approx(kl, rel=1e-9)
+        assert gap[b] > 0
+
+
+def test_monte_carlo_elbo_agrees_with_exact_within_its_standard_error():
+    """The reparameterised MC estimate is unbiased: within 4 standard errors of the exact value;
+    and seeded: same seed, same number."""
+    m = random_model(14, dims=(3, 2, 2))
+    x, _ = m.sample(3, seed=2)
+    q = GaussianPosterior(m.prior_means(3), log_var=[np.zeros((3, 2))] * 2)
+    exact = elbo(m, x, q, method="exact").value
+    mc = elbo(m, x, q, method="mc", n_samples=4000, seed=3)
+    assert np.all(np.abs(mc.value - exact) < 4 * mc.stderr)
+    assert np.array_equal(mc.value, elbo(m, x, q, method="mc", n_samples=4000, seed=3).value)
+
+
+def _fd_check(m, x, q, method, seed=0):
+    """Compare every analytic ELBO gradient with central differences of the ELBO itself
+    (same noise seed for MC, so the estimator is a deterministic function)."""
+    g = elbo_gradient(m, x, q, method=method, n_samples=64, seed=seed)
+
+    def value(model=m, q_=q):
+        return elbo(model, x, q_, method=method, n_samples=64, seed=seed).value.sum()
+
+    for l in range(len(q.means)):
+        def of_mean(v, l=l):
+            means = list(q.means)
+            means[l] = v
+            return value(q_=GaussianPosterior(means, log_var=q.log_var))
+
+        def of_logvar(v, l=l):
+            lv = list(q.log_var)
+            lv[l] = v
+            return value(q_=GaussianPosterior(q.means, log_var=lv))
+        np.testing.assert_allclose(g.means[l], central_difference(of_mean, q.means[l]), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(g.log_var[l], central_difference(of_logvar, q.log_var[l]), rtol=1e-5, atol=1e-6)
+
+    for l, link in enumerate(m.links):
+        links = list(m.links)
+        for field, arr in [("weights", link.W), ("bias", link.b), ("hidden_weights", link.A),
+                           ("hidden_bias", link.a)]:
+            if arr is None:
+                continue
+
+            def of_param(v, l=l, field=field):
+                new = list(links)
+                new[l] = link.replaced(**{field: v})
+                return value(model=m.replaced(links=new))
+            np.testing.assert_allclose(getattr(g.params.links[l], field), central_difference(of_param, arr),
+                                       rtol=1e-5, atol=1e-6, err_msg=f"link {l} {field}")
+        cov = link.cov
+
+        def of_cov(v, l=l):
+            new = list(links)
+            # a full Σ stays symmetric: a step h in Σ_ij moves Σ_ij and Σ_ji by h/2 each
+            new[l] = link.replaced(cov=0.5 * (v + v.T) if v.ndim == 2 else v)
+            return value(model=m.replaced(links=new))
+        fd = central_difference(of_cov, cov.value)
+        np.testing.assert_allclose(g.params.links[l].cov, fd, rtol=1e-5, atol=1e-6, err_msg=f"link {l} cov")
+    np.testing.assert_allclose(g.params.top_mean,
+                               central_difference(lambda v: value(model=m.replaced(top_mean=v)), m.top_mean),
+                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(g.params.top_cov,
+                               central_difference(lambda v: value(model=m.replaced(
+                                   top_cov=0.5 * (v + v.T) if v.ndim == 2 else v)),
+                                                  m.top_cov.value), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("case", [
+    dict(dims=(3, 2), cov_kinds=["full"], method="exact"),
+    dict(dims=(3, 3, 2), cov_kinds=["scalar", "diag"], method="exact", top_kind="diag"),
+    dict(dims=(3, 2, 2), fs=["tanh", "sigmoid"], cov_kinds=["diag", "full"], method="mc"),
+    dict(dims=(2, 2), fs=["softplus"], hidden=[3], cov_kinds=["full"], method="mc", top_kind="scalar"),
+    dict(dims=(2, 1), fs=["square"], method="mc", cov_kinds=["scalar"]),
+])
+def test_elbo_gradients_match_finite_differences(case):
+    """Analytic ∇ of the ELBO w.r.t. means, log-variances, weights, biases, hidden (MLP) weights,
+    noise (co)variances and the prior's parameters equal central finite differences."""
+    method = case.pop("method")
+    m = random_model(21, **case)
+    x, _ = m.sample(2, seed=4)
+    rng = np.random.default_rng(1)
+    q = GaussianPosterior([rng.normal(size=(2, d)) * 0.5 for d in m.latent_dims],
+                          log_var=[rng.normal(size=(2, d)) * 0.3 - 1 for d in m.latent_dims])
+    _fd_check(m, x, q, method)
+
+
+def test_full_covariance_cholesky_gradient_matches_finite_differences():
+    """∂L/∂C for q = N(μ, CCᵀ) (lower-triangular C) equals central differences."""
+    m = random_model(22, dims=(3, 2, 1), cov_kinds=["full", "diag"])
+    x, _ = m.sample(1, seed=0)
+    rng = np.random.default_rng(2)
+    C = np.tril(rng.normal(size=(3, 3)) * 0.3) + np.eye(3)
+    mean = [rng.normal(size=(1, 2)), rng.normal(size=(1, 1))]
+    g = elbo_gradient(m, x, GaussianPosterior(mean, cov=C @ C.T), method="exact")
+
+    def of_chol(c):
+        c = np.tril(c)
+        return elbo(m, x, GaussianPosterior(mean, cov=c @ c.T)).value.sum()
+    np.testing.assert_allclose(g.chol[0], np.tril(central_difference(of_chol, C)), rtol=1e-6, atol=1e-7)
+
+
+def test_linear_mean_gradient_is_pc_update_for_any_variance():
+    """Linear-Gaussian: ∇_μ L = Jᵀ ε_x − ε_z at z = μ exactly, whatever the posterior variance
+    (DESIGN.md §2) — here with variances from 1e-4 to 1e2."""
+    m = random_model(23, dims=(4, 3, 2), cov_kinds=["full", "diag"])
+    x, _ = m.sample(3, seed=1)
+    means = m.prior_means(3)
+    pc = m.grad_log_joint(x, means)
+    for log_var in [-9.0, 0.0, 4.6]:
+        g = elbo_gradient(m, x, GaussianPosterior(means, log_var=[np.full((3, d), log_var)
+                                                                  for d in m.latent_dims]))
+        for gl, pl in zip(g.means, pc):
+            np.testing.assert_allclose(gl, pl, rtol=1e-9, atol=1e-10)
+
+
+def test_nonlinear_mean_gradient_departs_from_pc_update_at_large_variance():
+    """tanh link: ∇_μ L = E_q[∇ log p] equals the PC update ∇ log p(μ) only as s → 0.  At
+    s = 0.001 they agree to O(s²); at s = 1.5 they differ by far more than the MC error."""
+    m = load_model("tanh_2level")
+    x = np.array([[1.0, 0.5, -0.8]])
+    mean = [np.array([[0.4, 0.6]])]
+    pc = m.grad_log_joint(x, mean)[0]
+    small = elbo_gradient(m, x, GaussianPosterior(mean, log_var=[np.full((1, 2), np.log(1e-6))]),
+                          n_samples=2000, seed=0, parameters=False).means[0]
+    np.testing.assert_allclose(small, pc, rtol=1e-4, atol=1e-4)
+    grads = [elbo_gradient(m, x, GaussianPosterior(mean, log_var=[np.full((1, 2), np.log(2.25))]),
+                           n_samples=2000, seed=s, parameters=False).means[0] for s in range(5)]
+    spread = np.std(grads, axis=0).max()
+    assert np.abs(np.mean(grads, axis=0) - pc).max() > 20 * spread
+
+
+def test_optimal_diagonal_variance_for_linear_model():
+    """For linear models the ELBO-optimal diagonal variance is s² = 1/diag(H) (DESIGN.md §2):
+    its log-variance gradient vanishes there, and the generic optimiser finds the same q."""
+    m = random_model(24, dims=(3, 3, 2), cov_kinds=["full", "diag"])
+    x, _ = m.sample(2, seed=3)
+    post = exact_posterior(m, x)
+    lv = optimal_diagonal_log_var(m, x)
+    g = elbo_gradient(m, x, GaussianPosterior(post.means, log_var=lv), parameters=False)
+    for gl in g.log_var + g.means:
+        np.testing.assert_allclose(gl, 0, atol=1e-10)
+    q, _ = optimal_posterior(m, x)
+    np.testing.assert_allclose(np.concatenate(q.log_var, -1), np.concatenate(lv, -1), atol=1e-5)
+    np.testing.assert_allclose(q.flat_mean(), post.flat_mean(), atol=1e-6)
+
+
+def bogacz_posterior_mode():
+    """Mode of Bogacz (2017)'s exact posterior p(v | u=2) ∝ N(v; 3, 1) N(2; v², 1), found by
+    bounded scalar maximisation of the normalised density (normalised by quadrature)."""
+    density = lambda v: stats.norm.pdf(v, 3, 1) * stats.norm.pdf(2, v ** 2, 1)  # noqa: E731
+    Z, _ = integrate.quad(density, -10, 10)
+    res = optimize.minimize_scalar(lambda v: -density(v) / Z, bounds=(0, 3), method="bounded",
+                                   options={"xatol": 1e-10})
+    return res.x
+
+
+def test_bogacz_example_gradient_method_finds_posterior_mode():
+    """Bogacz (2017) Exercise 2: gradient ascent on log p(u, v) from the prior mean v_p = 3
+    converges to the posterior mode (≈ 1.6 in the paper's Fig. 2) of the exactly normalised
+    posterior density."""
+    m = load_model("bogacz2017")
+    mode = bogacz_posterior_mode()
+    assert 1.5 < mode < 1.7
+    traj = gradient_inference(m, [[2.0]], steps=5000, step_size=0.01)
+    assert traj.final_means()[0][0, 0] == pytest.approx(mode, abs=1e-6)
+    z, _ = map_estimate(m, [[2.0]])
+    assert z[0][0, 0] == pytest.approx(mode, abs=1e-6)
+
+
+def test_gradient_inference_steps_are_euler_steps_of_pc_dynamics():
+    """Each step is μ ← μ + α (Jᵀε_below − ε_own) (DESIGN.md §2); for a linear model the iterates
+    converge to the exact posterior mean and the log joint increases monotonically for small α."""
+    m = random_model(25, dims=(4, 3, 2), cov_kinds=["full", "diag"])
+    x, _ = m.sample(2, seed=7)
+    traj = gradient_inference(m, x, steps=3000, step_size=0.05)
+    z0, z1 = traj.at(0), traj.at(1)
+    eps = m.errors(x, z0)
+    step = [-eps[1] + eps[0] @ m.links[0].W, -eps[2] + eps[1] @ m.links[1].W]
+    for a, b, s in zip(z1, z0, step):
+        np.testing.assert_allclose(a, b + 0.05 * s, rtol=1e-12)
+    np.testing.assert_allclose(np.concatenate(traj.final_means(), -1),
+                               exact_posterior(m, x).flat_mean(), rtol=1e-8)
+    assert np.all(np.diff(traj.scores["log_joint"], axis=0) > -1e-12)
+
+
+def test_variance_learning_reaches_optimal_elbo():
+    """Ascending the ELBO in means and log-variances of a diagonal q converges to the optimum
+    s² = 1/diag(H), μ = exact posterior mean, for a linear model."""
+    m = random_model(26, dims=(3, 2), cov_kinds=["diag"])
+    x, _ = m.sample(1, seed=0)
+    traj = gradient_inference(m, x, steps=3000, step_size=0.05, log_var=0.0, learn_variance=True)
+    np.testing.assert_allclose(traj.log_var[0][-1], optimal_diagonal_log_var(m, x)[0], atol=1e-6)
+    np.testing.assert_allclose(traj.final_means()[0], exact_posterior(m, x).means[0], atol=1e-8)
+    assert np.all(np.diff(traj.scores["elbo"][:, 0]) > -1e-12)
+
+
+def test_batch_is_independent_data_points():
+    """Batched inference equals inference on each data point alone."""
+    m = load_model("tanh_2level")
+    x = np.array([[1.0, 0.5, -0.8], [-0.3, 0.2, 0.9]])
+    both, _ = map_estimate(m, x)
+    for b in range(2):
+        one, _ = map_estimate(m, x[b:b + 1])
+        np.testing.assert_allclose(one[0], both[0][b:b + 1], atol=1e-7)
+
+
+def test_bad_arguments_are_rejected():
+    """Clear errors for exact inference on a nonlinear model and for non-positive step sizes."""
+    m = load_model("tanh_2level")
+    with pytest.raises(ValueError, match="closed-form only for linear models"):
+        exact_posterior(m, [[0.0, 0.0, 0.0]])
+    with pytest.raises(ValueError, match="method='exact' needs a linear model"):
+        elbo(m, [[0.0, 0.0, 0.0]], GaussianPosterior([[[0.0, 0.0]]], log_var=[[[0.0, 0.0]]]),
+             method="exact")
+    with pytest.raises(ValueError, match="step_size must be a finite number > 0"):
+        gradient_inference(m, [[0.0, 0.0, 0.0]], step_size=-1.0)
