@@ -54,6 +54,8 @@ class Covariance:
         self.precision = np.linalg.inv(self.matrix)
         self.precision = 0.5 * (self.precision + self.precision.T)
         self.logdet = 2.0 * np.sum(np.log(np.diag(self.chol)))
+        self._var = np.diag(self.matrix).copy()
+        self._inv_var = 1.0 / self._var
 
     @property
     def is_diagonal(self):
@@ -62,18 +64,18 @@ class Covariance:
     @property
     def variances(self):
         """Diagonal of Σ, shape (dim,)."""
-        return np.diag(self.matrix).copy()
+        return self._var.copy()
 
     def apply_precision(self, r):
         """``Π r`` for residuals ``r`` of shape (..., dim)."""
         if self.is_diagonal:
-            return r / np.diag(self.matrix)
+            return r * self._inv_var
         return r @ self.precision
 
     def apply(self, e):
         """``Σ e`` for vectors of shape (..., dim)."""
         if self.is_diagonal:
-            return e * np.diag(self.matrix)
+            return e * self._var
         return e @ self.matrix
 
     def log_density(self, r):

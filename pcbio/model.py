@@ -98,7 +98,9 @@ class Link:
 
     def vjp(self, z, e):
         """``J(z)ᵀ e`` with ``J = ∂g/∂z``: shape (..., d_above) for ``e`` of shape (..., d_below)."""
-        back = (e @ self.W) * self.nl.df(self.preactivation(z))
+        back = e @ self.W
+        if not self.nl.is_identity:
+            back = back * self.nl.df(self.preactivation(z))
         return back if self.A is None else back @ self.A
 
     def spec(self):

@@ -1,0 +1,231 @@
+"""The ``pcbio`` command: ``infer``, ``map``, ``list``, ``run``.
+
+Errors in the input (a bad model file, a bad ``--x``, a bad option value) exit with status 2 and a
+one-line message on stderr, never a traceback.
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from .io import to_jsonable
+from .progress import Progress
+
+EXIT_USAGE = 2
+
+
+class UsageError(ValueError):
+    """Bad command-line input."""
+
+
+def parse_x(text, dim):
+    """``--x``: comma-separated numbers (one data point; ``;`` separates points), or a path to a
+    ``.npy`` / ``.csv`` file with one data point per row.  Returns (batch, dim)."""
+    path = Path(text)
+    if path.suffix in (".npy", ".csv"):
+        if not path.is_file():
+            raise UsageError(f"--x: file not found: {text}")
+        try:
+            x = np.load(path) if path.suffix == ".npy" else np.loadtxt(path, delimiter=",", ndmin=1)
+        except ValueError as err:
+            raise UsageError(f"--x: could not read {text}: {err}") from None
+    else:
+        try:
+            x = np.array([[float(v) for v in row.split(",")] for row in text.split(";")])
+        except ValueError:
+            raise UsageError(f"--x must be comma-separated numbers (';' between data points) or a "
+                             f".npy/.csv file, got {text!r}") from None
+    x = np.atleast_2d(np.asarray(x, dtype=float))
+    if x.ndim != 2 or x.shape[1] != dim:
+        raise UsageError(f"--x must have {dim} values per data point (the model's data "
+                         f"dimension), got shape {x.shape}")
+    if not np.all(np.isfinite(x)):
+        raise UsageError("--x contains NaN or Inf")
+    return x
+
+
+def quantity(text, unit_name, option):
+    """Parse '200ms' / '0.1 ms' / '1s' into a brian2 quantity of time."""
+    import brian2
+    text = text.strip().replace(" ", "")
+    for suffix, unit in (("ms", brian2.ms), ("us", brian2.us), ("s", brian2.second)):
+        if text.endswith(suffix):
+            try:
+                value = float(text[: -len(suffix)])
+            except ValueError:
+                break
+            if not np.isfinite(value) or value <= 0:
+                break
+            return value * unit
+    raise UsageError(f"{option} must be a positive {unit_name} like '200ms', '0.1ms' or '1s', "
+                     f"got {text!r}")
+
+
+def _means_json(means):
+    """Latent means for JSON: per level, a flat list for one data point, else rows."""
+    return [m[0].tolist() if len(m) == 1 else m.tolist() for m in means]
+
+
+def _batch_json(values):
+    return values[0] if len(values) == 1 else list(values)
+
+
+def cmd_infer(args):
+    from .inference import (elbo, exact_posterior, gradient_inference, laplace_elbo,
+                            log_evidence, map_estimate)
+    from .model import load_model
+    model = load_model(args.model)
+    x = parse_x(args.x, model.dims[0])
+    out = {"model": model.name, "method": args.method, "batch": len(x)}
+    log_px = log_evidence(model, x) if model.is_linear else None
+    if args.method == "exact":
+        if not model.is_linear:
+            raise UsageError(f"--method exact needs a linear model; {model.name} has nonlinear "
+                             "links (use --method map, gradient or rate)")
+        q = exact_posterior(model, x)
+        means, value = q.means, elbo(model, x, q)
+        out["posterior_cov"] = np.asarray(q.cov).tolist()
+    else:
+        if args.method == "gradient":
+            traj = gradient_inference(model, x, steps=args.steps, step_size=args.step_size)
+            means = traj.final_means()
+            out.update(steps=args.steps, step_size=args.step_size)
+        elif args.method == "map":
+            means, info = map_estimate(model, x)
+            out.update(info)
+        else:
+            from .simulate import infer_with_circuit
+            means, info = infer_with_circuit(model, x, circuit=args.method, **_circuit_options(args))
+            out.update(info)
+        value = laplace_elbo(model, x, means, seed=args.seed)
+        out["elbo_q"] = "Laplace: N(estimate, inverse Hessian of -log p(x, z) at the estimate)"
+    out.update(means=_means_json(means), elbo=_batch_json(value.value.tolist()),
+               elbo_stderr=_batch_json(value.stderr.tolist()),
+               log_px=None if log_px is None else _batch_json(log_px.tolist()))
+    if args.json:
+        print(json.dumps(to_jsonable(out)))
+    else:
+        print(f"{model.name}: method={args.method}, batch={len(x)}")
+        for l, m in enumerate(means, start=1):
+            print(f"  level {l} mean: {np.array2string(m, precision=6)}")
+        print(f"  ELBO: {np.array2string(value.value, precision=6)}"
+              + ("" if log_px is None else f"   log p(x): {np.array2string(log_px, precision=6)}"))
+    return 0
+
+
+def _circuit_options(args):
+    return {"duration": quantity(args.duration, "duration", "--duration"),
+            "dt": quantity(args.dt, "time step", "--dt"), "errors": args.errors,
+            "target": args.target, "tol": args.tol}
+
+
+def cmd_map(args):
+    from .mapping import map_circuit
+    from .model import load_model
+    model = load_model(args.model)
+    x = parse_x(args.x, model.dims[0])
+    opts = _circuit_options(args)
+    opts.pop("tol")
+    report = map_circuit(model, x, circuit=args.circuit, plot=args.plot, **opts)
+    if args.json:
+        print(json.dumps(to_jsonable(report)))
+    else:
+        print(json.dumps(to_jsonable(report), indent=2))
+    return 0
+
+
+def cmd_list(args):
+    from .experiment import load_experiment
+    from .model import load_model
+    from .paths import list_experiments, list_models
+    print("models (models/):")
+    for name in list_models():
+        model = load_model(name)
+        print(f"  {name:28s} dims {model.dims}  {model!r}")
+    print("experiments (experiments/, run with `pcbio run NAME`):")
+    for name in list_experiments():
+        print(f"  {name:28s} {load_experiment(name).DESCRIPTION}")
+    return 0
+
+
+def cmd_run(args):
+    from .experiment import run_experiment
+    paths = run_experiment(args.experiment, args.out, quick=args.quick, seed=args.seed,
+                           progress=Progress(quiet=args.quiet))
+    print("\n".join(paths))
+    return 0
+
+
+def build_parser():
+    p = argparse.ArgumentParser(prog="pcbio", description="Predictive coding circuits in brian2, "
+                                "checked against the ELBO.")
+    p.add_argument("--version", action="version", version=f"pcbio {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def circuit_args(sp):
+        sp.add_argument("--duration", default="200ms", help="simulated time (max for --method "
+                        "rate, which stops at convergence), e.g. 200ms")
+        sp.add_argument("--dt", default="0.1ms", help="integration time step, e.g. 0.1ms")
+        sp.add_argument("--errors", choices=["instant", "dynamic"], default="instant",
+                        help="error units: algebraic (instant) or with their own time constant")
+        sp.add_argument("--target", choices=["numpy", "cython", "cpp_standalone", "auto"],
+                        default="auto", help="brian2 code-generation target")
+        sp.add_argument("--seed", type=int, default=0, help="seed for Monte-Carlo estimates")
+
+    sp = sub.add_parser("infer", help="infer the latent causes of data points")
+    sp.add_argument("model", help="model file (TOML) or the name of a model in models/")
+    sp.add_argument("--x", required=True, help="data: '1,-2,0.5' ('; ' between points) or .npy/.csv")
+    sp.add_argument("--method", choices=["exact", "gradient", "map", "rate"], default="gradient")
+    sp.add_argument("--steps", type=int, default=1000, help="gradient steps (--method gradient)")
+    sp.add_argument("--step-size", type=float, default=0.05, help="α of μ ← μ + α∇_μ L")
+    sp.add_argument("--tol", type=float, default=1e-8,
+                    help="--method rate: stop when max |τ dz/dt| < tol")
+    sp.add_argument("--json", action="store_true", help="print one JSON object")
+    circuit_args(sp)
+    sp.set_defaults(func=cmd_infer)
+
+    sp = sub.add_parser("map", help="run a circuit and measure its distance to the ELBO gradient")
+    sp.add_argument("model")
+    sp.add_argument("--x", required=True)
+    sp.add_argument("--circuit", choices=["rate"], default="rate")
+    sp.add_argument("--json", action="store_true", help="print one JSON object (compact)")
+    sp.add_argument("--plot", help="write the mapping figure to this file (.pdf or .png)")
+    circuit_args(sp)
+    sp.set_defaults(func=cmd_map)
+
+    sp = sub.add_parser("list", help="list models and experiments")
+    sp.set_defaults(func=cmd_list)
+
+    sp = sub.add_parser("run", help="run an experiment (a paper figure)")
+    sp.add_argument("experiment")
+    sp.add_argument("--quick", action="store_true", help="smaller, faster version")
+    sp.add_argument("--out", default="results", help="output folder")
+    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--quiet", action="store_true", help="no progress messages")
+    sp.set_defaults(func=cmd_run)
+    return p
+
+
+def main(argv=None):
+    from .inference import OptimisationError
+    from .simulate import SimulationError
+    args = build_parser().parse_args(argv)
+    if getattr(args, "steps", 1) is not None and getattr(args, "steps", 1) < 0:
+        print("pcbio: error: --steps must be >= 0", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        return args.func(args)
+    except (ValueError, TypeError, FileNotFoundError, FloatingPointError) as err:
+        print(f"pcbio: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except (OptimisationError, SimulationError) as err:
+        print(f"pcbio: error: {err}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

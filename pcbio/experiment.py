@@ -1,0 +1,37 @@
+"""Running a figure script from ``experiments/``.
+
+An experiment is a module ``experiments/NAME.py`` with a one-line ``DESCRIPTION`` and a function
+``run(quick, seed, progress) -> (figure, data, parameters)``.  :func:`run_experiment` calls it and
+writes ``OUT/NAME.json`` (the numbers behind the figure plus provenance) and ``OUT/NAME.pdf`` /
+``OUT/NAME.png`` — nothing is written unless the run succeeds.
+"""
+
+import importlib.util
+from pathlib import Path
+
+from .io import provenance, write_json
+from .paths import find_experiment
+from .plotting import save_figure
+from .progress import SILENT
+
+
+def load_experiment(name):
+    path = find_experiment(name)
+    spec = importlib.util.spec_from_file_location(f"pcbio_experiment_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def run_experiment(name, out_dir="results", quick=False, seed=0, progress=SILENT):
+    """Run experiment ``name``; returns the paths written (json, pdf, png)."""
+    module = load_experiment(name)
+    progress(f"experiment {name}: {module.DESCRIPTION}")
+    fig, data, parameters = module.run(quick=quick, seed=seed, progress=progress)
+    out = Path(out_dir)
+    stem = out / name
+    figures = save_figure(fig, stem)
+    write_json(f"{stem}.json", {"experiment": name, "description": module.DESCRIPTION,
+                                "quick": quick, **provenance(seed, parameters), "results": data})
+    progress(f"wrote {stem}.json, {figures[0]}, {figures[1]}")
+    return [f"{stem}.json"] + figures

@@ -1,0 +1,274 @@
+"""Run a circuit on a stimulus with a chosen brian2 target, record, decode into a Trajectory.
+
+Everything the user passes is checked before brian2 is touched: the stimulus shape, units, that
+``dt`` is small enough for the fastest time constant and the model's curvature (explicit Euler is
+stable only for ``dt·λ_max/τ < 2``), and that the coupling fits the target.  NaN/Inf or
+runaway activity during a run raises :class:`SimulationError`; nothing partial is returned.
+"""
+
+import shutil
+import tempfile
+
+import brian2
+import numpy as np
+from brian2 import ms, second
+
+from .checks import as_array, one_of, positive_int, positive_number
+from .circuits import build_circuit
+from .circuits.rate import RateCircuit
+from .inference import neg_hessian
+from .progress import SILENT
+from .trajectory import Trajectory
+
+TARGETS = {"auto", "numpy", "cython", "cpp_standalone"}
+RUNAWAY = 1e12        # |decoded value| beyond this counts as a diverged simulation
+
+
+class SimulationError(RuntimeError):
+    """The simulation became unstable (NaN, Inf or runaway activity)."""
+
+
+def _time(value, name):
+    if not isinstance(value, brian2.Quantity) or not value.has_same_dimensions(second):
+        raise TypeError(f"{name} must be a time with brian2 units (e.g. 0.1*ms), got {value!r}")
+    if not np.isfinite(float(value)) or float(value) <= 0:
+        raise ValueError(f"{name} must be > 0, got {value!r}")
+    return value
+
+
+def check_stability(circuit, x, init, dt):
+    """Explicit Euler on ``τ dz/dt = ∇ log p`` is stable only if ``dt·λ_max(H)/τ < 2`` (H the
+    negative Hessian of log p at the start); error units and interneurons need
+    ``dt·λ_max(Σ_l)/τ_ε < 2`` and ``dt/τ_i < 2``.  Raises ValueError naming dt otherwise."""
+    model = circuit.model
+    if model.is_linear:             # the curvature does not depend on the data point
+        x, init = x[:1], [z[:1] for z in init]
+    lam = np.abs(np.linalg.eigvalsh(neg_hessian(model, x, init))).max()
+    limits = [("tau", circuit.tau, lam, "the largest curvature of log p(x, z) at the start")]
+    if circuit.dynamic:
+        sig = max(np.linalg.eigvalsh(model.level_covariance(l).matrix).max()
+                  for l in range(model.n_latent + 1))
+        limits.append(("tau_error", circuit.tau_error, sig, "the largest noise variance"))
+    if circuit.precision == "interneuron":
+        limits.append(("tau_inter", circuit.tau_inter, 1.0, "the interneuron leak"))
+    for name, tau, rate, what in limits:
+        if float(dt / tau) * rate >= 2:
+            raise ValueError(f"dt={dt} is too large: explicit Euler needs dt*lambda/{name} < 2 with "
+                             f"lambda={rate:.3g} ({what}) and {name}={tau}; use dt < "
+                             f"{2 * float(tau / ms) / rate:.3g} ms")
+
+
+def _prepare_stimulus(model, x, stimulus_dt):
+    """Stimulus as (frames, batch, d_0) and its frame duration (None for a clamped stimulus)."""
+    arr = as_array(x, "x", ndim=(1, 2, 3))
+    if arr.ndim < 3:
+        return model.check_x(arr)[None], None
+    if stimulus_dt is None:
+        raise ValueError("x has a time axis (frames, batch, d_0): give stimulus_dt, the duration "
+                         "of one frame")
+    model.check_x(arr[0], "x[frame 0]")
+    return arr, _time(stimulus_dt, "stimulus_dt")
+
+
+def simulate(circuit, x, duration=200 * ms, dt=0.1 * ms, target="auto", coupling=None,
+             init=None, record_every=1, until_converged=False, tol=1e-8, check_interval=None,
+             stimulus_dt=None, progress=SILENT):
+    """Simulate ``circuit`` on data ``x`` and return a :class:`Trajectory`.
+
+    Parameters
+    ----------
+    circuit : a circuit from :func:`pcbio.circuits.build_circuit`
+    x : array (batch, d_0) — clamped data — or (frames, batch, d_0) with ``stimulus_dt``
+    duration, dt : brian2 times (``duration`` is the maximum when ``until_converged``)
+    target : ``"auto"`` (Cython when a compiler works, else numpy), ``"numpy"``, ``"cython"`` or
+        ``"cpp_standalone"``
+    coupling : ``"matrix"`` (default on runtime targets) or ``"synapses"`` (default and only choice
+        under cpp_standalone); see :mod:`pcbio.circuits.rate`
+    init : list of (batch, d_l), initial latent values; default the prior means
+    record_every : int, record one step in this many
+    until_converged : stop once ``max |τ dz/dt| < tol`` for every population with dynamics
+        (runtime targets check every ``check_interval``; cpp_standalone runs the whole duration and
+        reports when the tolerance was first met)
+    progress : callable reporting progress (see :class:`pcbio.progress.Progress`)
+    """
+    if not isinstance(circuit, RateCircuit):
+        raise TypeError(f"circuit must be built by pcbio.circuits.build_circuit, got "
+                        f"{type(circuit).__name__}")
+    model = circuit.model
+    duration, dt = _time(duration, "duration"), _time(dt, "dt")
+    if dt > duration:
+        raise ValueError(f"dt={dt} must not exceed duration={duration}")
+    one_of(target, "target", TARGETS)
+    coupling = coupling or ("synapses" if target == "cpp_standalone" else "matrix")
+    circuit.check_coupling(coupling)
+    if target == "cpp_standalone" and coupling != "synapses":
+        raise ValueError("target='cpp_standalone' needs coupling='synapses' (network operations "
+                         "do not exist in standalone mode)")
+    record_every = positive_int(record_every, "record_every")
+    tol = positive_number(tol, "tol")
+    stimulus, stimulus_dt = _prepare_stimulus(model, x, stimulus_dt)
+    stimulus_dt = stimulus_dt or dt
+    batch = stimulus.shape[1]
+    init = model.prior_means(batch) if init is None else model.check_latents(init, batch, "init")
+    check_stability(circuit, stimulus[0], init, dt)
+    if check_interval is not None:
+        interval = _time(check_interval, "check_interval")
+    else:       # each run() call costs brian2 set-up time: chunk only to test for convergence
+        interval = 10 * circuit.tau if until_converged else duration
+
+    run = _run_standalone if target == "cpp_standalone" else _run_runtime
+    info = {**circuit.describe(), "target": target, "coupling": coupling, "dt_s": float(dt),
+            "record_dt_s": float(record_every * dt), "max_duration_s": float(duration),
+            "tol": tol, "batch": batch}
+    progress(f"simulating {circuit.kind} circuit for {model!r}, batch {batch}, target {target}")
+    with _codegen_target(target):
+        built, converged_at = run(circuit, stimulus, stimulus_dt, dt, init, coupling,
+                                  record_every * dt, duration, until_converged, tol, interval,
+                                  progress)
+        traj = _collect(built, info)
+    if until_converged and converged_at is None:
+        converged_at = _first_converged(traj, circuit, tol)
+    traj.info.update(converged=converged_at is not None, t_converged_s=converged_at,
+                     stop_reason=("converged" if until_converged and converged_at is not None
+                                  and target != "cpp_standalone" else "duration"),
+                     duration_s=float(traj.t[-1] + record_every * float(dt)))
+    return traj
+
+
+class _codegen_target:
+    """Set brian2's runtime code-generation target for the duration of a run."""
+
+    def __init__(self, target):
+        self.target = target
+
+    def __enter__(self):
+        self.saved = brian2.prefs.codegen.target
+        if self.target != "cpp_standalone":
+            brian2.prefs.codegen.target = self.target
+
+    def __exit__(self, *exc):
+        brian2.prefs.codegen.target = self.saved
+
+
+def _check_finite(built, t):
+    for group in built.values + built.errors + built.inters:
+        r = np.asarray(group.r_[:])
+        if not np.all(np.isfinite(r)) or np.abs(r).max() > RUNAWAY:
+            raise SimulationError(f"the simulation became unstable by t = {t:.4g} s (NaN, Inf or "
+                                  f"runaway activity in {group.name}); reduce dt or check the model")
+
+
+def _max_drift(built, circuit):
+    """max |τ dz/dt| over all populations at the last recorded step."""
+    taus = {"values": circuit.tau, "errors": circuit.tau_error, "inters": circuit.tau_inter}
+    worst = 0.0
+    for kind, monitors in built.monitors.items():
+        if kind == "errors" and not circuit.dynamic:
+            continue
+        for m in monitors:
+            worst = max(worst, float(np.abs(m.dzdt_[:, -1]).max() * taus[kind]))
+    return worst
+
+
+def _run_runtime(circuit, stimulus, stimulus_dt, dt, init, coupling, record_dt, duration,
+                 until_converged, tol, interval, progress):
+    built = circuit.build(stimulus, stimulus_dt, dt, init, coupling, record_dt)
+    elapsed = 0 * second
+    while elapsed < duration * (1 - 1e-9):
+        chunk = min(interval, duration - elapsed)
+        try:
+            built.network.run(chunk, namespace={})
+        except Exception as err:      # brian2 wraps errors raised inside network operations
+            cause = err if isinstance(err, FloatingPointError) else err.__cause__
+            if isinstance(cause, FloatingPointError):
+                raise SimulationError(f"the simulation became unstable ({cause}); reduce dt or "
+                                      "check the model") from None
+            raise
+        elapsed += chunk
+        _check_finite(built, float(elapsed))
+        progress(f"t = {float(elapsed / ms):.1f} ms", float(elapsed / duration))
+        if until_converged and _max_drift(built, circuit) < tol:
+            return built, float(elapsed)
+    return built, None
+
+
+def _run_standalone(circuit, stimulus, stimulus_dt, dt, init, coupling, record_dt, duration,
+                    until_converged, tol, interval, progress):
+    directory = tempfile.mkdtemp(prefix="pcbio-standalone-")
+    brian2.set_device("cpp_standalone", directory=directory, build_on_run=False)
+    try:
+        built = circuit.build(stimulus, stimulus_dt, dt, init, coupling, record_dt)
+        built.network.run(duration, namespace={})
+        progress("compiling and running the C++ standalone project")
+        brian2.device.build(directory=directory, compile=True, run=True, with_output=False)
+        _check_finite(built, float(duration))
+        return _Frozen(built), None
+    finally:
+        brian2.device.reinit()
+        brian2.set_device("runtime")
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+class _Frozen:
+    """Monitor data copied out of a standalone run before its device is reset."""
+
+    def __init__(self, built):
+        self.circuit, self.batch = built.circuit, built.batch
+        self.monitors = {kind: [_FrozenMonitor(m) for m in mons] for kind, mons in built.monitors.items()}
+
+
+class _FrozenMonitor:
+    def __init__(self, m):
+        self.t_ = np.array(m.t_)
+        self.r_ = np.array(m.r_)
+        self.dzdt_ = np.array(m.dzdt_) if "dzdt" in m.record_variables else None
+        self.record_variables = m.record_variables
+
+
+def _collect(built, info):
+    circuit, model, B = built.circuit, built.circuit.model, built.batch
+    mons = built.monitors
+    t = np.array(mons["values"][0].t_)
+    T = len(t)
+    venc, eenc = circuit.value_encoding, circuit.error_encoding
+
+    def levels(monitors, var, decode=None):
+        out = []
+        for m in monitors:
+            a = np.array(getattr(m, var)).T            # (T, N)
+            out.append((decode(a) if decode else a).reshape(T, B, -1))
+        return out
+
+    means = levels(mons["values"], "r_", venc.decode)
+    traj = Trajectory(t=t, time_unit="s", means=means,
+                      errors=levels(mons["errors"], "r_", eenc.decode),
+                      dzdt=levels(mons["values"], "dzdt_"), info=info,
+                      raw={"value_rates_Hz": levels(mons["values"], "r_"),
+                           "error_rates_Hz": levels(mons["errors"], "r_"),
+                           "interneuron_rates_Hz": levels(mons["inters"], "r_")})
+    for name, arrays in (("value", traj.means), ("error", traj.errors)):
+        for l, a in enumerate(arrays):
+            bad = ~np.all(np.isfinite(a).reshape(T, -1), axis=1)
+            if bad.any():
+                raise SimulationError(f"{name} units of level {l + (name == 'value')} hold NaN/Inf "
+                                      f"from t = {t[np.argmax(bad)]:.4g} s")
+    return traj
+
+
+def _first_converged(traj, circuit, tol):
+    """First recorded time at which the value units' drift ``|τ dz/dt|`` fell below tol."""
+    drift = np.max([np.abs(d).reshape(len(traj), -1).max(axis=1) for d in traj.dzdt], axis=0)
+    below = np.nonzero(drift * float(circuit.tau) < tol)[0]
+    return float(traj.t[below[0]]) if below.size else None
+
+
+def infer_with_circuit(model, x, circuit="rate", duration=1000 * ms, dt=0.1 * ms, errors="instant",
+                       target="auto", tol=1e-8, progress=SILENT, **params):
+    """Run a circuit until it converges (``max |τ dz/dt| < tol``) or ``duration`` passes; return the
+    final latent estimates (list of (batch, d_l)) and what happened (a JSON-ready dict)."""
+    circ = build_circuit(model, circuit, errors=errors, **params)
+    traj = simulate(circ, x, duration=duration, dt=dt, target=target, record_every=10,
+                    until_converged=True, tol=tol, progress=progress)
+    return traj.final_means(), {k: traj.info[k] for k in ("converged", "stop_reason",
+                                                           "t_converged_s", "duration_s",
+                                                           "target", "coupling", "errors")}
