@@ -176,8 +176,9 @@ def _run_runtime(circuit, stimulus, stimulus_dt, dt, init, coupling, record_dt, 
     elapsed = 0 * second
     while elapsed < duration * (1 - 1e-9):
         chunk = min(interval, duration - elapsed)
-        try:
-            built.network.run(chunk, namespace={})
+        try:       # overflow on the way to NaN is detected and reported below, not warned
+            with np.errstate(over="ignore", invalid="ignore"):
+                built.network.run(chunk, namespace={})
         except Exception as err:      # brian2 wraps errors raised inside network operations
             cause = err if isinstance(err, FloatingPointError) else err.__cause__
             if isinstance(cause, FloatingPointError):

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from scipy import integrate, optimize, stats
 
 from pcbio.model import GenerativeModel, Link
 
@@ -52,3 +53,13 @@ def central_difference(fun, x, h=1e-6):
 @pytest.fixture
 def rng():
     return np.random.default_rng(12345)
+
+
+def bogacz_posterior_mode():
+    """Mode of Bogacz (2017)'s exact posterior p(v | u=2) ∝ N(v; 3, 1) N(2; v², 1), found by
+    bounded scalar maximisation of the normalised density (normalised by quadrature)."""
+    density = lambda v: stats.norm.pdf(v, 3, 1) * stats.norm.pdf(2, v ** 2, 1)  # noqa: E731
+    Z, _ = integrate.quad(density, -10, 10)
+    res = optimize.minimize_scalar(lambda v: -density(v) / Z, bounds=(0, 3), method="bounded",
+                                   options={"xatol": 1e-10})
+    return res.x

@@ -2,9 +2,9 @@
 
 import numpy as np
 import pytest
-from scipy import integrate, optimize, stats
+from scipy import stats
 
-from conftest import central_difference, random_model
+from conftest import bogacz_posterior_mode, central_difference, random_model
 from pcbio import load_model
 from pcbio.inference import (GaussianPosterior, elbo, elbo_gradient, exact_posterior,
                              gradient_inference, log_evidence, map_estimate,
@@ -224,16 +224,6 @@ def test_optimal_diagonal_variance_for_linear_model():
     q, _ = optimal_posterior(m, x)
     np.testing.assert_allclose(np.concatenate(q.log_var, -1), np.concatenate(lv, -1), atol=1e-5)
     np.testing.assert_allclose(q.flat_mean(), post.flat_mean(), atol=1e-6)
-
-
-def bogacz_posterior_mode():
-    """Mode of Bogacz (2017)'s exact posterior p(v | u=2) ∝ N(v; 3, 1) N(2; v², 1), found by
-    bounded scalar maximisation of the normalised density (normalised by quadrature)."""
-    density = lambda v: stats.norm.pdf(v, 3, 1) * stats.norm.pdf(2, v ** 2, 1)  # noqa: E731
-    Z, _ = integrate.quad(density, -10, 10)
-    res = optimize.minimize_scalar(lambda v: -density(v) / Z, bounds=(0, 3), method="bounded",
-                                   options={"xatol": 1e-10})
-    return res.x
 
 
 def test_bogacz_example_gradient_method_finds_posterior_mode():

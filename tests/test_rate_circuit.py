@@ -1,0 +1,204 @@
+"""The brian2 rate circuit: fixed points, Euler-step equivalence, couplings, targets, errors."""
+
+import numpy as np
+import pytest
+from brian2 import Hz, ms
+
+from conftest import bogacz_posterior_mode, random_model
+from pcbio import load_model
+from pcbio.circuits import build_circuit
+from pcbio.encoding import RateEncoding
+from pcbio.inference import exact_posterior, gradient_inference, map_estimate
+from pcbio.simulate import SimulationError, simulate
+
+LINEAR = ["linear_gaussian_2d", "linear_gaussian_3level"]
+
+
+def flat(z):
+    return np.concatenate(z, axis=-1)
+
+
+@pytest.mark.parametrize("name", LINEAR)
+def test_linear_fixed_point_is_exact_posterior_mean(name):
+    """Linear-Gaussian, 2 and 3 levels, instantaneous errors: the circuit's fixed point is the
+    exact posterior mean (DESIGN.md §2), relative error ≤ 1e-6 once converged."""
+    m = load_model(name)
+    x, _ = m.sample(3, seed=4)
+    traj = simulate(build_circuit(m, "rate"), x, duration=2000 * ms, target="numpy",
+                    until_converged=True, tol=1e-10, record_every=10)
+    assert traj.info["converged"] and traj.info["stop_reason"] == "converged"
+    want = exact_posterior(m, x).flat_mean()
+    assert np.linalg.norm(flat(traj.final_means()) - want) / np.linalg.norm(want) <= 1e-6
+
+
+@pytest.mark.parametrize("coupling", ["matrix", "synapses"])
+def test_euler_steps_equal_gradient_iterative_inference(coupling):
+    """A circuit with instantaneous errors integrated with Euler step dt is gradient ascent on the
+    ELBO with α = dt/τ: the two trajectories agree step for step to round-off."""
+    m = load_model("linear_gaussian_3level")
+    x, _ = m.sample(2, seed=1)
+    traj = simulate(build_circuit(m, "rate", tau=5 * ms), x, duration=10 * ms, dt=0.1 * ms,
+                    target="numpy", coupling=coupling)
+    vae = gradient_inference(m, x, steps=len(traj) - 1, step_size=0.1 / 5)
+    for c, v in zip(traj.means, vae.means):
+        np.testing.assert_allclose(c, v, rtol=0, atol=1e-13)
+
+
+@pytest.mark.parametrize("errors, precision", [("instant", "synaptic"), ("dynamic", "synaptic"),
+                                               ("dynamic", "interneuron")])
+def test_synaptic_and_matrix_couplings_give_the_same_dynamics(errors, precision):
+    """brian2 Synapses with summed variables and the matrix-product coupling implement the same
+    ODE, so their recorded trajectories agree to round-off (full and diagonal noise covariances,
+    nonlinear link, baseline-shifted rate codes)."""
+    m = random_model(5, dims=(3, 3, 2), fs=["tanh", "identity"], cov_kinds=["full", "diag"])
+    x, _ = m.sample(2, seed=2)
+    kw = dict(errors=errors, precision=precision, value_encoding=RateEncoding(5 * Hz, 8 * Hz),
+              error_encoding=RateEncoding(20 * Hz, 4 * Hz))
+    runs = [simulate(build_circuit(m, "rate", **kw), x, duration=20 * ms, target="numpy",
+                     coupling=c) for c in ("matrix", "synapses")]
+    for a, b in zip(runs[0].means + runs[0].errors, runs[1].means + runs[1].errors):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-11)
+
+
+def test_bogacz_circuit_converges_to_posterior_mode_and_dynamic_errors_oscillate():
+    """Bogacz (2017) worked example (u = 2, g(v) = v², v_p = 3, Σ_p = Σ_u = 1).  Instantaneous
+    errors: φ descends monotonically to the exact posterior mode.  Dynamic error units (his
+    eqs. 12–14, equal time constants as in his Exercise 3): the same point, reached later, with
+    damped oscillations around it."""
+    m = load_model("bogacz2017")
+    mode = bogacz_posterior_mode()
+    runs = {e: simulate(build_circuit(m, "rate", errors=e, tau=10 * ms, tau_error=10 * ms),
+                        [[2.0]], duration=300 * ms, target="numpy") for e in ("instant", "dynamic")}
+    settle = {}
+    for errors, traj in runs.items():
+        v = traj.means[0][:, 0, 0]
+        assert v[-1] == pytest.approx(mode, abs=1e-8)
+        far = np.nonzero(np.abs(v - mode) > 1e-4)[0]
+        settle[errors] = traj.t[far[-1] + 1]
+        signs = np.sign(v - mode)[np.abs(v - mode) > 1e-6]
+        crossings = np.count_nonzero(np.diff(signs))
+        if errors == "instant":
+            assert crossings == 0 and np.all(np.diff(v) <= 1e-15)
+        else:
+            assert crossings >= 3
+    assert settle["dynamic"] > 2 * settle["instant"]
+
+
+def test_interneuron_precision_reaches_exact_posterior():
+    """Precision by inhibitory interneurons (Bogacz 2017 §5): at the fixed point i = Σ ε, so the
+    circuit still settles at the exact posterior mean of a model with full noise covariances."""
+    m = random_model(8, dims=(3, 2), cov_kinds=["full"])
+    x, _ = m.sample(2, seed=3)
+    traj = simulate(build_circuit(m, "rate", errors="dynamic", precision="interneuron"), x,
+                    duration=500 * ms, target="numpy")
+    np.testing.assert_allclose(flat(traj.final_means()), exact_posterior(m, x).flat_mean(), atol=1e-9)
+    np.testing.assert_allclose(traj.errors[0][-1], m.errors(x, traj.final_means())[0], atol=1e-9)
+
+
+def test_nonlinear_fixed_point_is_map():
+    """tanh link: the circuit settles where ∇_z log p = 0, i.e. at the MAP estimate found by the
+    VAE side's optimiser."""
+    m = load_model("tanh_2level")
+    x = np.array([[1.0, 0.5, -0.8], [-0.5, 1.2, 0.3]])
+    traj = simulate(build_circuit(m, "rate"), x, duration=400 * ms, target="numpy")
+    np.testing.assert_allclose(traj.final_means()[0], map_estimate(m, x)[0][0], atol=1e-8)
+
+
+def test_mlp_link_runs_with_matrix_coupling():
+    """An MLP ("dendrites as deep networks") link: the circuit still follows ∇ log p exactly
+    (Euler-equivalent to gradient iterative inference)."""
+    m = random_model(9, dims=(3, 2), fs=["tanh"], hidden=[4])
+    x, _ = m.sample(1, seed=0)
+    traj = simulate(build_circuit(m, "rate"), x, duration=5 * ms, target="numpy")
+    vae = gradient_inference(m, x, steps=len(traj) - 1, step_size=0.01)
+    np.testing.assert_allclose(traj.means[0], vae.means[0], atol=1e-13)
+    with pytest.raises(ValueError, match="supports affine links only"):
+        simulate(build_circuit(m, "rate"), x, target="numpy", coupling="synapses")
+
+
+def test_time_varying_stimulus_is_tracked():
+    """With a stimulus that switches between two data points, the circuit settles at the exact
+    posterior mean of each in turn (frames of 150 ms)."""
+    m = load_model("linear_gaussian_2d")
+    xs, _ = m.sample(2, seed=6)
+    frames = xs[:, None, :]                                  # (2 frames, batch 1, d_0)
+    traj = simulate(build_circuit(m, "rate"), frames, stimulus_dt=150 * ms, duration=300 * ms,
+                    target="numpy")
+    for k, t_end in enumerate((0.1499, 0.2999)):
+        idx = np.searchsorted(traj.t, t_end)
+        np.testing.assert_allclose(traj.means[0][idx, 0], exact_posterior(m, xs[k:k + 1]).means[0][0],
+                                   atol=1e-8)
+
+
+def test_recording_every_n_steps_and_raw_monitors():
+    """record_every thins the trajectory; raw monitors are kept in neural units (Hz) and decode
+    through the encoding r = r0 + κ z."""
+    m = load_model("linear_gaussian_2d")
+    enc = RateEncoding(10 * Hz, 5 * Hz)
+    traj = simulate(build_circuit(m, "rate", value_encoding=enc), [[1.0, -2.0, 0.5]],
+                    duration=10 * ms, record_every=10, target="numpy")
+    assert len(traj) == 10 and np.allclose(np.diff(traj.t), 1e-3)
+    np.testing.assert_allclose(traj.raw["value_rates_Hz"][0], 10 + 5 * traj.means[0])
+
+
+def test_cython_target_matches_numpy_target():
+    """brian2's Cython target integrates the same equations as the numpy target."""
+    m = load_model("linear_gaussian_2d")
+    x = [[1.0, -2.0, 0.5]]
+    runs = [simulate(build_circuit(m, "rate", errors="dynamic"), x, duration=5 * ms, target=t)
+            for t in ("numpy", "cython")]
+    np.testing.assert_allclose(runs[0].means[0], runs[1].means[0], atol=1e-12)
+
+
+def test_cpp_standalone_matches_runtime():
+    """cpp_standalone (C++ code generation, Synapses coupling) reproduces the runtime trajectory
+    and reaches the exact posterior mean."""
+    m = load_model("linear_gaussian_2d")
+    x, _ = m.sample(2, seed=5)
+    circuit = build_circuit(m, "rate")
+    sa = simulate(circuit, x, duration=150 * ms, target="cpp_standalone", record_every=10)
+    rt = simulate(circuit, x, duration=150 * ms, target="numpy", record_every=10)
+    np.testing.assert_allclose(sa.means[0], rt.means[0], atol=1e-12)
+    np.testing.assert_allclose(sa.final_means()[0], exact_posterior(m, x).means[0], atol=1e-9)
+
+
+@pytest.mark.parametrize("kwargs, error, message", [
+    (dict(dt=5 * ms), ValueError, "dt=5. ms is too large"),
+    (dict(dt=0.1), TypeError, "dt must be a time with brian2 units"),
+    (dict(target="gpu"), ValueError, "target must be one of"),
+    (dict(target="cpp_standalone", coupling="matrix"), ValueError, "needs coupling='synapses'"),
+    (dict(x=[[1.0, 2.0]]), ValueError, "must have 3 entries per data point"),
+    (dict(x=np.zeros((2, 1, 3))), ValueError, "give stimulus_dt"),
+    (dict(record_every=0), ValueError, "record_every must be an integer >= 1"),
+])
+def test_bad_simulation_input_is_rejected_before_running(kwargs, error, message):
+    """Bad input raises a clear error naming the parameter, before brian2 runs anything."""
+    m = load_model("linear_gaussian_2d")
+    x = kwargs.pop("x", [[1.0, -2.0, 0.5]])
+    with pytest.raises(error, match=message.replace("(", r"\(").replace(")", r"\)")):
+        simulate(build_circuit(m, "rate"), x, duration=10 * ms, **{"target": "numpy", **kwargs})
+
+
+def test_bad_circuit_parameters_are_rejected():
+    """Time constants need time units; interneuron precision needs dynamic errors."""
+    m = load_model("linear_gaussian_2d")
+    with pytest.raises(TypeError, match="tau must be a time"):
+        build_circuit(m, "rate", tau=10)
+    with pytest.raises(ValueError, match="needs errors='dynamic'"):
+        build_circuit(m, "rate", precision="interneuron")
+    with pytest.raises(ValueError, match="circuit must be one of"):
+        build_circuit(m, "spiking-but-not-yet")
+    with pytest.raises(TypeError, match="encoding gain must be a rate"):
+        RateEncoding(0 * Hz, 10)
+
+
+def test_instability_during_a_run_is_detected():
+    """A stimulus that jumps to a value where the square link's curvature makes Euler unstable:
+    the run stops with SimulationError instead of returning NaNs (the start was stable, so the
+    up-front dt check could not see it)."""
+    m = load_model("bogacz2017")
+    frames = np.array([[[2.0]], [[1e7]]])
+    for coupling in ("matrix", "synapses"):
+        with pytest.raises(SimulationError, match="unstable|NaN"):
+            simulate(build_circuit(m, "rate"), frames, stimulus_dt=5 * ms, duration=20 * ms,
+                     target="numpy", coupling=coupling)
