@@ -99,7 +99,8 @@ def cmd_infer(args):
             out.update(info)
         else:
             from .simulate import infer_with_circuit
-            means, info = infer_with_circuit(model, x, circuit=args.method, **_circuit_options(args))
+            means, info = infer_with_circuit(model, x, circuit=args.method, tol=args.tol,
+                                             **_circuit_options(args))
             out.update(info)
         value = laplace_elbo(model, x, means, seed=args.seed)
         out["elbo_q"] = "Laplace: N(estimate, inverse Hessian of -log p(x, z) at the estimate)"
@@ -120,7 +121,7 @@ def cmd_infer(args):
 def _circuit_options(args):
     return {"duration": quantity(args.duration, "duration", "--duration"),
             "dt": quantity(args.dt, "time step", "--dt"), "errors": args.errors,
-            "target": args.target, "tol": args.tol}
+            "target": args.target}
 
 
 def cmd_map(args):
@@ -128,9 +129,8 @@ def cmd_map(args):
     from .model import load_model
     model = load_model(args.model)
     x = parse_x(args.x, model.dims[0])
-    opts = _circuit_options(args)
-    opts.pop("tol")
-    report = map_circuit(model, x, circuit=args.circuit, plot=args.plot, **opts)
+    report = map_circuit(model, x, circuit=args.circuit, plot=args.plot, seed=args.seed,
+                         **_circuit_options(args))
     if args.json:
         print(json.dumps(to_jsonable(report)))
     else:
@@ -154,9 +154,12 @@ def cmd_list(args):
 
 def cmd_run(args):
     from .experiment import run_experiment
-    paths = run_experiment(args.experiment, args.out, quick=args.quick, seed=args.seed,
-                           progress=Progress(quiet=args.quiet))
-    print("\n".join(paths))
+    from .paths import list_experiments
+    names = list_experiments() if args.experiment == "all" else [args.experiment]
+    for name in names:
+        paths = run_experiment(name, args.out, quick=args.quick, seed=args.seed,
+                               progress=Progress(quiet=args.quiet))
+        print("\n".join(paths))
     return 0
 
 
@@ -200,7 +203,7 @@ def build_parser():
     sp = sub.add_parser("list", help="list models and experiments")
     sp.set_defaults(func=cmd_list)
 
-    sp = sub.add_parser("run", help="run an experiment (a paper figure)")
+    sp = sub.add_parser("run", help="run an experiment (a paper figure); 'all' runs every one")
     sp.add_argument("experiment")
     sp.add_argument("--quick", action="store_true", help="smaller, faster version")
     sp.add_argument("--out", default="results", help="output folder")
@@ -214,17 +217,17 @@ def main(argv=None):
     from .inference import OptimisationError
     from .simulate import SimulationError
     args = build_parser().parse_args(argv)
-    if getattr(args, "steps", 1) is not None and getattr(args, "steps", 1) < 0:
-        print("pcbio: error: --steps must be >= 0", file=sys.stderr)
-        return EXIT_USAGE
     try:
         return args.func(args)
     except (ValueError, TypeError, FileNotFoundError, FloatingPointError) as err:
-        print(f"pcbio: error: {err}", file=sys.stderr)
-        return EXIT_USAGE
+        return _fail(err, EXIT_USAGE)
     except (OptimisationError, SimulationError) as err:
-        print(f"pcbio: error: {err}", file=sys.stderr)
-        return 1
+        return _fail(err, 1)
+
+
+def _fail(err, code):
+    print("pcbio: error: " + " ".join(str(err).split()), file=sys.stderr)
+    return code
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from contextlib import contextmanager
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -60,62 +61,86 @@ def save_single(fig, path):
     return path
 
 
-def mapping_figure(result, title=None, max_lines=6):
+def mapping_figure(result, title=None):
     """Four panels from a :class:`pcbio.mapping.MappingResult`: (a) latent trajectories, circuit
-    vs VAE iterative inference vs reference; (b) gradient agreement over time; (c) circuit dz/dt
-    against ∇_μ L/τ; (d) ELBO along the trajectory."""
+    vs VAE iterative inference vs reference; (b) agreement over time; (c) circuit dz/dt against
+    ∇_μ L/τ; (d) ELBO along the trajectory."""
     with style():
-        return _mapping_figure(result, title, max_lines)
+        fig, axes = figure(4, width=7.2, height=2.2)
+        for ax, draw, letter in zip(axes[0], (plot_latents, plot_agreement, plot_gradient_scatter,
+                                              plot_elbo), "abcd"):
+            draw(ax, result)
+            panel_label(ax, letter)
+        if title:
+            fig.suptitle(title)
+    return fig
 
 
-def _mapping_figure(result, title, max_lines):
-    import numpy as np
+def plot_latents(ax, result, max_lines=6):
+    """Latent estimates of data point 0 over time: circuit, VAE iterative inference, reference."""
     s = result.series
-    t_ms = s["t"] * 1e3
-    fig, axes = figure(4, width=7.2, height=2.2)
-    ax = axes[0, 0]
     n = 0
     for l, (m, ref) in enumerate(zip(s["means"], s["reference"]), start=1):
         for k in range(m.shape[2]):
             if n >= max_lines:
                 break
-            lab = dict(label="circuit") if n == 0 else {}
-            ax.plot(t_ms, m[:, 0, k], color=CIRCUIT, **lab)
+            first = n == 0
+            ax.plot(s["t"] * 1e3, m[:, 0, k], color=CIRCUIT, label="circuit" if first else None)
             if "vae_means" in s:
-                lab = dict(label=r"VAE, $\alpha = dt/\tau$") if n == 0 else {}
-                ax.plot(s["vae_t"] * 1e3, s["vae_means"][l - 1][:, 0, k], ls=(0, (2, 2)),
-                        color=VAE, **lab)
+                ax.plot(s["vae_t"] * 1e3, s["vae_means"][l - 1][:, 0, k], ls=(0, (2, 2)), color=VAE,
+                        label=r"VAE, $\alpha = dt/\tau$" if first else None)
             ax.axhline(ref[0, k], color=REFERENCE, lw=0.6, ls=":",
-                       **(dict(label=result.report["reference"].replace("_", " ")) if n == 0 else {}))
+                       label=result.report["reference"].replace("_", " ") if first else None)
             n += 1
     ax.set(xlabel="time (ms)", ylabel="latent estimate $z$ (model units)")
     ax.legend(frameon=False)
-    panel_label(ax, "a")
 
-    ax = axes[0, 1]
-    for l, (rel, err) in enumerate(zip(s["rel"], s["errors_rel"][1:]), start=1):
-        ax.semilogy(t_ms, np.maximum(rel, 1e-17), label=f"level {l}: $dz/dt$ vs $\\nabla_\\mu L/\\tau$")
-        ax.semilogy(t_ms, np.maximum(err, 1e-17), ls="--", label=f"level {l}: error units vs $\\varepsilon$")
-    ax.set(xlabel="time (ms)", ylabel="relative error")
-    ax.legend(frameon=False, fontsize=6)
-    panel_label(ax, "b")
 
-    ax = axes[0, 2]
+def plot_agreement(ax, result, label="", color=None):
+    """Relative error over time (all levels) of dz/dt against ∇_μ L/τ (solid) and of the error
+    units against ε (dashed)."""
+    s = result.series
+    t_ms = s["t"] * 1e3
+    color = color or CIRCUIT
+    for l, (rel, err) in enumerate(zip(s["rel"], s["errors_rel"][1:])):
+        first = l == 0
+        ax.semilogy(t_ms, np.maximum(rel, 1e-17), color=color, lw=0.8,
+                    label=f"{label}$dz/dt$ vs $\\nabla_\\mu L/\\tau$" if first else None)
+        ax.semilogy(t_ms, np.maximum(err, 1e-17), ls="--", color=color, lw=0.8,
+                    label=f"{label}error units vs $\\varepsilon$" if first else None)
+    ax.set(xlabel="time (ms)", ylabel="relative error (all levels)")
+    ax.legend(frameon=False, fontsize=6, loc="center", bbox_to_anchor=(0.62, 0.45))
+
+
+def plot_gradient_scatter(ax, result):
+    """Circuit dz/dt against ∇_μ L/τ at the circuit's own states (all levels, units, steps)."""
+    s = result.series
     for l, (d, g) in enumerate(zip(s["dzdt"], s["grads"]), start=1):
         ax.plot(g.ravel(), d.ravel(), ".", ms=2, alpha=0.5, label=f"level {l}")
     lim = max(np.abs(np.concatenate([g.ravel() for g in s["grads"]])).max(), 1e-12)
     ax.plot([-lim, lim], [-lim, lim], color=REFERENCE, lw=0.6, ls=":", label="identity")
     ax.set(xlabel=r"$\nabla_\mu L / \tau$ (1/s)", ylabel=r"circuit $dz/dt$ (1/s)")
     ax.legend(frameon=False)
-    panel_label(ax, "c")
 
-    ax = axes[0, 3]
+
+def plot_elbo(ax, result):
+    """ELBO of the circuit's state along the run, with log p(x) where it is known."""
+    s = result.series
     ax.plot(s["elbo_t"] * 1e3, s["elbo"].sum(axis=1), color=CIRCUIT, label="ELBO of circuit state")
     if s["log_px"] is not None:
         ax.axhline(np.sum(s["log_px"]), color=REFERENCE, ls=":", lw=0.8, label=r"$\log p(x)$")
     ax.set(xlabel="time (ms)", ylabel="ELBO (nats, summed over batch)")
     ax.legend(frameon=False)
-    panel_label(ax, "d")
-    if title:
-        fig.suptitle(title)
-    return fig
+
+
+def plot_variance_gap(ax, gaps):
+    """Relative gap between ∇_μ L at posterior std s and the circuit's update, against s."""
+    s = np.array([g["s"] for g in gaps])
+    gap = np.array([g["rel_gap"] for g in gaps])
+    err = np.array([g["stderr"] for g in gaps])
+    ax.errorbar(s, gap, yerr=err, marker="o", ms=3, color=CIRCUIT, capsize=2,
+                label=r"$\|\nabla_\mu L - \nabla_z \log p\| / \|\nabla_z \log p\|$")
+    ax.plot(s, gap[0] * (s / s[0]) ** 2, color=REFERENCE, ls=":", lw=0.8, label=r"$\propto s^2$")
+    ax.set(xscale="log", yscale="log", xlabel="posterior std $s$ (model units)",
+           ylabel="relative gap")
+    ax.legend(frameon=False, fontsize=6, loc="upper left")

@@ -202,3 +202,29 @@ def test_instability_during_a_run_is_detected():
         with pytest.raises(SimulationError, match="unstable|NaN"):
             simulate(build_circuit(m, "rate"), frames, stimulus_dt=5 * ms, duration=20 * ms,
                      target="numpy", coupling=coupling)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("errors, precision", [("dynamic", "synaptic"), ("dynamic", "interneuron")])
+def test_cpp_standalone_dynamic_errors_match_runtime(errors, precision):
+    """Dynamic error units and precision interneurons under cpp_standalone follow the runtime
+    trajectory (full noise covariance, tanh link)."""
+    m = random_model(10, dims=(3, 2, 2), fs=["tanh", "identity"], cov_kinds=["full", "diag"])
+    x, _ = m.sample(2, seed=4)
+    circuit = build_circuit(m, "rate", errors=errors, precision=precision)
+    sa = simulate(circuit, x, duration=30 * ms, target="cpp_standalone")
+    rt = simulate(circuit, x, duration=30 * ms, target="numpy", coupling="synapses")
+    for a, b in zip(sa.means + sa.errors, rt.means + rt.errors):
+        np.testing.assert_allclose(a, b, atol=1e-11)
+
+
+@pytest.mark.slow
+def test_large_circuit_is_euler_integration_of_pc_dynamics():
+    """A 784-256-64 circuit (the benchmark's size, batch 4, Cython target) equals gradient
+    iterative inference with α = dt/τ step for step."""
+    m = random_model(11, dims=(784, 256, 64), cov_kinds=["scalar", "diag"], top_kind="diag")
+    x, _ = m.sample(4, seed=0)
+    traj = simulate(build_circuit(m, "rate"), x, duration=20 * ms, target="cython")
+    vae = gradient_inference(m, x, steps=len(traj) - 1, step_size=0.01)
+    for c, v in zip(traj.means, vae.means):
+        np.testing.assert_allclose(c, v, rtol=0, atol=1e-10)

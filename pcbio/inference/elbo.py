@@ -8,7 +8,9 @@ Expectations over ``q = N(μ, S)`` are weighted sums over points ``z_k = μ + S^
   ``log p(x, z)`` is quadratic in z and every weight gradient is quadratic too, so this is the
   closed-form ELBO, evaluated without writing the trace terms out by hand.
 * ``method="mc"``: reparameterised Monte Carlo with ``γ ~ N(0, I)`` drawn from ``seed``
-  (Kingma & Welling 2014), with a standard error.  The gradients returned are the exact gradients
+  (Kingma & Welling 2014), with a standard error; ``antithetic=True`` pairs every ``γ`` with
+  ``−γ``, which cancels the odd terms of the expansion in ``s`` (the standard error is then taken
+  over pair averages).  The gradients returned are the exact gradients
   of that estimator (same ``γ``), so finite differences with the same seed reproduce them.
 
 Gradients (DESIGN.md §2): ``∇_μ L = E_q[∇_z log p]``;
@@ -56,44 +58,52 @@ def resolve_method(model, method):
     return method
 
 
-def expectation_points(q, method, n_samples=256, seed=0):
-    """Standard-normal points ``γ`` (K, batch, D) and weights (K,) for expectations under q."""
+def expectation_points(q, method, n_samples=256, seed=0, antithetic=False):
+    """Standard-normal points ``γ`` (K, batch, D) and weights (K,) for expectations under q; with
+    ``antithetic`` the second half of the points is the negated first half."""
     if method == "exact":
         eye = np.sqrt(q.D) * np.eye(q.D)
         gamma = np.concatenate([eye, -eye])[:, None, :]
         gamma = np.broadcast_to(gamma, (2 * q.D, q.batch, q.D))
         return gamma, np.full(2 * q.D, 1.0 / (2 * q.D))
     n_samples = positive_int(n_samples, "n_samples", minimum=2)
-    gamma = np.random.default_rng(seed).standard_normal((n_samples, q.batch, q.D))
+    if antithetic and n_samples % 2:
+        raise ValueError(f"n_samples must be even with antithetic=True, got {n_samples}")
+    n_draw = n_samples // 2 if antithetic else n_samples
+    gamma = np.random.default_rng(seed).standard_normal((n_draw, q.batch, q.D))
+    if antithetic:
+        gamma = np.concatenate([gamma, -gamma])
     return gamma, np.full(n_samples, 1.0 / n_samples)
 
 
-def _evaluate(model, x, q, method, n_samples, seed):
+def _evaluate(model, x, q, method, n_samples, seed, antithetic=False):
     x = model.check_x(x)
     if q.dims != model.latent_dims or q.batch != x.shape[0]:
         raise ValueError(f"q has latent dims {q.dims} and batch {q.batch}; the model needs "
                          f"{model.latent_dims} and x has batch {x.shape[0]}")
     method = resolve_method(model, method)
-    gamma, w = expectation_points(q, method, n_samples, seed)
+    gamma, w = expectation_points(q, method, n_samples, seed, antithetic)
     z = q.split(q.transform(gamma))
     logp = model.log_joint(x, z)                                    # (K, batch)
     value = w @ logp + q.entropy()
     if method == "mc":
-        stderr = logp.std(axis=0, ddof=1) / np.sqrt(len(w))
+        units = 0.5 * (logp[: len(w) // 2] + logp[len(w) // 2:]) if antithetic else logp
+        stderr = units.std(axis=0, ddof=1) / np.sqrt(len(units))
     else:
         stderr = np.zeros_like(value)
     return x, z, gamma, w, ElboEstimate(value, stderr, method)
 
 
-def elbo(model, x, q, method="auto", n_samples=256, seed=0):
+def elbo(model, x, q, method="auto", n_samples=256, seed=0, antithetic=False):
     """ELBO of q for each data point in ``x`` (batch, d_0). Returns :class:`ElboEstimate`."""
-    return _evaluate(model, x, q, method, n_samples, seed)[-1]
+    return _evaluate(model, x, q, method, n_samples, seed, antithetic)[-1]
 
 
-def elbo_gradient(model, x, q, method="auto", n_samples=256, seed=0, parameters=True):
+def elbo_gradient(model, x, q, method="auto", n_samples=256, seed=0, parameters=True,
+                  antithetic=False):
     """ELBO and its gradients w.r.t. q's means, its (log-)variances or Cholesky factor, and
     (``parameters=True``) every model parameter.  See the module docstring for the formulas."""
-    x, z, gamma, w, value = _evaluate(model, x, q, method, n_samples, seed)
+    x, z, gamma, w, value = _evaluate(model, x, q, method, n_samples, seed, antithetic)
     grads = model.grad_log_joint(x, z)                             # list (K, batch, d_l)
     gflat = np.concatenate(grads, axis=-1)                         # (K, batch, D)
     out = ElboGradient(elbo=value, means=q.split(np.tensordot(w, gflat, axes=1)))

@@ -1,0 +1,134 @@
+"""The `pcbio` command and the experiments it runs (in-process, through pcbio.cli.main)."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import bogacz_posterior_mode
+from pcbio import load_model
+from pcbio.cli import main
+from pcbio.inference import exact_posterior, log_evidence, map_estimate
+
+
+def run_cli(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_infer_exact_json(capsys):
+    """`pcbio infer --method exact --json`: means ordered from level 1 up, ELBO = log p(x) at the
+    exact posterior (both computed independently by the VAE side)."""
+    code, out, _ = run_cli(capsys, "infer", "linear_gaussian_3level", "--x", "1,-2,0.5,0.3",
+                           "--method", "exact", "--json")
+    assert code == 0
+    rep = json.loads(out)
+    m = load_model("linear_gaussian_3level")
+    x = np.array([[1, -2, 0.5, 0.3]])
+    post = exact_posterior(m, x)
+    assert rep["method"] == "exact" and len(rep["means"]) == 2
+    np.testing.assert_allclose(rep["means"][0], post.means[0][0], rtol=1e-10)
+    np.testing.assert_allclose(rep["means"][1], post.means[1][0], rtol=1e-10)
+    assert rep["elbo"] == pytest.approx(rep["log_px"], rel=1e-10)
+    assert rep["log_px"] == pytest.approx(log_evidence(m, x)[0], rel=1e-12)
+
+
+def test_infer_gradient_on_bogacz_and_map(capsys):
+    """`--method gradient` reaches Bogacz's posterior mode; log_px is null for a nonlinear model."""
+    code, out, _ = run_cli(capsys, "infer", "bogacz2017", "--x", "2", "--method", "gradient",
+                           "--steps", "3000", "--step-size", "0.01", "--json")
+    rep = json.loads(out)
+    assert code == 0 and rep["log_px"] is None
+    assert rep["means"][0][0] == pytest.approx(bogacz_posterior_mode(), abs=1e-6)
+
+
+def test_infer_with_rate_circuit_converges(capsys, tmp_path):
+    """`--method rate` runs the brian2 circuit until converged, for a batch from a .csv file, and
+    reports the MAP (tanh model) with the convergence status."""
+    x = np.array([[1.0, 0.5, -0.8], [-0.3, 0.2, 0.9]])
+    np.savetxt(tmp_path / "x.csv", x, delimiter=",")
+    code, out, _ = run_cli(capsys, "infer", "tanh_2level", "--x", str(tmp_path / "x.csv"),
+                           "--method", "rate", "--target", "numpy", "--duration", "2000ms",
+                           "--tol", "1e-10", "--json")
+    rep = json.loads(out)
+    assert code == 0 and rep["converged"] and rep["stop_reason"] == "converged"
+    assert rep["t_converged_s"] < 2.0
+    np.testing.assert_allclose(rep["means"][0], map_estimate(load_model("tanh_2level"), x)[0][0],
+                               atol=1e-8)
+
+
+def test_map_command_reports_required_fields(capsys, tmp_path):
+    """`pcbio map … --json --plot FILE`: per-level metrics, the reference, and a figure."""
+    code, out, _ = run_cli(capsys, "map", "linear_gaussian_2d", "--x", "1,-2,0.5", "--circuit",
+                           "rate", "--duration", "100ms", "--target", "numpy", "--json",
+                           "--plot", str(tmp_path / "map.pdf"))
+    rep = json.loads(out)
+    assert code == 0 and rep["reference"] == "exact_posterior"
+    for key in ("grad_rel_err_median", "grad_cosine_min", "fixed_point_rel_err"):
+        assert key in rep["levels"][0]
+    assert rep["levels"][0]["grad_rel_err_median"] < 1e-12
+    assert (tmp_path / "map.pdf").stat().st_size > 1000
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["infer", "nosuchmodel", "--x", "1"], "model file not found"),
+    (["infer", "linear_gaussian_2d", "--x", "1,2"], "--x must have 3 values per data point"),
+    (["infer", "linear_gaussian_2d", "--x", "1,a,2"], "--x must be comma-separated numbers"),
+    (["infer", "tanh_2level", "--x", "1,2,3", "--method", "exact"], "needs a linear model"),
+    (["infer", "linear_gaussian_2d", "--x", "1,2,3", "--method", "rate", "--dt=-1ms"],
+     "--dt must be a positive time step"),
+    (["map", "linear_gaussian_2d", "--x", "1,2,3", "--dt", "50ms"], "is too large"),
+    (["run", "nosuchexperiment"], "unknown experiment"),
+])
+def test_bad_input_exits_with_one_line(capsys, argv, message):
+    """Bad input: non-zero exit, a one-line message naming the problem, no traceback."""
+    code, out, err = run_cli(capsys, *argv)
+    assert code == 2 and out == ""
+    assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_bad_model_file_exits_with_one_line(capsys, tmp_path):
+    """A malformed model file is reported with its name and the offending key."""
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[top]\nmean = [0.0]\nvar = 1.0\n[[links]]\nweights = [[1.0]]\nf = "relu"\n')
+    code, _, err = run_cli(capsys, "infer", str(bad), "--x", "1")
+    assert code == 2 and "bad.toml: links[0].f must be one of" in err
+
+
+def test_list_shows_models_and_experiments(capsys):
+    """`pcbio list` names every model file and experiment script."""
+    code, out, _ = run_cli(capsys, "list")
+    for name in ("bogacz2017", "linear_gaussian_2d", "tanh_2level", "demo", "rate_vs_elbo"):
+        assert name in out
+
+
+@pytest.mark.parametrize("experiment", ["demo", "rate_vs_elbo"])
+def test_run_experiment_writes_figure_and_provenance(capsys, tmp_path, experiment):
+    """`pcbio run NAME --quick --out DIR` writes NAME.json (results + seed, parameters, version,
+    git commit), NAME.pdf and NAME.png; the numbers in it satisfy the experiment's claims."""
+    code, out, _ = run_cli(capsys, "run", experiment, "--quick", "--out", str(tmp_path), "--quiet")
+    assert code == 0
+    data = json.loads((tmp_path / f"{experiment}.json").read_text())
+    for key in ("seed", "parameters", "pcbio_version", "git_commit", "results"):
+        assert key in data
+    assert (tmp_path / f"{experiment}.pdf").read_bytes()[:4] == b"%PDF"
+    assert (tmp_path / f"{experiment}.png").read_bytes()[:4] == b"\x89PNG"
+    res = data["results"]
+    if experiment == "demo":
+        assert res["bogacz2017"]["gradient_final"] == pytest.approx(res["bogacz2017"]["posterior_mode"], abs=1e-4)
+        assert res["linear_gaussian_2d"]["best_diagonal_elbo"] <= res["linear_gaussian_2d"]["log_px"]
+    else:
+        lin = res["linear_gaussian_3level/instant"]
+        assert max(lv["grad_rel_err_max"] for lv in lin["levels"]) < 1e-12
+        gaps = [g["rel_gap"] for g in res["tanh_2level/instant"]["variance_gap"]]
+        assert gaps == sorted(gaps)
+
+
+def test_console_script_is_installed():
+    """The `pcbio` console script exists and answers --version (setup.cfg entry point)."""
+    out = subprocess.run([sys.executable, "-m", "pcbio.cli", "--version"], capture_output=True,
+                         text=True, check=True).stdout
+    assert out.startswith("pcbio ")
