@@ -56,3 +56,13 @@ def one_of(value, name, allowed):
     if value not in allowed:
         raise ValueError(f"{name} must be one of {sorted(allowed)}, got {value!r}")
     return value
+
+
+def time_quantity(value, name):
+    """A finite, positive brian2 time quantity (e.g. ``10*ms``)."""
+    import brian2
+    if not isinstance(value, brian2.Quantity) or not value.has_same_dimensions(brian2.second):
+        raise TypeError(f"{name} must be a time with brian2 units (e.g. 10*ms), got {value!r}")
+    if not np.isfinite(float(value)) or float(value) <= 0:
+        raise ValueError(f"{name} must be > 0, got {value!r}")
+    return value

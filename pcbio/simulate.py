@@ -13,7 +13,7 @@ import brian2
 import numpy as np
 from brian2 import ms, second
 
-from .checks import as_array, one_of, positive_int, positive_number
+from .checks import as_array, one_of, positive_int, positive_number, time_quantity
 from .circuits import build_circuit
 from .circuits.rate import RateCircuit
 from .inference import neg_hessian
@@ -26,14 +26,6 @@ RUNAWAY = 1e12        # |decoded value| beyond this counts as a diverged simulat
 
 class SimulationError(RuntimeError):
     """The simulation became unstable (NaN, Inf or runaway activity)."""
-
-
-def _time(value, name):
-    if not isinstance(value, brian2.Quantity) or not value.has_same_dimensions(second):
-        raise TypeError(f"{name} must be a time with brian2 units (e.g. 0.1*ms), got {value!r}")
-    if not np.isfinite(float(value)) or float(value) <= 0:
-        raise ValueError(f"{name} must be > 0, got {value!r}")
-    return value
 
 
 def check_stability(circuit, x, init, dt):
@@ -67,7 +59,7 @@ def _prepare_stimulus(model, x, stimulus_dt):
         raise ValueError("x has a time axis (frames, batch, d_0): give stimulus_dt, the duration "
                          "of one frame")
     model.check_x(arr[0], "x[frame 0]")
-    return arr, _time(stimulus_dt, "stimulus_dt")
+    return arr, time_quantity(stimulus_dt, "stimulus_dt")
 
 
 def simulate(circuit, x, duration=200 * ms, dt=0.1 * ms, target="auto", coupling=None,
@@ -95,7 +87,7 @@ def simulate(circuit, x, duration=200 * ms, dt=0.1 * ms, target="auto", coupling
         raise TypeError(f"circuit must be built by pcbio.circuits.build_circuit, got "
                         f"{type(circuit).__name__}")
     model = circuit.model
-    duration, dt = _time(duration, "duration"), _time(dt, "dt")
+    duration, dt = time_quantity(duration, "duration"), time_quantity(dt, "dt")
     if dt > duration:
         raise ValueError(f"dt={dt} must not exceed duration={duration}")
     one_of(target, "target", TARGETS)
@@ -112,7 +104,7 @@ def simulate(circuit, x, duration=200 * ms, dt=0.1 * ms, target="auto", coupling
     init = model.prior_means(batch) if init is None else model.check_latents(init, batch, "init")
     check_stability(circuit, stimulus[0], init, dt)
     if check_interval is not None:
-        interval = _time(check_interval, "check_interval")
+        interval = time_quantity(check_interval, "check_interval")
     else:       # each run() call costs brian2 set-up time: chunk only to test for convergence
         interval = 10 * circuit.tau if until_converged else duration
 
@@ -227,7 +219,7 @@ class _FrozenMonitor:
 
 
 def _collect(built, info):
-    circuit, model, B = built.circuit, built.circuit.model, built.batch
+    circuit, B = built.circuit, built.batch
     mons = built.monitors
     t = np.array(mons["values"][0].t_)
     T = len(t)

@@ -24,23 +24,15 @@ import re
 
 import brian2
 import numpy as np
-from brian2 import Hz, ms, second
+from brian2 import ms
 
-from ..checks import one_of
+from ..checks import one_of, time_quantity
 from ..encoding import RateEncoding
 from ..neurons import rate as eqs
 
 ORDER_STATE, ORDER_MONITOR, ORDER_MATRIX = 10, 9.5, 8
 ORDER_INSTANT_ERRORS = 5     # instant errors must be summed before the value units read them
 FINITE_CHECK_STEPS = 50      # the matrix coupling checks for NaN/Inf this often
-
-
-def _time_constant(value, name):
-    if not isinstance(value, brian2.Quantity) or not value.has_same_dimensions(second):
-        raise TypeError(f"{name} must be a time with brian2 units (e.g. 10*ms), got {value!r}")
-    if not np.isfinite(float(value)) or float(value) <= 0:
-        raise ValueError(f"{name} must be > 0, got {value!r}")
-    return value
 
 
 class RateCircuit:
@@ -65,11 +57,11 @@ class RateCircuit:
     def __init__(self, model, tau=10 * ms, errors="instant", tau_error=2 * ms,
                  precision="synaptic", tau_inter=2 * ms, value_encoding=None, error_encoding=None):
         self.model = model
-        self.tau = _time_constant(tau, "tau")
+        self.tau = time_quantity(tau, "tau")
         self.errors = one_of(errors, "errors", {"instant", "dynamic"})
-        self.tau_error = _time_constant(tau_error, "tau_error")
+        self.tau_error = time_quantity(tau_error, "tau_error")
         self.precision = one_of(precision, "precision", {"synaptic", "interneuron"})
-        self.tau_inter = _time_constant(tau_inter, "tau_inter")
+        self.tau_inter = time_quantity(tau_inter, "tau_inter")
         if precision == "interneuron" and errors != "dynamic":
             raise ValueError("precision='interneuron' needs errors='dynamic' (the interneuron "
                              "and error units settle together)")
@@ -244,7 +236,7 @@ class BuiltCircuit:
     def _matrix_coupling(self, dt):
         """One network_operation computing every dense pathway with matrix products."""
         model, circuit = self.circuit.model, self.circuit
-        B, L, dims = self.batch, model.n_latent, model.dims
+        B, L = self.batch, model.n_latent
         venc, eenc = circuit.value_encoding, circuit.error_encoding
 
         def arr(group, name):
