@@ -118,6 +118,8 @@ def simulate(circuit, x, duration=200 * ms, dt=0.1 * ms, target="auto", coupling
                                   record_every * dt, duration, until_converged, tol, interval,
                                   progress)
         traj = _collect(built, info)
+        if getattr(built, "run_time_s", None) is not None:   # C++ main loop, without compilation
+            traj.info["standalone_run_time_s"] = float(built.run_time_s)
     if until_converged and converged_at is None:
         converged_at = _first_converged(traj, circuit, tol)
     traj.info.update(converged=converged_at is not None, t_converged_s=converged_at,
@@ -195,7 +197,9 @@ def _run_standalone(circuit, stimulus, stimulus_dt, dt, init, coupling, record_d
         progress("compiling and running the C++ standalone project")
         brian2.device.build(directory=directory, compile=True, run=True, with_output=False)
         _check_finite(built, float(duration))
-        return _Frozen(built), None
+        frozen = _Frozen(built)
+        frozen.run_time_s = getattr(brian2.device, "_last_run_time", None)
+        return frozen, None
     finally:
         brian2.device.reinit()
         brian2.set_device("runtime")
