@@ -51,7 +51,7 @@ class Link:
     hidden_bias : array (hidden,), optional
         ``a`` (default 0), MLP links only.
     name : str
-        Used in error messages.
+        Used in error messages (a model names unnamed links ``links[l]``).
     """
 
     def __init__(self, weights, bias=None, f="identity", cov=1.0, hidden_weights=None,
@@ -177,6 +177,8 @@ class GenerativeModel:
         for l, link in enumerate(links):
             if not isinstance(link, Link):
                 raise TypeError(f"links[{l}] must be a pcbio.model.Link, got {type(link).__name__}")
+            if link.name == "link":
+                link.name = f"links[{l}]"
         self.links = list(links)
         self.top_mean = as_array(top_mean, "top.mean", ndim=1)
         self.top_cov = (top_cov if isinstance(top_cov, Covariance)

@@ -170,9 +170,13 @@ def _run_runtime(circuit, stimulus, stimulus_dt, dt, init, coupling, record_dt, 
     elapsed = 0 * second
     while elapsed < duration * (1 - 1e-9):
         chunk = min(interval, duration - elapsed)
+        def report(_elapsed, completed, _start, _duration, done=float(elapsed / duration),
+                   share=float(chunk / duration)):
+            progress(f"simulating {float(duration / ms):.0f} ms", done + share * completed)
+        reporting = {} if progress is SILENT else {"report": report, "report_period": 5 * second}
         try:       # overflow on the way to NaN is detected and reported below, not warned
             with np.errstate(over="ignore", invalid="ignore"):
-                built.network.run(chunk, namespace={})
+                built.network.run(chunk, namespace={}, **reporting)
         except Exception as err:      # brian2 wraps errors raised inside network operations
             cause = err if isinstance(err, FloatingPointError) else err.__cause__
             if isinstance(cause, FloatingPointError):
@@ -181,7 +185,6 @@ def _run_runtime(circuit, stimulus, stimulus_dt, dt, init, coupling, record_dt, 
             raise
         elapsed += chunk
         _check_finite(built, float(elapsed))
-        progress(f"t = {float(elapsed / ms):.1f} ms", float(elapsed / duration))
         if until_converged and _max_drift(built, circuit) < tol:
             return built, float(elapsed)
     return built, None
