@@ -79,8 +79,9 @@ def simulate(circuit, x, duration=200 * ms, dt=0.1 * ms, target="auto", coupling
     init : list of (batch, d_l), initial latent values; default the prior means
     record_every : int, record one step in this many
     until_converged : stop once ``max |τ dz/dt| < tol`` for every population with dynamics
-        (runtime targets check every ``check_interval``; cpp_standalone runs the whole duration and
-        reports when the tolerance was first met)
+        (runtime targets check every ``check_interval``; cpp_standalone runs the whole duration).
+        Either way ``info`` reports ``converged`` and ``t_converged_s``, the first recorded time
+        from which the value units' drift stayed below ``tol``, and ``stop_reason``.
     progress : callable reporting progress (see :class:`pcbio.progress.Progress`)
     """
     if not isinstance(circuit, RateCircuit):
@@ -114,18 +115,16 @@ def simulate(circuit, x, duration=200 * ms, dt=0.1 * ms, target="auto", coupling
             "tol": tol, "batch": batch}
     progress(f"simulating {circuit.kind} circuit for {model!r}, batch {batch}, target {target}")
     with _codegen_target(target):
-        built, converged_at = run(circuit, stimulus, stimulus_dt, dt, init, coupling,
-                                  record_every * dt, duration, until_converged, tol, interval,
-                                  progress)
+        built, stopped_early, elapsed = run(circuit, stimulus, stimulus_dt, dt, init, coupling,
+                                            record_every * dt, duration, until_converged, tol,
+                                            interval, progress)
         traj = _collect(built, info)
         if getattr(built, "run_time_s", None) is not None:   # C++ main loop, without compilation
             traj.info["standalone_run_time_s"] = float(built.run_time_s)
-    if until_converged and converged_at is None:
-        converged_at = _first_converged(traj, circuit, tol)
+    converged_at = _first_converged(traj, circuit, tol)
     traj.info.update(converged=converged_at is not None, t_converged_s=converged_at,
-                     stop_reason=("converged" if until_converged and converged_at is not None
-                                  and target != "cpp_standalone" else "duration"),
-                     duration_s=float(traj.t[-1] + record_every * float(dt)))
+                     stop_reason="converged" if stopped_early else "duration",
+                     duration_s=elapsed)
     return traj
 
 
@@ -186,8 +185,8 @@ def _run_runtime(circuit, stimulus, stimulus_dt, dt, init, coupling, record_dt, 
         elapsed += chunk
         _check_finite(built, float(elapsed))
         if until_converged and _max_drift(built, circuit) < tol:
-            return built, float(elapsed)
-    return built, None
+            return built, True, float(elapsed)
+    return built, False, float(elapsed)
 
 
 def _run_standalone(circuit, stimulus, stimulus_dt, dt, init, coupling, record_dt, duration,
@@ -202,7 +201,7 @@ def _run_standalone(circuit, stimulus, stimulus_dt, dt, init, coupling, record_d
         _check_finite(built, float(duration))
         frozen = _Frozen(built)
         frozen.run_time_s = getattr(brian2.device, "_last_run_time", None)
-        return frozen, None
+        return frozen, False, float(duration)
     finally:
         brian2.device.reinit()
         brian2.set_device("runtime")
@@ -256,10 +255,13 @@ def _collect(built, info):
 
 
 def _first_converged(traj, circuit, tol):
-    """First recorded time at which the value units' drift ``|τ dz/dt|`` fell below tol."""
+    """First recorded time from which on the value units' drift ``max |τ dz/dt|`` stays below
+    ``tol`` (None if it never does)."""
     drift = np.max([np.abs(d).reshape(len(traj), -1).max(axis=1) for d in traj.dzdt], axis=0)
-    below = np.nonzero(drift * float(circuit.tau) < tol)[0]
-    return float(traj.t[below[0]]) if below.size else None
+    above = np.nonzero(drift * float(circuit.tau) >= tol)[0]
+    if above.size == 0:
+        return float(traj.t[0])
+    return float(traj.t[above[-1] + 1]) if above[-1] + 1 < len(traj) else None
 
 
 def infer_with_circuit(model, x, circuit="rate", duration=1000 * ms, dt=0.1 * ms, errors="instant",

@@ -128,6 +128,10 @@ def test_time_varying_stimulus_is_tracked():
         idx = np.searchsorted(traj.t, t_end)
         np.testing.assert_allclose(traj.means[0][idx, 0], exact_posterior(m, xs[k:k + 1]).means[0][0],
                                    atol=1e-8)
+    # the Synapses coupling reads the stimulus through a brian2 TimedArray: same frame timing
+    syn = simulate(build_circuit(m, "rate"), frames, stimulus_dt=150 * ms, duration=300 * ms,
+                   target="numpy", coupling="synapses")
+    np.testing.assert_allclose(syn.means[0], traj.means[0], atol=1e-12)
 
 
 def test_recording_every_n_steps_and_raw_monitors():
