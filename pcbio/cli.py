@@ -169,9 +169,9 @@ def build_parser():
     p.add_argument("--version", action="version", version=f"pcbio {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
-    def circuit_args(sp):
-        sp.add_argument("--duration", default="200ms", help="simulated time (max for --method "
-                        "rate, which stops at convergence), e.g. 200ms")
+    def circuit_args(sp, duration):
+        sp.add_argument("--duration", default=duration, help="simulated time (the maximum for "
+                        f"--method rate, which stops at convergence), e.g. {duration}")
         sp.add_argument("--dt", default="0.1ms", help="integration time step, e.g. 0.1ms")
         sp.add_argument("--errors", choices=["instant", "dynamic"], default="instant",
                         help="error units: algebraic (instant) or with their own time constant")
@@ -188,7 +188,7 @@ def build_parser():
     sp.add_argument("--tol", type=float, default=1e-8,
                     help="--method rate: stop when max |τ dz/dt| < tol")
     sp.add_argument("--json", action="store_true", help="print one JSON object")
-    circuit_args(sp)
+    circuit_args(sp, "1000ms")
     sp.set_defaults(func=cmd_infer)
 
     sp = sub.add_parser("map", help="run a circuit and measure its distance to the ELBO gradient")
@@ -197,7 +197,7 @@ def build_parser():
     sp.add_argument("--circuit", choices=["rate"], default="rate")
     sp.add_argument("--json", action="store_true", help="print one JSON object (compact)")
     sp.add_argument("--plot", help="write the mapping figure to this file (.pdf or .png)")
-    circuit_args(sp)
+    circuit_args(sp, "200ms")
     sp.set_defaults(func=cmd_map)
 
     sp = sub.add_parser("list", help="list models and experiments")
