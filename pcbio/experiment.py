@@ -9,7 +9,7 @@ writes ``OUT/NAME.json`` (the numbers behind the figure plus provenance) and ``O
 import importlib.util
 from pathlib import Path
 
-from .io import provenance, write_json
+from .io import atomic_write, json_text, provenance
 from .paths import find_experiment
 from .plotting import save_figure
 from .progress import SILENT
@@ -28,10 +28,10 @@ def run_experiment(name, out_dir="results", quick=False, seed=0, progress=SILENT
     module = load_experiment(name)
     progress(f"experiment {name}: {module.DESCRIPTION}")
     fig, data, parameters = module.run(quick=quick, seed=seed, progress=progress)
-    out = Path(out_dir)
-    stem = out / name
+    stem = Path(out_dir) / name
+    text = json_text({"experiment": name, "description": module.DESCRIPTION, "quick": quick,
+                      **provenance(seed, parameters), "results": data})   # fails before writing
     figures = save_figure(fig, stem)
-    write_json(f"{stem}.json", {"experiment": name, "description": module.DESCRIPTION,
-                                "quick": quick, **provenance(seed, parameters), "results": data})
+    atomic_write(f"{stem}.json", lambda tmp: Path(tmp).write_text(text))
     progress(f"wrote {stem}.json, {figures[0]}, {figures[1]}")
     return [f"{stem}.json"] + figures

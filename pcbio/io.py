@@ -74,7 +74,6 @@ def atomic_write(path, write):
             os.unlink(tmp)
 
 
-def write_json(path, data):
-    """Write ``data`` as indented JSON, atomically."""
-    text = json.dumps(to_jsonable(data), indent=2, allow_nan=False)
-    atomic_write(path, lambda tmp: Path(tmp).write_text(text + "\n"))
+def json_text(data):
+    """``data`` as indented JSON text (numpy converted, non-finite floats as null)."""
+    return json.dumps(to_jsonable(data), indent=2, allow_nan=False) + "\n"
