@@ -132,3 +132,28 @@ def test_console_script_is_installed():
     out = subprocess.run([sys.executable, "-m", "pcbio.cli", "--version"], capture_output=True,
                          text=True, check=True).stdout
     assert out.startswith("pcbio ")
+
+
+def test_same_seed_gives_the_same_results(tmp_path):
+    """Reproducibility: running an experiment twice with one seed gives identical numbers."""
+    from pcbio.experiment import run_experiment
+    results = []
+    for k in range(2):
+        run_experiment("demo", tmp_path / str(k), quick=True, seed=3)
+        results.append(json.loads((tmp_path / str(k) / "demo.json").read_text())["results"])
+    assert results[0] == results[1]
+
+
+@pytest.mark.slow
+def test_full_rate_vs_elbo_experiment(tmp_path):
+    """The full (non-quick) paper figure: exact agreement for the linear model, the fixed points
+    reached, and a variance gap rising as s² at small s (log-log slope ≈ 2)."""
+    from pcbio.experiment import run_experiment
+    run_experiment("rate_vs_elbo", tmp_path, quick=False, seed=0)
+    res = json.loads((tmp_path / "rate_vs_elbo.json").read_text())["results"]
+    for lv in res["linear_gaussian_3level/instant"]["levels"]:
+        assert lv["grad_rel_err_max"] < 1e-12 and lv["fixed_point_rel_err"] < 1e-6
+    assert res["tanh_2level/instant"]["levels"][0]["fixed_point_rel_err"] < 1e-6
+    gaps = res["tanh_2level/instant"]["variance_gap"]
+    slope = np.log(gaps[1]["rel_gap"] / gaps[0]["rel_gap"]) / np.log(gaps[1]["s"] / gaps[0]["s"])
+    assert slope == pytest.approx(2.0, abs=0.2)
