@@ -58,7 +58,8 @@ def run(quick=False, seed=0, progress=SILENT):
         axes[0, 0].set_title("linear-Gaussian (3 levels)", loc="left")
         axes[1, 0].set_title("tanh link (2 levels)", loc="left")
 
-    data = {f"{name}/{errors}": res.report for (name, errors), res in results.items()}
+    data = {f"{name}/{errors}": {**res.report, "series": res.series_json()}
+            for (name, errors), res in results.items()}
     params = {"duration_ms": float(duration / ms), "dt_ms": float(dt / ms), "tau_ms": float(tau / ms),
               "batch": batch, "s_values": s_values, "target": TARGET, "record_every": 2}
     return fig, data, params

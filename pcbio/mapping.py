@@ -132,6 +132,24 @@ class MappingResult:
     report: dict
     series: dict = field(default_factory=dict)
 
+    def series_json(self, max_points=200):
+        """The series behind the mapping figure, thinned to at most ``max_points`` recorded
+        steps, as plain lists (times in s, derivatives in 1/s)."""
+        s = self.series
+        k = np.unique(np.linspace(0, len(s["t"]) - 1, min(max_points, len(s["t"]))).astype(int))
+        out = {"t_s": s["t"][k], "grad_rel_err": [r[k] for r in s["rel"]],
+               "grad_cosine": [c[k] for c in s["cos"]],
+               "error_units_rel_err": [e[k] for e in s["errors_rel"]],
+               "means": [m[k] for m in s["means"]], "dzdt": [d[k] for d in s["dzdt"]],
+               "grad_over_tau": [g[k] for g in s["grads"]], "reference": s["reference"],
+               "elbo_t_s": s["elbo_t"], "elbo": s["elbo"], "elbo_stderr": s["elbo_stderr"],
+               "log_px": s["log_px"]}
+        if "vae_means" in s:
+            kv = np.unique(np.linspace(0, len(s["vae_t"]) - 1,
+                                       min(max_points, len(s["vae_t"]))).astype(int))
+            out.update(vae_t_s=s["vae_t"][kv], vae_means=[m[kv] for m in s["vae_means"]])
+        return out
+
 
 def map_trajectory(traj, model, x, s_values=(0.01, 0.03, 0.1, 0.3, 1.0), n_samples=256, seed=0,
                    vae=True):
