@@ -129,8 +129,11 @@ def cmd_map(args):
     from .model import load_model
     model = load_model(args.model)
     x = parse_x(args.x, model.dims[0])
+    if args.posterior_std is not None and not (np.isfinite(args.posterior_std)
+                                               and args.posterior_std > 0):
+        raise UsageError(f"--posterior-std must be > 0, got {args.posterior_std}")
     report = map_circuit(model, x, circuit=args.circuit, plot=args.plot, seed=args.seed,
-                         **_circuit_options(args))
+                         posterior_std=args.posterior_std, **_circuit_options(args))
     if args.json:
         print(json.dumps(to_jsonable(report)))
     else:
@@ -197,6 +200,9 @@ def build_parser():
     sp.add_argument("--circuit", choices=["rate"], default="rate")
     sp.add_argument("--json", action="store_true", help="print one JSON object (compact)")
     sp.add_argument("--plot", help="write the mapping figure to this file (.pdf or .png)")
+    sp.add_argument("--posterior-std", type=float, default=None,
+                    help="compare dz/dt with grad_mu ELBO of N(z, s^2 I) at this s (default: the "
+                         "s -> 0 limit, grad_z log p)")
     circuit_args(sp, "200ms")
     sp.set_defaults(func=cmd_map)
 

@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .inference import (GaussianPosterior, elbo, elbo_gradient, exact_posterior, gradient_inference,
-                        laplace_posterior, log_evidence, map_estimate)
+from .inference import (GaussianPosterior, elbo, elbo_gradient, exact_posterior,
+                        gradient_inference, laplace_posterior, log_evidence, map_estimate)
 
 EXACTNESS = {
     "linear": ("linear-Gaussian model: grad_mu ELBO = J^T eps_below - eps_own at z = mu exactly, for "
@@ -65,12 +65,24 @@ def reference_point(model, x):
     return map_estimate(model, x)[0], "map"
 
 
-def gradient_series(traj, model, x):
+def gradient_series(traj, model, x, posterior_std=None, n_samples=256, seed=0):
     """Per latent level, (T,) relative error and cosine between the circuit's ``dz/dt`` and
-    ``∇_μ L / τ`` at the circuit's state (point posterior: ``∇_z log p``, the s → 0 limit, exact for
-    linear models at any s).  Also returns the two arrays themselves (lists of (T, batch, d))."""
+    ``∇_μ L / τ`` at the circuit's state.  ``posterior_std=None``: the point-posterior limit s → 0,
+    ``∇_z log p`` (exact for linear models at any s); a number s: ``∇_μ L`` of
+    ``q = N(z(t), s² I)`` (exact for linear models, antithetic Monte Carlo otherwise).  Also returns
+    the two arrays compared (lists of (T, batch, d))."""
     tau = traj.info["tau_ms"] * 1e-3
-    grads = [g / tau for g in model.grad_log_joint(x, traj.means)]
+    if posterior_std is None:
+        grads = model.grad_log_joint(x, traj.means)
+    else:
+        T, B = len(traj), len(x)
+        means = [m.reshape(T * B, -1) for m in traj.means]
+        q = GaussianPosterior(means, log_var=[np.full_like(m, 2 * np.log(posterior_std))
+                                              for m in means])
+        g = elbo_gradient(model, np.tile(x, (T, 1)), q, n_samples=n_samples, seed=seed,
+                          parameters=False, antithetic=not model.is_linear)
+        grads = [gm.reshape(T, B, -1) for gm in g.means]
+    grads = [g / tau for g in grads]
     return ([relative_error(d, g) for d, g in zip(traj.dzdt, grads)],
             [cosine(d, g) for d, g in zip(traj.dzdt, grads)], traj.dzdt, grads)
 
@@ -152,7 +164,7 @@ class MappingResult:
 
 
 def map_trajectory(traj, model, x, s_values=(0.01, 0.03, 0.1, 0.3, 1.0), n_samples=256, seed=0,
-                   vae=True):
+                   vae=True, posterior_std=None):
     """Compare a circuit trajectory with the VAE side (see the module docstring).
 
     Parameters
@@ -160,11 +172,13 @@ def map_trajectory(traj, model, x, s_values=(0.01, 0.03, 0.1, 0.3, 1.0), n_sampl
     traj : Trajectory of a circuit run on ``x`` (batch, d_0)
     s_values : posterior standard deviations for the variance gap (nonlinear models)
     vae : also run gradient iterative inference with ``α = dt/τ`` for step equivalence
+    posterior_std : compare dz/dt with ∇_μ L of q = N(z(t), s² I) at this s instead of the
+        s → 0 limit (see :func:`gradient_series`)
     Returns a :class:`MappingResult`.
     """
     x = model.check_x(x)
     ref, ref_name = reference_point(model, x)
-    rel, cos, dzdt, grads = gradient_series(traj, model, x)
+    rel, cos, dzdt, grads = gradient_series(traj, model, x, posterior_std, n_samples, seed)
     err = error_series(traj, model, x)
     final = traj.final_means()
     levels = []
@@ -184,6 +198,8 @@ def map_trajectory(traj, model, x, s_values=(0.01, 0.03, 0.1, 0.3, 1.0), n_sampl
         "model": model.name, "circuit": traj.info, "reference": ref_name,
         "exactness": "linear" if model.is_linear else "nonlinear",
         "exactness_condition": EXACTNESS["linear" if model.is_linear else "nonlinear"],
+        "gradient_compared": ("grad_z log p(x, z) (posterior std s -> 0)" if posterior_std is None
+                              else f"grad_mu ELBO of N(z(t), s^2 I), s = {posterior_std}"),
         "levels": levels,
         "data_level": {"error_units_rel_err_median": _stat(np.median, err[0]),
                        "error_units_rel_err_max": _stat(np.max, err[0])},
@@ -228,7 +244,7 @@ def _probe_states(traj, x, n=5):
 
 
 def map_circuit(model, x, circuit="rate", duration=None, dt=None, errors="instant", target="auto",
-                plot=None, seed=0, progress=None, **params):
+                plot=None, seed=0, progress=None, posterior_std=None, **params):
     """Build, simulate and map a circuit in one call (``pcbio map``).  Returns the report dict and
     writes the mapping figure to ``plot`` (a .pdf or .png path) when given."""
     from brian2 import ms
@@ -240,7 +256,7 @@ def map_circuit(model, x, circuit="rate", duration=None, dt=None, errors="instan
     traj = simulate(circ, x, duration=duration or 200 * ms, dt=dt or 0.1 * ms, target=target,
                     record_every=_record_every(duration or 200 * ms, dt or 0.1 * ms),
                     progress=progress or SILENT)
-    result = map_trajectory(traj, model, x, seed=seed)
+    result = map_trajectory(traj, model, x, seed=seed, posterior_std=posterior_std)
     if plot:
         from .plotting import mapping_figure, save_single
         save_single(mapping_figure(result), plot)
