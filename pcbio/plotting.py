@@ -109,7 +109,7 @@ def plot_agreement(ax, result, label="", color=None):
         ax.semilogy(t_ms, np.maximum(err, 1e-17), ls="--", color=color, lw=0.8,
                     label=f"{label}error units vs $\\varepsilon$" if first else None)
     ax.set(xlabel="time (ms)", ylabel="relative error (all levels)")
-    ax.legend(frameon=False, fontsize=6, loc="center", bbox_to_anchor=(0.62, 0.45))
+    ax.legend(frameon=False, fontsize=6, loc="best")
 
 
 def plot_gradient_scatter(ax, result):
