@@ -45,8 +45,8 @@ def run(quick=False, seed=0, progress=SILENT):
     with style():
         fig, axes = figure(4, nrows=2, width=7.2, height=2.3)
         plot_latents(axes[0, 0], lin)
-        plot_agreement(axes[0, 1], lin, label="instant: ", color=CIRCUIT)
-        plot_agreement(axes[0, 1], lin_dyn, label="dynamic: ", color=VAE)
+        plot_agreement(axes[0, 1], lin, label="instant errors", color=CIRCUIT)
+        plot_agreement(axes[0, 1], lin_dyn, label="dynamic errors", color=VAE)
         plot_gradient_scatter(axes[0, 2], lin)
         plot_elbo(axes[0, 3], lin)
         plot_latents(axes[1, 0], nonlin)
@@ -55,8 +55,8 @@ def run(quick=False, seed=0, progress=SILENT):
         plot_elbo(axes[1, 3], nonlin)
         for ax, letter in zip(axes.ravel(), "abcdefgh"):
             panel_label(ax, letter)
-        axes[0, 0].set_title("linear-Gaussian (3 levels)", loc="left")
-        axes[1, 0].set_title("tanh link (2 levels)", loc="left")
+        for ax, text in ((axes[0, 0], "linear, 3 levels"), (axes[1, 0], "tanh link, 2 levels")):
+            ax.text(0.02, 1.05, text, transform=ax.transAxes, fontsize=7)
 
     data = {f"{name}/{errors}": {**res.report, "series": res.series_json()}
             for (name, errors), res in results.items()}

@@ -96,20 +96,27 @@ def plot_latents(ax, result, max_lines=6):
     ax.legend(frameon=False)
 
 
-def plot_agreement(ax, result, label="", color=None):
+def plot_agreement(ax, result, label=None, color=None):
     """Relative error over time (all levels) of dz/dt against ∇_μ L/τ (solid) and of the error
-    units against ε (dashed)."""
+    units against ε (dashed).  With ``label`` (several results on one axis) the solid line carries
+    the label and the title explains the line styles."""
     s = result.series
     t_ms = s["t"] * 1e3
     color = color or CIRCUIT
     for l, (rel, err) in enumerate(zip(s["rel"], s["errors_rel"][1:])):
         first = l == 0
-        ax.semilogy(t_ms, np.maximum(rel, 1e-17), color=color, lw=0.8,
-                    label=f"{label}$dz/dt$ vs $\\nabla_\\mu L/\\tau$" if first else None)
-        ax.semilogy(t_ms, np.maximum(err, 1e-17), ls="--", color=color, lw=0.8,
-                    label=f"{label}error units vs $\\varepsilon$" if first else None)
+        solid = (label or r"$dz/dt$ vs $\nabla_\mu L/\tau$") if first else None
+        dashed = r"error units vs $\varepsilon$" if first and label is None else None
+        ax.semilogy(t_ms, np.maximum(rel, 1e-17), color=color, lw=0.8, label=solid)
+        ax.semilogy(t_ms, np.maximum(err, 1e-17), ls="--", color=color, lw=0.8, label=dashed)
+    handles, labels = ax.get_legend_handles_labels()
+    if label is not None:          # explain the line styles once, in grey
+        from matplotlib.lines import Line2D
+        handles += [Line2D([], [], color=REFERENCE, lw=0.8),
+                    Line2D([], [], color=REFERENCE, lw=0.8, ls="--")]
+        labels += [r"$dz/dt$ vs $\nabla_\mu L/\tau$", r"error units vs $\varepsilon$"]
     ax.set(xlabel="time (ms)", ylabel="relative error (all levels)")
-    ax.legend(frameon=False, fontsize=6, loc="best")
+    ax.legend(handles, labels, frameon=False, fontsize=5, loc="center right")
 
 
 def plot_gradient_scatter(ax, result):
