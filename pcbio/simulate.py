@@ -15,35 +15,18 @@ from brian2 import ms, second
 
 from .checks import as_array, one_of, positive_int, positive_number, time_quantity
 from .circuits import build_circuit
-from .circuits.rate import RateCircuit
-from .inference import neg_hessian
+from .circuits.base import Circuit
+from .errors import SimulationError
 from .progress import SILENT
-from .trajectory import Trajectory
 
 TARGETS = {"auto", "numpy", "cython", "cpp_standalone"}
-RUNAWAY = 1e12        # |decoded value| beyond this counts as a diverged simulation
-
-
-class SimulationError(RuntimeError):
-    """The simulation became unstable (NaN, Inf or runaway activity)."""
 
 
 def check_stability(circuit, x, init, dt):
-    """Explicit Euler on ``τ dz/dt = ∇ log p`` is stable only if ``dt·λ_max(H)/τ < 2`` (H the
-    negative Hessian of log p at the start); error units and interneurons need
-    ``dt·λ_max(Σ_l)/τ_ε < 2`` and ``dt/τ_i < 2``.  Raises ValueError naming dt otherwise."""
-    model = circuit.model
-    if model.is_linear:             # the curvature does not depend on the data point
-        x, init = x[:1], [z[:1] for z in init]
-    lam = np.abs(np.linalg.eigvalsh(neg_hessian(model, x, init))).max()
-    limits = [("tau", circuit.tau, lam, "the largest curvature of log p(x, z) at the start")]
-    if circuit.dynamic:
-        sig = max(np.linalg.eigvalsh(model.level_covariance(l).matrix).max()
-                  for l in range(model.n_latent + 1))
-        limits.append(("tau_error", circuit.tau_error, sig, "the largest noise variance"))
-    if circuit.precision == "interneuron":
-        limits.append(("tau_inter", circuit.tau_inter, 1.0, "the interneuron leak"))
-    for name, tau, rate, what in limits:
+    """Explicit Euler is stable only if ``dt·λ/τ < 2`` for every time constant of the circuit
+    (:meth:`Circuit.euler_limits`: e.g. λ the largest curvature of log p for the value units).
+    Raises ValueError naming dt otherwise."""
+    for name, tau, rate, what in circuit.euler_limits(x, init):
         if float(dt / tau) * rate >= 2:
             raise ValueError(f"dt={dt} is too large: explicit Euler needs dt*lambda/{name} < 2 with "
                              f"lambda={rate:.3g} ({what}) and {name}={tau}; use dt < "
@@ -84,7 +67,7 @@ def simulate(circuit, x, duration=200 * ms, dt=0.1 * ms, target="auto", coupling
         from which the value units' drift stayed below ``tol``, and ``stop_reason``.
     progress : callable reporting progress (see :class:`pcbio.progress.Progress`)
     """
-    if not isinstance(circuit, RateCircuit):
+    if not isinstance(circuit, Circuit):
         raise TypeError(f"circuit must be built by pcbio.circuits.build_circuit, got "
                         f"{type(circuit).__name__}")
     model = circuit.model
@@ -115,12 +98,13 @@ def simulate(circuit, x, duration=200 * ms, dt=0.1 * ms, target="auto", coupling
             "tol": tol, "batch": batch}
     progress(f"simulating {circuit.kind} circuit for {model!r}, batch {batch}, target {target}")
     with _codegen_target(target):
-        built, stopped_early, elapsed = run(circuit, stimulus, stimulus_dt, dt, init, coupling,
-                                            record_every * dt, duration, until_converged, tol,
-                                            interval, progress)
-        traj = _collect(built, info)
-        if getattr(built, "run_time_s", None) is not None:   # C++ main loop, without compilation
-            traj.info["standalone_run_time_s"] = float(built.run_time_s)
+        recordings, stopped_early, elapsed = run(circuit, stimulus, stimulus_dt, dt, init,
+                                                 coupling, record_every * dt, duration,
+                                                 until_converged, tol, interval, progress)
+    if recordings.get("standalone_run_time_s") is not None:   # C++ main loop, no compilation
+        info["standalone_run_time_s"] = float(recordings["standalone_run_time_s"])
+    traj = circuit.trajectory(recordings, batch, info)
+    _check_trajectory(traj)
     converged_at = _first_converged(traj, circuit, tol)
     traj.info.update(converged=converged_at is not None, t_converged_s=converged_at,
                      stop_reason="converged" if stopped_early else "duration",
@@ -143,26 +127,6 @@ class _codegen_target:
         brian2.prefs.codegen.target = self.saved
 
 
-def _check_finite(built, t):
-    for group in built.values + built.errors + built.inters:
-        r = np.asarray(group.r_[:])
-        if not np.all(np.isfinite(r)) or np.abs(r).max() > RUNAWAY:
-            raise SimulationError(f"the simulation became unstable by t = {t:.4g} s (NaN, Inf or "
-                                  f"runaway activity in {group.name}); reduce dt or check the model")
-
-
-def _max_drift(built, circuit):
-    """max |τ dz/dt| over all populations at the last recorded step."""
-    taus = {"values": circuit.tau, "errors": circuit.tau_error, "inters": circuit.tau_inter}
-    worst = 0.0
-    for kind, monitors in built.monitors.items():
-        if kind == "errors" and not circuit.dynamic:
-            continue
-        for m in monitors:
-            worst = max(worst, float(np.abs(m.dzdt_[:, -1]).max() * taus[kind]))
-    return worst
-
-
 def _run_runtime(circuit, stimulus, stimulus_dt, dt, init, coupling, record_dt, duration,
                  until_converged, tol, interval, progress):
     built = circuit.build(stimulus, stimulus_dt, dt, init, coupling, record_dt)
@@ -183,10 +147,10 @@ def _run_runtime(circuit, stimulus, stimulus_dt, dt, init, coupling, record_dt, 
                                       "check the model") from None
             raise
         elapsed += chunk
-        _check_finite(built, float(elapsed))
-        if until_converged and _max_drift(built, circuit) < tol:
-            return built, True, float(elapsed)
-    return built, False, float(elapsed)
+        built.check_finite(float(elapsed))
+        if until_converged and built.max_drift() < tol:
+            return built.recordings(), True, float(elapsed)
+    return built.recordings(), False, float(elapsed)
 
 
 def _run_standalone(circuit, stimulus, stimulus_dt, dt, init, coupling, record_dt, duration,
@@ -198,60 +162,26 @@ def _run_standalone(circuit, stimulus, stimulus_dt, dt, init, coupling, record_d
         built.network.run(duration, namespace={})
         progress("compiling and running the C++ standalone project")
         brian2.device.build(directory=directory, compile=True, run=True, with_output=False)
-        _check_finite(built, float(duration))
-        frozen = _Frozen(built)
-        frozen.run_time_s = getattr(brian2.device, "_last_run_time", None)
-        return frozen, False, float(duration)
+        recordings = built.recordings()          # read before the device is reset
+        recordings["standalone_run_time_s"] = getattr(brian2.device, "_last_run_time", None)
+        return recordings, False, float(duration)
     finally:
         brian2.device.reinit()
         brian2.set_device("runtime")
         shutil.rmtree(directory, ignore_errors=True)
 
 
-class _Frozen:
-    """Monitor data copied out of a standalone run before its device is reset."""
-
-    def __init__(self, built):
-        self.circuit, self.batch = built.circuit, built.batch
-        self.monitors = {kind: [_FrozenMonitor(m) for m in mons] for kind, mons in built.monitors.items()}
-
-
-class _FrozenMonitor:
-    def __init__(self, m):
-        self.t_ = np.array(m.t_)
-        self.r_ = np.array(m.r_)
-        self.dzdt_ = np.array(m.dzdt_) if "dzdt" in m.record_variables else None
-        self.record_variables = m.record_variables
-
-
-def _collect(built, info):
-    circuit, B = built.circuit, built.batch
-    mons = built.monitors
-    t = np.array(mons["values"][0].t_)
-    T = len(t)
-    venc, eenc = circuit.value_encoding, circuit.error_encoding
-
-    def levels(monitors, var, decode=None):
-        out = []
-        for m in monitors:
-            a = np.array(getattr(m, var)).T            # (T, N)
-            out.append((decode(a) if decode else a).reshape(T, B, -1))
-        return out
-
-    means = levels(mons["values"], "r_", venc.decode)
-    traj = Trajectory(t=t, time_unit="s", means=means,
-                      errors=levels(mons["errors"], "r_", eenc.decode),
-                      dzdt=levels(mons["values"], "dzdt_"), info=info,
-                      raw={"value_rates_Hz": levels(mons["values"], "r_"),
-                           "error_rates_Hz": levels(mons["errors"], "r_"),
-                           "interneuron_rates_Hz": levels(mons["inters"], "r_")})
-    for name, arrays in (("value", traj.means), ("error", traj.errors)):
-        for l, a in enumerate(arrays):
+def _check_trajectory(traj):
+    """Raise SimulationError where decoded activity holds NaN/Inf (e.g. after a standalone run,
+    which cannot stop early)."""
+    T = len(traj)
+    for name, arrays, first in (("value", traj.means, 1), ("error", traj.errors, 0)):
+        for l, a in enumerate(arrays, start=first):
             bad = ~np.all(np.isfinite(a).reshape(T, -1), axis=1)
             if bad.any():
-                raise SimulationError(f"{name} units of level {l + (name == 'value')} hold NaN/Inf "
-                                      f"from t = {t[np.argmax(bad)]:.4g} s")
-    return traj
+                raise SimulationError(f"{name} units of level {l} hold NaN/Inf from "
+                                      f"t = {traj.t[np.argmax(bad)]:.4g} s; reduce dt or check "
+                                      "the model")
 
 
 def _first_converged(traj, circuit, tol):

@@ -6,6 +6,7 @@ dendritic, lateral) register here and share :func:`pcbio.simulate.simulate`, the
 """
 
 from ..checks import one_of
+from .base import Circuit
 from .rate import RateCircuit
 
 CIRCUITS = {"rate": RateCircuit}
@@ -17,4 +18,4 @@ def build_circuit(model, kind="rate", **params):
     return CIRCUITS[kind](model, **params)
 
 
-__all__ = ["CIRCUITS", "RateCircuit", "build_circuit"]
+__all__ = ["CIRCUITS", "Circuit", "RateCircuit", "build_circuit"]

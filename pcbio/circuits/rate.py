@@ -28,14 +28,19 @@ from brian2 import ms
 
 from ..checks import one_of, time_quantity
 from ..encoding import RateEncoding
+from ..errors import SimulationError
+from ..inference import neg_hessian
 from ..neurons import rate as eqs
+from ..trajectory import Trajectory
+from .base import Circuit
 
 ORDER_STATE, ORDER_MONITOR, ORDER_MATRIX = 10, 9.5, 8
 ORDER_INSTANT_ERRORS = 5     # instant errors must be summed before the value units read them
 FINITE_CHECK_STEPS = 50      # the matrix coupling checks for NaN/Inf this often
+RUNAWAY = 1e12               # |rate| beyond this (in Hz) counts as a diverged simulation
 
 
-class RateCircuit:
+class RateCircuit(Circuit):
     """A rate-neuron predictive-coding circuit for ``model`` (not yet a brian2 network:
     :func:`pcbio.simulate.simulate` builds and runs it on a stimulus).
 
@@ -84,14 +89,22 @@ class RateCircuit:
                 "value_encoding": self.value_encoding.describe(),
                 "error_encoding": self.error_encoding.describe()}
 
-    def time_constants(self):
-        """(name, τ) of every population that has dynamics."""
-        out = [("tau", self.tau)]
+    def euler_limits(self, x, init):
+        """Value units: the largest curvature of log p at the start (for linear models the same
+        for every data point); error units: the largest noise variance; interneurons: their
+        leak."""
+        model = self.model
+        if model.is_linear:
+            x, init = x[:1], [z[:1] for z in init]
+        lam = np.abs(np.linalg.eigvalsh(neg_hessian(model, x, init))).max()
+        limits = [("tau", self.tau, lam, "the largest curvature of log p(x, z) at the start")]
         if self.dynamic:
-            out.append(("tau_error", self.tau_error))
+            sig = max(np.linalg.eigvalsh(model.level_covariance(l).matrix).max()
+                      for l in range(model.n_latent + 1))
+            limits.append(("tau_error", self.tau_error, sig, "the largest noise variance"))
         if self.precision == "interneuron":
-            out.append(("tau_inter", self.tau_inter))
-        return out
+            limits.append(("tau_inter", self.tau_inter, 1.0, "the interneuron leak"))
+        return limits
 
     def check_coupling(self, coupling):
         one_of(coupling, "coupling", {"matrix", "synapses"})
@@ -108,6 +121,22 @@ class RateCircuit:
         times.  Returns a :class:`BuiltCircuit`.
         """
         return BuiltCircuit(self, stimulus, stimulus_dt, dt, init, coupling, record_dt)
+
+    def trajectory(self, recordings, batch, info):
+        """Decode the recorded rates: value units → latent estimates, error units → ε; the raw
+        rates (Hz) are kept in ``raw``."""
+        t = recordings["t"]
+        T = len(t)
+
+        def levels(arrays, decode=None):
+            return [(decode(a) if decode else a).reshape(T, batch, -1) for a in arrays]
+        return Trajectory(t=t, time_unit="s",
+                          means=levels(recordings["values"], self.value_encoding.decode),
+                          errors=levels(recordings["errors"], self.error_encoding.decode),
+                          dzdt=levels(recordings["values_dzdt"]), info=info,
+                          raw={"value_rates_Hz": levels(recordings["values"]),
+                               "error_rates_Hz": levels(recordings["errors"]),
+                               "interneuron_rates_Hz": levels(recordings["inters"])})
 
 
 def _level_constant(model, l, instant):
@@ -189,6 +218,33 @@ class BuiltCircuit:
                          "inters": [monitor(g, ["r", "dzdt"]) for g in self.inters]}
         objects += [m for ms_ in self.monitors.values() for m in ms_]
         self.network = brian2.Network(*objects)
+
+    # -- what simulate() asks of a built circuit --------------------------------------------------
+    def check_finite(self, t):
+        """Raise SimulationError if any population holds NaN/Inf or runaway rates (runtime)."""
+        for group in self.values + self.errors + self.inters:
+            r = np.asarray(group.r_[:])
+            if not np.all(np.isfinite(r)) or np.abs(r).max() > RUNAWAY:
+                raise SimulationError(f"the simulation became unstable by t = {t:.4g} s (NaN, Inf "
+                                      f"or runaway activity in {group.name}); reduce dt or check "
+                                      "the model")
+
+    def max_drift(self):
+        """max |τ dx/dt| over every population with dynamics, at the last recorded step."""
+        c = self.circuit
+        taus = {"values": c.tau, "errors": c.tau_error, "inters": c.tau_inter}
+        return max(float(np.abs(m.dzdt_[:, -1]).max() * taus[kind])
+                   for kind, mons in self.monitors.items() for m in mons
+                   if "dzdt" in m.record_variables)
+
+    def recordings(self):
+        """Monitor contents as plain arrays (T, units): ``t`` (s), rates in Hz, drifts in 1/s."""
+        mons = self.monitors
+        return {"t": np.array(mons["values"][0].t_),
+                "values": [np.array(m.r_).T for m in mons["values"]],
+                "values_dzdt": [np.array(m.dzdt_).T for m in mons["values"]],
+                "errors": [np.array(m.r_).T for m in mons["errors"]],
+                "inters": [np.array(m.r_).T for m in mons["inters"]]}
 
     # -- couplings ----------------------------------------------------------------------------
     def _connect(self, pre, post, weights, model_eq, name, dt):
