@@ -106,12 +106,11 @@ def elbo_series(model, x, traj, reference, max_points=100, n_samples=256, seed=0
 
 
 def step_equivalence(circuit_traj, vae_traj):
-    """Largest absolute difference per level between a circuit and an iterative-inference
-    trajectory at matching steps (the circuit recorded every ``record_dt/dt`` steps)."""
-    every = int(round(circuit_traj.info["record_dt_s"] / circuit_traj.info["dt_s"]))
-    n = min(len(circuit_traj), (len(vae_traj) - 1) // every + 1)
-    return [float(np.abs(c[:n] - v[::every][:n]).max())
-            for c, v in zip(circuit_traj.means, vae_traj.means)]
+    """Largest absolute difference per level between a circuit trajectory (times in s) and an
+    iterative-inference trajectory (times in steps) at the Euler steps both recorded."""
+    c_steps = np.rint(circuit_traj.t / circuit_traj.info["dt_s"]).astype(int)
+    _, ci, vi = np.intersect1d(c_steps, vae_traj.t.astype(int), return_indices=True)
+    return [float(np.abs(c[ci] - v[vi]).max()) for c, v in zip(circuit_traj.means, vae_traj.means)]
 
 
 def variance_gap(model, x, z, s_values, n_samples=2000, repeats=5, seed=0):
@@ -215,16 +214,16 @@ def map_trajectory(traj, model, x, s_values=(0.01, 0.03, 0.1, 0.3, 1.0), n_sampl
               "means": traj.means, "reference": ref}
     if vae:
         steps = int(round(traj.info["duration_s"] / traj.info["dt_s"]))
+        every = int(round(traj.info["record_dt_s"] / traj.info["dt_s"]))
         vae_traj = gradient_inference(model, x, steps=steps - 1,
                                       step_size=traj.info["dt_s"] / (traj.info["tau_ms"] * 1e-3),
-                                      init=traj.at(0))
-        every = int(round(traj.info["record_dt_s"] / traj.info["dt_s"]))
+                                      init=traj.at(0), record_every=every)
         report["step_equivalence_max_abs"] = step_equivalence(traj, vae_traj)
         report["step_equivalence_note"] = (
             "max |circuit - gradient iterative inference (alpha = dt/tau)| per level; round-off "
             "for instantaneous errors, a real difference for dynamic ones")
-        series["vae_t"] = vae_traj.t[::every] * traj.info["dt_s"]
-        series["vae_means"] = [m[::every] for m in vae_traj.means]
+        series["vae_t"] = vae_traj.t * traj.info["dt_s"]
+        series["vae_means"] = vae_traj.means
     if not model.is_linear:
         xs, probe = _probe_states(traj, x)
         report["variance_gap"] = variance_gap(model, xs, probe, s_values, seed=seed)

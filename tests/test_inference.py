@@ -282,6 +282,17 @@ def test_gradient_inference_steps_are_euler_steps_of_pc_dynamics():
     assert np.all(np.diff(traj.scores["log_joint"], axis=0) > -1e-12)
 
 
+def test_recording_every_k_steps_keeps_the_same_iterates():
+    """record_every only thins what is stored: the iterates at steps 0, k, 2k, … are those of the
+    fully recorded run."""
+    m = load_model("tanh_2level")
+    x = np.array([[1.0, 0.5, -0.8]])
+    full = gradient_inference(m, x, steps=50, step_size=0.02)
+    thin = gradient_inference(m, x, steps=50, step_size=0.02, record_every=7)
+    np.testing.assert_array_equal(thin.t, np.arange(0, 51, 7))
+    np.testing.assert_array_equal(thin.means[0], full.means[0][::7])
+
+
 def test_variance_learning_reaches_optimal_elbo():
     """Ascending the ELBO in means and log-variances of a diagonal q converges to the optimum
     s² = 1/diag(H), μ = exact posterior mean, for a linear model."""

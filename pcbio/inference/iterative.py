@@ -15,7 +15,7 @@ from .posterior import GaussianPosterior
 
 def gradient_inference(model, x, steps=100, step_size=0.1, init=None, log_var=None,
                        learn_variance=False, variance_step_size=None, method="auto",
-                       n_samples=64, seed=0):
+                       n_samples=64, seed=0, record_every=1):
     """Run ``steps`` gradient-ascent steps on the ELBO from ``init``.
 
     Parameters
@@ -33,14 +33,17 @@ def gradient_inference(model, x, steps=100, step_size=0.1, init=None, log_var=No
     method, n_samples, seed
         How expectations are taken (see :mod:`pcbio.inference.elbo`); step k uses noise seed
         ``seed + k``.
+    record_every : int
+        Record steps 0, k, 2k, … only (long runs of large models).
 
     Returns
     -------
-    Trajectory with ``steps + 1`` entries (t = 0 … steps), means, errors ε at the means,
+    Trajectory with t = the recorded step numbers (0 … steps), means, errors ε at the means,
     scores ``log_joint`` (at the means) and, when q has variances, ``elbo``.
     """
     x = model.check_x(x)
     steps = positive_int(steps, "steps", minimum=0)
+    record_every = positive_int(record_every, "record_every")
     alpha = positive_number(step_size, "step_size")
     alpha_s = alpha if variance_step_size is None else positive_number(variance_step_size,
                                                                          "variance_step_size")
@@ -54,18 +57,23 @@ def gradient_inference(model, x, steps=100, step_size=0.1, init=None, log_var=No
         log_var = [np.broadcast_to(np.asarray(lv, float), m.shape).copy()
                    for lv, m in zip(log_var, z)]
 
-    rec = {"means": [], "errors": [], "log_var": [], "log_joint": [], "elbo": []}
+    rec = {"t": [], "means": [], "errors": [], "log_var": [], "log_joint": [], "elbo": []}
     for k in range(steps + 1):
-        rec["means"].append(z)
-        rec["errors"].append(model.errors(x, z))
-        rec["log_joint"].append(model.log_joint(x, z))
+        eps = model.errors(x, z)
+        record = k % record_every == 0
+        if record:
+            rec["t"].append(k)
+            rec["means"].append(z)
+            rec["errors"].append(eps)
+            rec["log_joint"].append(model.log_joint(x, z))
         if log_var is None:
-            grad = model.grad_from_errors(z, rec["errors"][-1])
+            grad = model.grad_from_errors(z, eps)
         else:
             g = elbo_gradient(model, x, GaussianPosterior(z, log_var=log_var), method,
                               n_samples, seed + k, parameters=False)
-            rec["log_var"].append(log_var)
-            rec["elbo"].append(g.elbo.value)
+            if record:
+                rec["log_var"].append(log_var)
+                rec["elbo"].append(g.elbo.value)
             grad = g.means
             if learn_variance and k < steps:
                 log_var = [lv + alpha_s * gl for lv, gl in zip(log_var, g.log_var)]
@@ -80,7 +88,7 @@ def gradient_inference(model, x, steps=100, step_size=0.1, init=None, log_var=No
     scores = {"log_joint": np.stack(rec["log_joint"])}
     if rec["elbo"]:
         scores["elbo"] = np.stack(rec["elbo"])
-    return Trajectory(t=np.arange(steps + 1, dtype=float), time_unit="step",
+    return Trajectory(t=np.array(rec["t"], dtype=float), time_unit="step",
                       means=stack(rec["means"]), errors=stack(rec["errors"]),
                       log_var=stack(rec["log_var"]), scores=scores,
                       info={"source": "gradient iterative inference", "step_size": alpha,
