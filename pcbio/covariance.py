@@ -97,11 +97,6 @@ class Covariance:
             return np.diag(grad_matrix).copy()
         return grad_matrix
 
-    def replaced(self, value):
-        """A covariance of the same dimension with a new value (used by finite differences
-        and learning)."""
-        return Covariance(value, self.dim)
-
     def to_spec(self):
         """The value as plain lists, for model files and results files."""
         return self.value.tolist()

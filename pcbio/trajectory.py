@@ -51,14 +51,6 @@ class Trajectory:
     def __len__(self):
         return len(self.t)
 
-    @property
-    def n_latent(self):
-        return len(self.means)
-
-    @property
-    def batch(self):
-        return self.means[0].shape[1]
-
     def final_means(self):
         """Latent estimates at the last recorded time: list of (batch, d_l)."""
         return [m[-1] for m in self.means]

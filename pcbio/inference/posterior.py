@@ -79,10 +79,3 @@ class GaussianPosterior:
         else:
             logdet = 2.0 * np.log(np.diagonal(self.chol, axis1=-2, axis2=-1)).sum(axis=-1)
         return 0.5 * (logdet + self.D * (1.0 + np.log(2.0 * np.pi)))
-
-    def marginal_variances(self):
-        """Variances of each latent, list of (batch, d_l)."""
-        if self.is_diagonal:
-            return [np.exp(lv) for lv in self.log_var]
-        var = np.diagonal(np.broadcast_to(self.cov, (self.batch, self.D, self.D)), axis1=-2, axis2=-1)
-        return self.split(var)
