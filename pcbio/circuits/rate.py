@@ -322,16 +322,17 @@ class BuiltCircuit:
             if n % FINITE_CHECK_STEPS == 0 and not all(np.isfinite(zl.sum()) for zl in z):
                 raise FloatingPointError(f"NaN/Inf in the value units at step {n}")
             levels = [frame] + z
-            preds = model.predictions(z)
-            eps = []
+            if self.instant:     # error units: ε = Π z − Π g, delivered as zin and pred
+                eps = model.errors(frame, z)
+            else:                # error units integrate z − g − Σε: read their own state
+                preds = model.predictions(z)
+                eps = [eenc.decode(r) for r in e_r]
             for l in range(L + 1):
                 if self.instant:
                     zin = covs[l].apply_precision(levels[l])
-                    eps.append(covs[l].apply_precision(levels[l] - preds[l]))
                     pred = zin - eps[l]
                 else:
                     zin, pred = levels[l], preds[l]
-                    eps.append(eenc.decode(e_r[l]))
                     if circuit.precision == "interneuron":
                         i_sig[l][:] = covs[l].apply(eps[l])
                         e_lat[l][:] = eenc.decode(i_r[l])
