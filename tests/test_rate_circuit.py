@@ -143,6 +143,8 @@ def test_recording_every_n_steps_and_raw_monitors():
                     duration=10 * ms, record_every=10, target="numpy")
     assert len(traj) == 10 and np.allclose(np.diff(traj.t), 1e-3)
     np.testing.assert_allclose(traj.raw["value_rates_Hz"][0], 10 + 5 * traj.means[0])
+    lo, hi = traj.info["rate_range_Hz"]["values"]
+    assert lo == traj.raw["value_rates_Hz"][0].min() and hi == traj.raw["value_rates_Hz"][0].max()
 
 
 def test_cython_target_matches_numpy_target():

@@ -130,6 +130,12 @@ class RateCircuit(Circuit):
 
         def levels(arrays, decode=None):
             return [(decode(a) if decode else a).reshape(T, batch, -1) for a in arrays]
+
+        def rate_range(arrays):     # a linear code r0 + κz goes negative where z < −r0/κ
+            return [min(float(a.min()) for a in arrays), max(float(a.max()) for a in arrays)]
+        info = {**info, "rate_range_Hz": {kind: rate_range(recordings[kind])
+                                          for kind in ("values", "errors", "inters")
+                                          if recordings[kind]}}
         return Trajectory(t=t, time_unit="s",
                           means=levels(recordings["values"], self.value_encoding.decode),
                           errors=levels(recordings["errors"], self.error_encoding.decode),
