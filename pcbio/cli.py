@@ -121,7 +121,9 @@ def cmd_infer(args):
 def _circuit_options(args):
     return {"duration": quantity(args.duration, "duration", "--duration"),
             "dt": quantity(args.dt, "time step", "--dt"), "errors": args.errors,
-            "target": args.target}
+            "target": args.target, "tau": quantity(args.tau, "time constant", "--tau"),
+            "tau_error": quantity(args.tau_error, "time constant", "--tau-error"),
+            "precision": args.precision}
 
 
 def cmd_map(args):
@@ -178,6 +180,10 @@ def build_parser():
         sp.add_argument("--dt", default="0.1ms", help="integration time step, e.g. 0.1ms")
         sp.add_argument("--errors", choices=["instant", "dynamic"], default="instant",
                         help="error units: algebraic (instant) or with their own time constant")
+        sp.add_argument("--tau", default="10ms", help="value-unit time constant, e.g. 10ms")
+        sp.add_argument("--tau-error", default="2ms", help="error-unit time constant (dynamic)")
+        sp.add_argument("--precision", choices=["synaptic", "interneuron"], default="synaptic",
+                        help="Σε through lateral weights or a precision interneuron (dynamic)")
         sp.add_argument("--target", choices=["numpy", "cython", "cpp_standalone", "auto"],
                         default="auto", help="brian2 code-generation target")
         sp.add_argument("--seed", type=int, default=0, help="seed for Monte-Carlo estimates")

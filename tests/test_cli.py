@@ -60,6 +60,17 @@ def test_infer_with_rate_circuit_converges(capsys, tmp_path):
                                atol=1e-8)
 
 
+def test_circuit_options_reach_the_circuit(capsys):
+    """--errors dynamic --precision interneuron --tau --tau-error build Bogacz's §5 circuit; it
+    still converges to the exact posterior mode, and the run info echoes the options."""
+    code, out, _ = run_cli(capsys, "infer", "bogacz2017", "--x", "2", "--method", "rate",
+                           "--errors", "dynamic", "--precision", "interneuron", "--tau", "20ms",
+                           "--tau-error", "5ms", "--target", "numpy", "--tol", "1e-10", "--json")
+    rep = json.loads(out)
+    assert code == 0 and rep["converged"] and rep["errors"] == "dynamic"
+    assert rep["means"][0][0] == pytest.approx(bogacz_posterior_mode(), abs=1e-8)
+
+
 def test_map_command_reports_required_fields(capsys, tmp_path):
     """`pcbio map … --json --plot FILE`: per-level metrics, the reference, and a figure."""
     code, out, _ = run_cli(capsys, "map", "linear_gaussian_2d", "--x", "1,-2,0.5", "--circuit",
@@ -82,6 +93,9 @@ def test_map_command_reports_required_fields(capsys, tmp_path):
      "--dt must be a positive time step"),
     (["map", "linear_gaussian_2d", "--x", "1,2,3", "--dt", "50ms"], "is too large"),
     (["run", "nosuchexperiment"], "unknown experiment"),
+    (["map", "linear_gaussian_2d", "--x", "1,2,3", "--precision", "interneuron"],
+     "precision='interneuron' needs errors='dynamic'"),
+    (["map", "linear_gaussian_2d", "--x", "1,2,3", "--tau=-3ms"], "--tau must be a positive"),
 ])
 def test_bad_input_exits_with_one_line(capsys, argv, message):
     """Bad input: non-zero exit, a one-line message naming the problem, no traceback."""
