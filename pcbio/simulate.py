@@ -6,6 +6,8 @@ stable only for ``dt·λ_max/τ < 2``), and that the coupling fits the target.  
 runaway activity during a run raises :class:`SimulationError`; nothing partial is returned.
 """
 
+import contextlib
+import gc
 import shutil
 import tempfile
 
@@ -112,6 +114,18 @@ def simulate(circuit, x, duration=200 * ms, dt=0.1 * ms, target="auto", coupling
     return traj
 
 
+@contextlib.contextmanager
+def _frozen_heap():
+    """brian2's ``Network.run`` starts with a full ``gc.collect()`` (to warn about objects left
+    out of the network), which costs ~0.1 s with brian2 and sympy loaded.  Freezing the objects
+    that already exist (``gc.freeze``, undone on exit) limits that collection to new objects."""
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
+
 class _codegen_target:
     """Set brian2's runtime code-generation target for the duration of a run."""
 
@@ -138,7 +152,7 @@ def _run_runtime(circuit, stimulus, stimulus_dt, dt, init, coupling, record_dt, 
             progress(f"simulating {float(duration / ms):.0f} ms", done + share * completed)
         reporting = {} if progress is SILENT else {"report": report, "report_period": 5 * second}
         try:       # overflow on the way to NaN is detected and reported below, not warned
-            with np.errstate(over="ignore", invalid="ignore"):
+            with np.errstate(over="ignore", invalid="ignore"), _frozen_heap():
                 built.network.run(chunk, namespace={}, **reporting)
         except Exception as err:      # brian2 wraps errors raised inside network operations
             cause = err if isinstance(err, FloatingPointError) else err.__cause__
