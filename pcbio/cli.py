@@ -39,7 +39,9 @@ def parse_x(text, dim):
         except ValueError:
             raise UsageError(f"--x must be comma-separated numbers (';' between data points) or a "
                              f".npy/.csv file, got {text!r}") from None
-    x = np.atleast_2d(np.asarray(x, dtype=float))
+    x = np.asarray(x, dtype=float)
+    # a 1-D file is one data point, or — for one-dimensional data — one data point per entry
+    x = x.reshape(-1, 1) if (x.ndim == 1 and dim == 1) else np.atleast_2d(x)
     if x.ndim != 2 or x.shape[1] != dim:
         raise UsageError(f"--x must have {dim} values per data point (the model's data "
                          f"dimension), got shape {x.shape}")

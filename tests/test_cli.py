@@ -71,6 +71,16 @@ def test_circuit_options_reach_the_circuit(capsys):
     assert rep["means"][0][0] == pytest.approx(bogacz_posterior_mode(), abs=1e-8)
 
 
+def test_one_dimensional_data_file_holds_one_point_per_entry(capsys, tmp_path):
+    """For a model with scalar data (Bogacz), a one-column file is a batch of data points."""
+    np.save(tmp_path / "u.npy", np.array([2.0, 1.0, 3.0]))
+    code, out, _ = run_cli(capsys, "infer", "bogacz2017", "--x", str(tmp_path / "u.npy"),
+                           "--method", "map", "--json")
+    rep = json.loads(out)
+    assert code == 0 and rep["batch"] == 3 and len(rep["means"][0]) == 3
+    assert rep["means"][0][0][0] == pytest.approx(bogacz_posterior_mode(), abs=1e-6)
+
+
 def test_map_command_reports_required_fields(capsys, tmp_path):
     """`pcbio map … --json --plot FILE`: per-level metrics, the reference, and a figure."""
     code, out, _ = run_cli(capsys, "map", "linear_gaussian_2d", "--x", "1,-2,0.5", "--circuit",
