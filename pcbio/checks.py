@@ -18,8 +18,8 @@ def as_array(value, name, ndim=None, shape=None):
     try:
         arr = np.asarray(value, dtype=float)
     except (TypeError, ValueError):
-        raise TypeError(f"{name} must be numeric (a number or nested lists of numbers), "
-                        f"got {type(value).__name__}: {value!r:.80}") from None
+        raise TypeError(f"{name} must be numeric (a number, or nested lists of numbers with "
+                        f"rows of equal length), got {type(value).__name__}: {value!r:.80}") from None
     if ndim is not None and arr.ndim not in np.atleast_1d(ndim):
         raise ValueError(f"{name} must have {ndim} dimension(s), got shape {arr.shape}")
     if shape is not None:
