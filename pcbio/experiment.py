@@ -31,7 +31,7 @@ def run_experiment(name, out_dir="results", quick=False, seed=0, progress=SILENT
     stem = Path(out_dir) / name
     text = json_text({"experiment": name, "description": module.DESCRIPTION, "quick": quick,
                       **provenance(seed, parameters), "results": data})   # fails before writing
-    figures = save_figure(fig, stem)
+    figures = save_figure(fig, f"{stem}.pdf", f"{stem}.png")
     atomic_write(f"{stem}.json", lambda tmp: Path(tmp).write_text(text))
     progress(f"wrote {stem}.json, {figures[0]}, {figures[1]}")
     return [f"{stem}.json"] + figures

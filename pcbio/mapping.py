@@ -38,6 +38,11 @@ EXACTNESS = {
 NEGLIGIBLE = 1e-9
 
 
+def _spread(n, points):
+    """At most ``points`` indices spread evenly over 0 … n-1, first and last included."""
+    return np.unique(np.linspace(0, n - 1, min(points, n)).astype(int))
+
+
 def _norm(a, axis):
     return np.sqrt(np.sum(a * a, axis=axis))
 
@@ -96,7 +101,7 @@ def elbo_series(model, x, traj, reference, max_points=100, n_samples=256, seed=0
     """ELBO of ``N(z(t), S)`` along the trajectory (S: Laplace covariance at ``reference``), at up
     to ``max_points`` recorded steps.  Returns (indices, values (n, batch), stderr (n, batch))."""
     S = laplace_posterior(model, x, reference).cov
-    idx = np.unique(np.linspace(0, len(traj) - 1, min(max_points, len(traj))).astype(int))
+    idx = _spread(len(traj), max_points)
     vals, errs = [], []
     for k in idx:
         est = elbo(model, x, GaussianPosterior(traj.at(k), cov=S), n_samples=n_samples, seed=seed)
@@ -147,7 +152,7 @@ class MappingResult:
         """The series behind the mapping figure, thinned to at most ``max_points`` recorded
         steps, as plain lists (times in s, derivatives in 1/s)."""
         s = self.series
-        k = np.unique(np.linspace(0, len(s["t"]) - 1, min(max_points, len(s["t"]))).astype(int))
+        k = _spread(len(s["t"]), max_points)
         out = {"t_s": s["t"][k], "grad_rel_err": [r[k] for r in s["rel"]],
                "grad_cosine": [c[k] for c in s["cos"]],
                "error_units_rel_err": [e[k] for e in s["errors_rel"]],
@@ -156,8 +161,7 @@ class MappingResult:
                "elbo_t_s": s["elbo_t"], "elbo": s["elbo"], "elbo_stderr": s["elbo_stderr"],
                "log_px": s["log_px"]}
         if "vae_means" in s:
-            kv = np.unique(np.linspace(0, len(s["vae_t"]) - 1,
-                                       min(max_points, len(s["vae_t"]))).astype(int))
+            kv = _spread(len(s["vae_t"]), max_points)
             out.update(vae_t_s=s["vae_t"][kv], vae_means=[m[kv] for m in s["vae_means"]])
         return out
 
@@ -237,7 +241,7 @@ def _probe_states(traj, x, n=5):
     """Circuit states on the way to the fixed point (first half of the run, where the update is
     clearly non-zero; at the fixed point it vanishes and a relative gap is undefined), stacked
     along the batch axis with the data tiled to match."""
-    idx = np.unique(np.linspace(0, max(len(traj) // 2 - 1, 0), n).astype(int))
+    idx = _spread(max(len(traj) // 2, 1), n)
     return (np.concatenate([x] * len(idx)),
             [np.concatenate([m[k] for k in idx]) for m in traj.means])
 
@@ -249,19 +253,18 @@ def map_circuit(model, x, circuit="rate", duration=None, dt=None, errors="instan
     from brian2 import ms
 
     from .circuits import build_circuit
+    from .plotting import check_figure_path, mapping_figure, save_figure
     from .progress import SILENT
     from .simulate import simulate
+    if plot:
+        check_figure_path(plot)          # before the simulation, not after it
+    duration, dt = duration or 200 * ms, dt or 0.1 * ms
     circ = build_circuit(model, circuit, errors=errors, **params)
-    traj = simulate(circ, x, duration=duration or 200 * ms, dt=dt or 0.1 * ms, target=target,
-                    record_every=_record_every(duration or 200 * ms, dt or 0.1 * ms),
+    traj = simulate(circ, x, duration=duration, dt=dt, target=target,
+                    record_every=max(1, int(round(float(duration / dt))) // 2000),  # ≤ 2000 records
                     progress=progress or SILENT)
     result = map_trajectory(traj, model, x, seed=seed, posterior_std=posterior_std)
     if plot:
-        from .plotting import mapping_figure, save_single
-        save_single(mapping_figure(result), plot)
+        save_figure(mapping_figure(result), plot)
     return result.report
 
-
-def _record_every(duration, dt, points=2000):
-    """Record at most ``points`` steps of a run."""
-    return max(1, int(round(float(duration / dt))) // points)

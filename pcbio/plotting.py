@@ -39,26 +39,26 @@ def panel_label(ax, letter):
     ax.text(-0.18, 1.05, letter, transform=ax.transAxes, fontweight="bold", fontsize=10)
 
 
-def save_figure(fig, stem):
-    """Write ``stem.pdf`` (vector) and ``stem.png`` (300 dpi); returns the two paths."""
-    paths = [f"{stem}.pdf", f"{stem}.png"]
+FIGURE_FORMATS = ("pdf", "png", "svg")
+
+
+def check_figure_path(path):
+    """The format of a figure path, from its extension; ValueError if it is not one we write."""
+    fmt = str(path).rsplit(".", 1)[-1].lower()
+    if fmt not in FIGURE_FORMATS:
+        raise ValueError(f"figure file must end in .pdf, .png or .svg, got {path}")
+    return fmt
+
+
+def save_figure(fig, *paths):
+    """Write ``fig`` to every path (format from the extension: vector PDF/SVG, 300-dpi PNG),
+    atomically, then close it; returns the paths."""
+    formats = [check_figure_path(p) for p in paths]
     with style():
-        for path in paths:
-            fmt = path.rsplit(".", 1)[1]
+        for path, fmt in zip(paths, formats):
             atomic_write(path, lambda tmp, fmt=fmt: fig.savefig(tmp, format=fmt))
     plt.close(fig)
-    return paths
-
-
-def save_single(fig, path):
-    """Write one figure file whose format follows the path's extension (.pdf, .png, .svg)."""
-    fmt = str(path).rsplit(".", 1)[-1].lower()
-    if fmt not in ("pdf", "png", "svg"):
-        raise ValueError(f"plot file must end in .pdf, .png or .svg, got {path}")
-    with style():
-        atomic_write(path, lambda tmp: fig.savefig(tmp, format=fmt))
-    plt.close(fig)
-    return path
+    return [str(p) for p in paths]
 
 
 def mapping_figure(result, title=None):

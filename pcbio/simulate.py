@@ -126,19 +126,16 @@ def _frozen_heap():
         gc.unfreeze()
 
 
-class _codegen_target:
+@contextlib.contextmanager
+def _codegen_target(target):
     """Set brian2's runtime code-generation target for the duration of a run."""
-
-    def __init__(self, target):
-        self.target = target
-
-    def __enter__(self):
-        self.saved = brian2.prefs.codegen.target
-        if self.target != "cpp_standalone":
-            brian2.prefs.codegen.target = self.target
-
-    def __exit__(self, *exc):
-        brian2.prefs.codegen.target = self.saved
+    saved = brian2.prefs.codegen.target
+    if target != "cpp_standalone":
+        brian2.prefs.codegen.target = target
+    try:
+        yield
+    finally:
+        brian2.prefs.codegen.target = saved
 
 
 def _run_runtime(circuit, stimulus, stimulus_dt, dt, init, coupling, record_dt, duration,

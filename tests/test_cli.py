@@ -106,6 +106,8 @@ def test_map_command_reports_required_fields(capsys, tmp_path):
     (["map", "linear_gaussian_2d", "--x", "1,2,3", "--precision", "interneuron"],
      "precision='interneuron' needs errors='dynamic'"),
     (["map", "linear_gaussian_2d", "--x", "1,2,3", "--tau=-3ms"], "--tau must be a positive"),
+    (["map", "linear_gaussian_2d", "--x", "1,2,3", "--plot", "map.jpeg"],
+     "figure file must end in .pdf, .png or .svg"),
 ])
 def test_bad_input_exits_with_one_line(capsys, argv, message):
     """Bad input: non-zero exit, a one-line message naming the problem, no traceback."""

@@ -94,7 +94,7 @@ class RateCircuit(Circuit):
         for every data point); error units: the largest noise variance; interneurons: their
         leak."""
         model = self.model
-        if model.is_linear:
+        if model.is_linear:      # H is the same for every data point: one eigensolve suffices
             x, init = x[:1], [z[:1] for z in init]
         lam = np.abs(np.linalg.eigvalsh(neg_hessian(model, x, init))).max()
         limits = [("tau", self.tau, lam, "the largest curvature of log p(x, z) at the start")]

@@ -9,5 +9,6 @@ from .optimize import OptimisationError, map_estimate, optimal_posterior
 from .posterior import GaussianPosterior
 
 __all__ = ["ElboEstimate", "ElboGradient", "GaussianPosterior", "OptimisationError", "elbo",
-           "elbo_gradient", "exact_posterior", "gradient_inference", "laplace_elbo", "laplace_posterior", "log_evidence",
-           "map_estimate", "neg_hessian", "optimal_diagonal_log_var", "optimal_posterior", "posterior_precision"]
+           "elbo_gradient", "exact_posterior", "gradient_inference", "laplace_elbo",
+           "laplace_posterior", "log_evidence", "map_estimate", "neg_hessian",
+           "optimal_diagonal_log_var", "optimal_posterior", "posterior_precision"]

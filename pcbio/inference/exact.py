@@ -24,12 +24,12 @@ def posterior_precision(model, x):
     _require_linear(model, "the exact posterior")
     x = model.check_x(x)
     D = sum(model.latent_dims)
-    probes = np.concatenate([np.zeros((1, D)), np.eye(D)])[:, None, :]       # (D+1, 1, D)
-    probes = np.broadcast_to(probes, (D + 1, x.shape[0], D))
-    split = np.split(probes, np.cumsum(model.latent_dims)[:-1], axis=-1)
-    g = np.concatenate(model.grad_log_joint(x, split), axis=-1)             # (D+1, batch, D)
-    h = g[0]
-    H = -(g[1:, 0, :] - g[0, 0, :]).T
+    split = np.cumsum(model.latent_dims)[:-1]
+    h = np.concatenate(model.grad_log_joint(x, np.split(np.zeros((len(x), D)), split, axis=-1)), -1)
+    # H does not depend on the data: probe the unit vectors with the first data point only
+    probes = np.eye(D)[:, None, :]                                           # (D, 1, D)
+    g = np.concatenate(model.grad_log_joint(x[:1], np.split(probes, split, axis=-1)), -1)
+    H = -(g[:, 0, :] - h[0]).T
     return 0.5 * (H + H.T), h
 
 
