@@ -75,7 +75,7 @@ def main():
                                 coupling=coupling, init=init, record_every=steps)
             first = best_of(run, 1)
             if target == "cpp_standalone":    # the C++ main loop alone, as brian2 measured it
-                timed = run().info["standalone_run_time_s"]
+                timed = run().info.standalone_run_time_s
             else:
                 timed = best_of(run, args.repeats)
             print(f"{model.name:>12s} {target:>15s} {coupling:>9s} {ref:9.4f} {timed:12.4f} "

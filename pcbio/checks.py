@@ -58,11 +58,17 @@ def one_of(value, name, allowed):
     return value
 
 
-def time_quantity(value, name):
-    """A finite, positive brian2 time quantity (e.g. ``10*ms``)."""
+def positive_quantity(value, name, unit=None, noun="time", example="10*ms"):
+    """A finite, positive brian2 quantity with the dimensions of ``unit`` (default: second)."""
     import brian2
-    if not isinstance(value, brian2.Quantity) or not value.has_same_dimensions(brian2.second):
-        raise TypeError(f"{name} must be a time with brian2 units (e.g. 10*ms), got {value!r}")
+    unit = brian2.second if unit is None else unit
+    if not isinstance(value, brian2.Quantity) or not value.has_same_dimensions(unit):
+        raise TypeError(f"{name} must be a {noun} with brian2 units (e.g. {example}), got {value!r}")
     if not np.isfinite(float(value)) or float(value) <= 0:
         raise ValueError(f"{name} must be > 0, got {value!r}")
     return value
+
+
+def time_quantity(value, name):
+    """A finite, positive brian2 time quantity (e.g. ``10*ms``)."""
+    return positive_quantity(value, name)

@@ -102,7 +102,7 @@ def cmd_infer(args):
         else:
             from .simulate import infer_with_circuit
             means, info = infer_with_circuit(model, x, circuit=args.method, tol=args.tol,
-                                             **_circuit_options(args))
+                                             **_circuit_options(args, args.method))
             out.update(info)
         value = laplace_elbo(model, x, means, seed=args.seed)
         out["elbo_q"] = "Laplace: N(estimate, inverse Hessian of -log p(x, z) at the estimate)"
@@ -120,12 +120,34 @@ def cmd_infer(args):
     return 0
 
 
-def _circuit_options(args):
-    return {"duration": quantity(args.duration, "duration", "--duration"),
-            "dt": quantity(args.dt, "time step", "--dt"), "errors": args.errors,
-            "target": args.target, "tau": quantity(args.tau, "time constant", "--tau"),
-            "tau_error": quantity(args.tau_error, "time constant", "--tau-error"),
-            "precision": args.precision}
+def _circuit_options(args, kind):
+    """Simulation options plus the options of circuit ``kind`` that were given; an option of
+    another kind is an error naming the options this kind has."""
+    from .circuits import CIRCUITS
+    options = {"duration": quantity(args.duration, "duration", "--duration"),
+               "dt": quantity(args.dt, "time step", "--dt"), "target": args.target}
+    own = {p.name: p for p in CIRCUITS[kind].PARAMETERS if p.on_command_line}
+    for name, param in _all_circuit_parameters().items():
+        text = getattr(args, name)
+        if text is None:
+            continue
+        if name not in own:
+            allowed = ", ".join(p.option for p in own.values()) or "none"
+            raise UsageError(f"{param.option} does not apply to circuit {kind!r} (its options: "
+                             f"{allowed})")
+        options[name] = own[name].parse(text)
+    return options
+
+
+def _all_circuit_parameters():
+    """Every command-line parameter of every circuit kind, by name (first declaration wins)."""
+    from .circuits import CIRCUITS
+    params = {}
+    for kind in sorted(CIRCUITS):
+        for p in CIRCUITS[kind].PARAMETERS:
+            if p.on_command_line:
+                params.setdefault(p.name, p)
+    return params
 
 
 def cmd_map(args):
@@ -137,7 +159,7 @@ def cmd_map(args):
                                                and args.posterior_std > 0):
         raise UsageError(f"--posterior-std must be > 0, got {args.posterior_std}")
     report = map_circuit(model, x, circuit=args.circuit, plot=args.plot, seed=args.seed,
-                         posterior_std=args.posterior_std, **_circuit_options(args))
+                         posterior_std=args.posterior_std, **_circuit_options(args, args.circuit))
     if args.json:
         print(json.dumps(to_jsonable(report)))
     else:
@@ -171,6 +193,7 @@ def cmd_run(args):
 
 
 def build_parser():
+    from .circuits import CIRCUITS
     p = argparse.ArgumentParser(prog="pcbio", description="Predictive coding circuits in brian2, "
                                 "checked against the ELBO.")
     p.add_argument("--version", action="version", version=f"pcbio {__version__}")
@@ -178,26 +201,36 @@ def build_parser():
 
     def circuit_args(sp, duration):
         sp.add_argument("--duration", default=duration, help="simulated time (the maximum for "
-                        f"--method rate, which stops at convergence), e.g. {duration}")
+                        f"circuit inference, which stops at convergence), e.g. {duration}")
         sp.add_argument("--dt", default="0.1ms", help="integration time step, e.g. 0.1ms")
-        sp.add_argument("--errors", choices=["instant", "dynamic"], default="instant",
-                        help="error units: algebraic (instant) or with their own time constant")
-        sp.add_argument("--tau", default="10ms", help="value-unit time constant, e.g. 10ms")
-        sp.add_argument("--tau-error", default="2ms", help="error-unit time constant (dynamic)")
-        sp.add_argument("--precision", choices=["synaptic", "interneuron"], default="synaptic",
-                        help="Σε through lateral weights or a precision interneuron (dynamic)")
         sp.add_argument("--target", choices=["numpy", "cython", "cpp_standalone", "auto"],
                         default="auto", help="brian2 code-generation target")
         sp.add_argument("--seed", type=int, default=0, help="seed for Monte-Carlo estimates")
+        seen = set()
+        for kind in sorted(CIRCUITS):       # each kind's own options, in a group of their own
+            group = sp.add_argument_group(f"options of the {kind} circuit "
+                                          f"({CIRCUITS[kind].description})")
+            for param in CIRCUITS[kind].PARAMETERS:
+                if not param.on_command_line or param.name in seen:
+                    continue
+                seen.add(param.name)
+                users = [k for k in sorted(CIRCUITS) if any(q.name == param.name for q in
+                                                            CIRCUITS[k].PARAMETERS)]
+                also = f"; also: {', '.join(u for u in users if u != kind)}" if len(users) > 1 else ""
+                default = param.to_json(param.default)[1]
+                group.add_argument(param.option, dest=param.name, default=None,
+                                   choices=param.choices or None,
+                                   help=f"{param.help} (default {default}{also})")
 
     sp = sub.add_parser("infer", help="infer the latent causes of data points")
     sp.add_argument("model", help="model file (TOML) or the name of a model in models/")
     sp.add_argument("--x", required=True, help="data: '1,-2,0.5' ('; ' between points) or .npy/.csv")
-    sp.add_argument("--method", choices=["exact", "gradient", "map", "rate"], default="gradient")
+    sp.add_argument("--method", choices=["exact", "gradient", "map"] + sorted(CIRCUITS),
+                    default="gradient", help="VAE-side inference, or a circuit kind")
     sp.add_argument("--steps", type=int, default=1000, help="gradient steps (--method gradient)")
     sp.add_argument("--step-size", type=float, default=0.05, help="α of μ ← μ + α∇_μ L")
     sp.add_argument("--tol", type=float, default=1e-8,
-                    help="--method rate: stop when max |τ dz/dt| < tol")
+                    help="circuit methods: stop when max |τ dz/dt| < tol")
     sp.add_argument("--json", action="store_true", help="print one JSON object")
     circuit_args(sp, "1000ms")
     sp.set_defaults(func=cmd_infer)
@@ -205,7 +238,7 @@ def build_parser():
     sp = sub.add_parser("map", help="run a circuit and measure its distance to the ELBO gradient")
     sp.add_argument("model")
     sp.add_argument("--x", required=True)
-    sp.add_argument("--circuit", choices=["rate"], default="rate")
+    sp.add_argument("--circuit", choices=sorted(CIRCUITS), default="rate")
     sp.add_argument("--json", action="store_true", help="print one JSON object (compact)")
     sp.add_argument("--plot", help="write the mapping figure to this file (.pdf or .png)")
     sp.add_argument("--posterior-std", type=float, default=None,

@@ -15,15 +15,20 @@ For a :class:`~pcbio.Trajectory` of any circuit, on the model and data it ran on
 * **the variance gap** — for nonlinear links, how far the circuit's update ``∇_z log p(z)`` is from
   ``∇_μ L`` of a q with posterior standard deviation s, as s grows.
 
-Which exactness condition applies is stated in every report (DESIGN.md §2).
+Each circuit kind declares which of these apply to it (:meth:`Circuit.checks`); the mapping runs
+exactly those, and its report lists them (``applicable_checks``) and says why each other one was
+left out (``skipped_checks``).  Which exactness condition applies is stated in every report
+(``docs/mathematics.md`` §4).
 """
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
 from .inference import (GaussianPosterior, elbo, elbo_gradient, exact_posterior,
                         gradient_inference, laplace_posterior, log_evidence, map_estimate)
+from .model import GenerativeModel
+from .trajectory import CircuitRunInfo, Trajectory
 
 EXACTNESS = {
     "linear": ("linear-Gaussian model: grad_mu ELBO = J^T eps_below - eps_own at z = mu exactly, for "
@@ -34,8 +39,11 @@ EXACTNESS = {
                   "in 'variance_gap'"),
 }
 #: steps whose reference gradient norm is below this fraction of its largest value are left out of
-#: relative-error statistics (0/0 at the fixed point)
-NEGLIGIBLE = 1e-9
+#: relative-error statistics.  At the fixed point the gradient vanishes and a relative error is
+#: 0/0; near it, two independent computations of the same gradient (the circuit's and the VAE
+#: side's) differ by round-off of their *terms*, ε·‖terms‖, which relative to a gradient 10⁶
+#: times smaller than its peak is still only ~1e-10.
+NEGLIGIBLE = 1e-6
 
 
 def _spread(n, points):
@@ -76,7 +84,7 @@ def gradient_series(traj, model, x, posterior_std=None, n_samples=256, seed=0):
     ``∇_z log p`` (exact for linear models at any s); a number s: ``∇_μ L`` of
     ``q = N(z(t), s² I)`` (exact for linear models, antithetic Monte Carlo otherwise).  Also returns
     the two arrays compared (lists of (T, batch, d))."""
-    tau = traj.info["tau_ms"] * 1e-3
+    tau = traj.info.tau_s
     if posterior_std is None:
         grads = model.grad_log_joint(x, traj.means)
     else:
@@ -113,7 +121,7 @@ def elbo_series(model, x, traj, reference, max_points=100, n_samples=256, seed=0
 def step_equivalence(circuit_traj, vae_traj):
     """Largest absolute difference per level between a circuit trajectory (times in s) and an
     iterative-inference trajectory (times in steps) at the Euler steps both recorded."""
-    c_steps = np.rint(circuit_traj.t / circuit_traj.info["dt_s"]).astype(int)
+    c_steps = np.rint(circuit_traj.t / circuit_traj.info.dt_s).astype(int)
     _, ci, vi = np.intersect1d(c_steps, vae_traj.t.astype(int), return_indices=True)
     return [float(np.abs(c[ci] - v[vi]).max()) for c, v in zip(circuit_traj.means, vae_traj.means)]
 
@@ -153,87 +161,170 @@ class MappingResult:
         steps, as plain lists (times in s, derivatives in 1/s)."""
         s = self.series
         k = _spread(len(s["t"]), max_points)
-        out = {"t_s": s["t"][k], "grad_rel_err": [r[k] for r in s["rel"]],
-               "grad_cosine": [c[k] for c in s["cos"]],
-               "error_units_rel_err": [e[k] for e in s["errors_rel"]],
-               "means": [m[k] for m in s["means"]], "dzdt": [d[k] for d in s["dzdt"]],
-               "grad_over_tau": [g[k] for g in s["grads"]], "reference": s["reference"],
-               "elbo_t_s": s["elbo_t"], "elbo": s["elbo"], "elbo_stderr": s["elbo_stderr"],
-               "log_px": s["log_px"]}
+        out = {"t_s": s["t"][k], "means": [m[k] for m in s["means"]], "reference": s["reference"]}
+        for name, key in (("grad_rel_err", "rel"), ("grad_cosine", "cos"), ("dzdt", "dzdt"),
+                          ("grad_over_tau", "grads"), ("error_units_rel_err", "errors_rel")):
+            if key in s:
+                out[name] = [a[k] for a in s[key]]
+        if "elbo" in s:
+            out.update(elbo_t_s=s["elbo_t"], elbo=s["elbo"], elbo_stderr=s["elbo_stderr"],
+                       log_px=s["log_px"])
         if "vae_means" in s:
             kv = _spread(len(s["vae_t"]), max_points)
             out.update(vae_t_s=s["vae_t"][kv], vae_means=[m[kv] for m in s["vae_means"]])
         return out
 
 
-def map_trajectory(traj, model, x, s_values=(0.01, 0.03, 0.1, 0.3, 1.0), n_samples=256, seed=0,
-                   vae=True, posterior_std=None):
-    """Compare a circuit trajectory with the VAE side (see the module docstring).
+@dataclass
+class _Context:
+    """What every comparison needs: the run, the model, the data and the reference point."""
+    traj: Trajectory
+    model: GenerativeModel
+    x: np.ndarray
+    reference: list
+    levels: list
+    report: dict
+    series: dict
+    seed: int
+    n_samples: int
+
+
+def _check_gradient_flow(c, posterior_std=None, **_):
+    rel, cos, dzdt, grads = gradient_series(c.traj, c.model, c.x, posterior_std, c.n_samples,
+                                            c.seed)
+    for l, lev in enumerate(c.levels):
+        lev.update(grad_rel_err_median=_stat(np.median, rel[l]), grad_rel_err_max=_stat(np.max, rel[l]),
+                   grad_cosine_min=_stat(np.min, cos[l]), grad_cosine_median=_stat(np.median, cos[l]))
+    c.report["gradient_compared"] = (
+        "grad_z log p(x, z) (posterior std s -> 0)" if posterior_std is None
+        else f"grad_mu ELBO of N(z(t), s^2 I), s = {posterior_std}")
+    c.series.update(rel=rel, cos=cos, dzdt=dzdt, grads=grads)
+
+
+def _check_error_units(c, **_):
+    err = error_series(c.traj, c.model, c.x)
+    for l, lev in enumerate(c.levels):
+        lev.update(error_units_rel_err_median=_stat(np.median, err[l + 1]),
+                   error_units_rel_err_max=_stat(np.max, err[l + 1]))
+    c.report["data_level"] = {"error_units_rel_err_median": _stat(np.median, err[0]),
+                              "error_units_rel_err_max": _stat(np.max, err[0])}
+    c.series["errors_rel"] = err
+
+
+def _check_fixed_point(c, **_):
+    final = c.traj.final_means()
+    for l, lev in enumerate(c.levels):
+        ref = c.reference[l]
+        lev.update(fixed_point_rel_err=float(_norm(final[l] - ref, (-2, -1))
+                                             / max(_norm(ref, (-2, -1)), 1e-300)),
+                   fixed_point_abs_err=float(np.abs(final[l] - ref).max()))
+    c.report["final_means"] = [f.tolist() for f in final]
+
+
+def _check_elbo(c, **_):
+    idx, elbos, elbo_se = elbo_series(c.model, c.x, c.traj, c.reference, n_samples=c.n_samples,
+                                      seed=c.seed)
+    log_px = log_evidence(c.model, c.x) if c.model.is_linear else None
+    c.report["elbo"] = {"q": "N(circuit state, Laplace covariance at the reference)",
+                        "initial": elbos[0].tolist(), "final": elbos[-1].tolist(),
+                        "final_stderr": elbo_se[-1].tolist(),
+                        "log_px": None if log_px is None else log_px.tolist()}
+    c.series.update(elbo_t=c.traj.t[idx], elbo=elbos, elbo_stderr=elbo_se, log_px=log_px)
+
+
+def _check_step_equivalence(c, **_):
+    info = c.traj.info
+    steps = int(round(info.duration_s / info.dt_s))
+    every = int(round(info.record_dt_s / info.dt_s))
+    vae_traj = gradient_inference(c.model, c.x, steps=steps - 1, step_size=info.dt_s / info.tau_s,
+                                  init=c.traj.at(0), record_every=every)
+    c.report["step_equivalence_max_abs"] = step_equivalence(c.traj, vae_traj)
+    c.report["step_equivalence_note"] = (
+        "max |circuit - gradient iterative inference (alpha = dt/tau)| per level; round-off "
+        "for instantaneous errors, a real difference for dynamic ones")
+    c.series.update(vae_t=vae_traj.t * info.dt_s, vae_means=vae_traj.means)
+
+
+def _check_variance_gap(c, s_values=(), **_):
+    xs, probe = _probe_states(c.traj, c.x)
+    c.report["variance_gap"] = variance_gap(c.model, xs, probe, s_values, seed=c.seed)
+    c.report["variance_gap_note"] = (
+        "relative gap between grad_mu ELBO at posterior std s and the circuit's update "
+        "grad_z log p, at a circuit state away from the fixed point; ~0 as s -> 0 and growing with s")
+
+
+#: every comparison the mapping layer knows: name -> (what it compares, function)
+CHECKS = {
+    "gradient_flow": ("the circuit's dz/dt against grad_mu ELBO / tau at its own state, per "
+                      "recorded step and level", _check_gradient_flow),
+    "error_units": ("decoded error units against eps computed from the value units",
+                    _check_error_units),
+    "fixed_point": ("the final state against the exact posterior mean (linear) or the MAP",
+                    _check_fixed_point),
+    "elbo": ("the ELBO of N(circuit state, Laplace covariance at the reference) along the run",
+             _check_elbo),
+    "step_equivalence": ("Euler steps of the circuit against gradient iterative inference with "
+                         "alpha = dt/tau", _check_step_equivalence),
+    "variance_gap": ("for nonlinear links, grad_mu ELBO at posterior std s against the circuit's "
+                     "update grad_z log p, as s grows", _check_variance_gap),
+}
+
+
+def _unavailable(name, traj, model):
+    """Why a check the circuit declares cannot run on this trajectory and model (or None)."""
+    if name == "variance_gap" and model.is_linear:
+        return "linear model: grad_mu ELBO does not depend on s, the gap is exactly 0"
+    if name in ("gradient_flow", "step_equivalence") and (traj.dzdt is None or traj.info.tau_s is None):
+        return "the run has no dz/dt or no gradient-flow time constant"
+    if name == "error_units" and traj.errors is None:
+        return "the circuit has no error units"
+    return None
+
+
+def map_trajectory(traj: Trajectory, model: GenerativeModel, x, s_values=(0.01, 0.03, 0.1, 0.3, 1.0),
+                   n_samples: int = 256, seed: int = 0, vae: bool = True,
+                   posterior_std: float | None = None) -> MappingResult:
+    """Compare a circuit trajectory with the VAE side, running exactly the comparisons the
+    circuit declares (``traj.info.checks``; see :data:`CHECKS`).
 
     Parameters
     ----------
     traj : Trajectory of a circuit run on ``x`` (batch, d_0)
     s_values : posterior standard deviations for the variance gap (nonlinear models)
-    vae : also run gradient iterative inference with ``α = dt/τ`` for step equivalence
+    vae : run the step-equivalence comparison (gradient iterative inference with α = dt/τ)
+        where the circuit declares it
     posterior_std : compare dz/dt with ∇_μ L of q = N(z(t), s² I) at this s instead of the
         s → 0 limit (see :func:`gradient_series`)
-    Returns a :class:`MappingResult`.
+
+    The report lists ``applicable_checks`` (name → the exactness statement tested) and
+    ``skipped_checks`` (name → why it was left out).  Returns a :class:`MappingResult`.
     """
     x = model.check_x(x)
+    info = traj.info
+    if not isinstance(info, CircuitRunInfo):
+        raise TypeError("map_trajectory needs the Trajectory of a circuit run")
     ref, ref_name = reference_point(model, x)
-    rel, cos, dzdt, grads = gradient_series(traj, model, x, posterior_std, n_samples, seed)
-    err = error_series(traj, model, x)
-    final = traj.final_means()
-    levels = []
-    for l in range(model.n_latent):
-        fp = float(_norm(final[l] - ref[l], (-2, -1)) / max(_norm(ref[l], (-2, -1)), 1e-300))
-        levels.append({"level": l + 1, "grad_rel_err_median": _stat(np.median, rel[l]),
-                       "grad_rel_err_max": _stat(np.max, rel[l]),
-                       "grad_cosine_min": _stat(np.min, cos[l]),
-                       "grad_cosine_median": _stat(np.median, cos[l]),
-                       "error_units_rel_err_median": _stat(np.median, err[l + 1]),
-                       "error_units_rel_err_max": _stat(np.max, err[l + 1]),
-                       "fixed_point_rel_err": fp,
-                       "fixed_point_abs_err": float(np.abs(final[l] - ref[l]).max())})
-    idx, elbos, elbo_se = elbo_series(model, x, traj, ref, n_samples=n_samples, seed=seed)
-    log_px = log_evidence(model, x) if model.is_linear else None
-    report = {
-        "model": model.name, "circuit": traj.info, "reference": ref_name,
-        "exactness": "linear" if model.is_linear else "nonlinear",
-        "exactness_condition": EXACTNESS["linear" if model.is_linear else "nonlinear"],
-        "gradient_compared": ("grad_z log p(x, z) (posterior std s -> 0)" if posterior_std is None
-                              else f"grad_mu ELBO of N(z(t), s^2 I), s = {posterior_std}"),
-        "levels": levels,
-        "data_level": {"error_units_rel_err_median": _stat(np.median, err[0]),
-                       "error_units_rel_err_max": _stat(np.max, err[0])},
-        "elbo": {"q": "N(circuit state, Laplace covariance at the reference)",
-                 "initial": elbos[0].tolist(), "final": elbos[-1].tolist(),
-                 "final_stderr": elbo_se[-1].tolist(),
-                 "log_px": None if log_px is None else log_px.tolist()},
-        "reference_means": [r.tolist() for r in ref],
-        "final_means": [f.tolist() for f in final],
-    }
-    series = {"t": traj.t, "rel": rel, "cos": cos, "dzdt": dzdt, "grads": grads, "errors_rel": err,
-              "elbo_t": traj.t[idx], "elbo": elbos, "elbo_stderr": elbo_se, "log_px": log_px,
-              "means": traj.means, "reference": ref}
-    if vae:
-        steps = int(round(traj.info["duration_s"] / traj.info["dt_s"]))
-        every = int(round(traj.info["record_dt_s"] / traj.info["dt_s"]))
-        vae_traj = gradient_inference(model, x, steps=steps - 1,
-                                      step_size=traj.info["dt_s"] / (traj.info["tau_ms"] * 1e-3),
-                                      init=traj.at(0), record_every=every)
-        report["step_equivalence_max_abs"] = step_equivalence(traj, vae_traj)
-        report["step_equivalence_note"] = (
-            "max |circuit - gradient iterative inference (alpha = dt/tau)| per level; round-off "
-            "for instantaneous errors, a real difference for dynamic ones")
-        series["vae_t"] = vae_traj.t * traj.info["dt_s"]
-        series["vae_means"] = vae_traj.means
-    if not model.is_linear:
-        xs, probe = _probe_states(traj, x)
-        report["variance_gap"] = variance_gap(model, xs, probe, s_values, seed=seed)
-        report["variance_gap_note"] = ("relative gap between grad_mu ELBO at posterior std s and the "
-                                       "circuit's update grad_z log p, at a circuit state away from "
-                                       "the fixed point; ~0 as s -> 0 and growing with s")
+    applicable, skipped = {}, {}
+    for name in CHECKS:
+        if name not in info.checks:
+            skipped[name] = info.skipped_checks.get(name, f"the {info.kind} circuit does not "
+                                                          "declare it")
+        elif name == "step_equivalence" and not vae:
+            skipped[name] = "not asked for (vae=False)"
+        elif _unavailable(name, traj, model):
+            skipped[name] = _unavailable(name, traj, model)
+        else:
+            applicable[name] = info.checks[name]
+    report = {"model": model.name, "circuit": asdict(info), "reference": ref_name,
+              "exactness": "linear" if model.is_linear else "nonlinear",
+              "exactness_condition": EXACTNESS["linear" if model.is_linear else "nonlinear"],
+              "applicable_checks": applicable, "skipped_checks": skipped,
+              "levels": [{"level": l + 1} for l in range(model.n_latent)],
+              "reference_means": [r.tolist() for r in ref]}
+    series = {"t": traj.t, "means": traj.means, "reference": ref}
+    context = _Context(traj, model, x, ref, report["levels"], report, series, seed, n_samples)
+    for name in applicable:
+        CHECKS[name][1](context, posterior_std=posterior_std, s_values=s_values)
     return MappingResult(report, series)
 
 
@@ -246,10 +337,11 @@ def _probe_states(traj, x, n=5):
             [np.concatenate([m[k] for k in idx]) for m in traj.means])
 
 
-def map_circuit(model, x, circuit="rate", duration=None, dt=None, errors="instant", target="auto",
-                plot=None, seed=0, progress=None, posterior_std=None, **params):
-    """Build, simulate and map a circuit in one call (``pcbio map``).  Returns the report dict and
-    writes the mapping figure to ``plot`` (a .pdf or .png path) when given."""
+def map_circuit(model, x, circuit="rate", duration=None, dt=None, target="auto", plot=None,
+                seed=0, progress=None, posterior_std=None, **params):
+    """Build, simulate and map a circuit in one call (``pcbio map``); ``params`` are the circuit
+    kind's own parameters.  Returns the report dict and writes the mapping figure to ``plot`` (a
+    .pdf, .png or .svg path) when given."""
     from brian2 import ms
 
     from .circuits import build_circuit
@@ -259,7 +351,7 @@ def map_circuit(model, x, circuit="rate", duration=None, dt=None, errors="instan
     if plot:
         check_figure_path(plot)          # before the simulation, not after it
     duration, dt = duration or 200 * ms, dt or 0.1 * ms
-    circ = build_circuit(model, circuit, errors=errors, **params)
+    circ = build_circuit(model, circuit, **params)
     traj = simulate(circ, x, duration=duration, dt=dt, target=target,
                     record_every=max(1, int(round(float(duration / dt))) // 2000),  # ≤ 2000 records
                     progress=progress or SILENT)
@@ -267,4 +359,3 @@ def map_circuit(model, x, circuit="rate", duration=None, dt=None, errors="instan
     if plot:
         save_figure(mapping_figure(result), plot)
     return result.report
-

@@ -1,8 +1,10 @@
 """Elementwise link nonlinearities ``f`` and their derivatives.
 
-Each entry gives ``f(u)`` and ``f'(u)`` as numpy functions and as brian2 expression strings
-(for circuits whose dendritic input is computed by brian2 itself).  ``square`` is the link of
-Bogacz (2017)'s worked example, ``g(v) = v**2``.
+Each entry gives ``f(u)`` and ``f'(u)`` twice: as numpy functions (the VAE side) and as brian2
+expressions (circuits, whose neurons compute them in their own equations).  Both forms are
+written to stay finite for every finite input — the logistic function through ``tanh``, softplus
+as ``max(u, 0) + log(1 + e^{−|u|})`` — and a test compares them over a wide range, extreme
+inputs included.  ``square`` is the link of Bogacz (2017)'s worked example, ``g(v) = v²``.
 """
 
 from dataclasses import dataclass
@@ -15,15 +17,24 @@ from .checks import one_of
 
 @dataclass(frozen=True)
 class Nonlinearity:
+    """``f`` and ``f'``: numpy functions, and brian2 expression templates in ``{u}``."""
     name: str
     f: Callable[[np.ndarray], np.ndarray]
     df: Callable[[np.ndarray], np.ndarray]
-    f_expr: str      # brian2 expression in the dimensionless variable ``u``
-    df_expr: str
+    f_template: str
+    df_template: str
 
     @property
-    def is_identity(self):
+    def is_identity(self) -> bool:
         return self.name == "identity"
+
+    def expression(self, var: str) -> str:
+        """brian2 expression of ``f(var)``."""
+        return self.f_template.format(u=var)
+
+    def derivative_expression(self, var: str) -> str:
+        """brian2 expression of ``f'(var)``."""
+        return self.df_template.format(u=var)
 
 
 def _sigmoid(u):
@@ -32,19 +43,20 @@ def _sigmoid(u):
 
 NONLINEARITIES = {
     n.name: n for n in [
-        Nonlinearity("identity", lambda u: u, np.ones_like, "u", "1.0"),
+        Nonlinearity("identity", lambda u: u, np.ones_like, "{u}", "1.0"),
         Nonlinearity("tanh", np.tanh, lambda u: 1.0 - np.tanh(u) ** 2,
-                     "tanh(u)", "(1.0 - tanh(u)**2)"),
+                     "tanh({u})", "(1.0 - tanh({u})**2)"),
         Nonlinearity("sigmoid", _sigmoid, lambda u: _sigmoid(u) * (1.0 - _sigmoid(u)),
-                     "1.0/(1.0 + exp(-u))", "(exp(-u)/(1.0 + exp(-u))**2)"),
+                     "(0.5 * (1.0 + tanh(0.5 * {u})))", "(0.25 * (1.0 - tanh(0.5 * {u})**2))"),
         Nonlinearity("softplus", lambda u: np.logaddexp(0.0, u), _sigmoid,
-                     "log(1.0 + exp(u))", "1.0/(1.0 + exp(-u))"),
-        Nonlinearity("square", np.square, lambda u: 2.0 * u, "u**2", "(2.0*u)"),
+                     "(clip({u}, 0, inf) + log1p(exp(-abs({u}))))",
+                     "(0.5 * (1.0 + tanh(0.5 * {u})))"),
+        Nonlinearity("square", np.square, lambda u: 2.0 * u, "({u})**2", "(2.0 * {u})"),
     ]
 }
 
 
-def get(name, where="f"):
+def get(name: str, where: str = "f") -> Nonlinearity:
     """Look up a nonlinearity by name; ``where`` names the parameter in the error message."""
     one_of(name, where, NONLINEARITIES)
     return NONLINEARITIES[name]

@@ -1,9 +1,15 @@
-"""Run a circuit on a stimulus with a chosen brian2 target, record, decode into a Trajectory.
+"""Run circuits: check the input, build or reuse a brian2 network, run it with a chosen target,
+watch its stability, decode the recordings into a :class:`~pcbio.Trajectory`.
+
+* :func:`simulate` builds a fresh network for a circuit and runs it on a stimulus.
+* :func:`run` runs an existing :class:`~pcbio.circuits.CircuitNetwork` on (a new stimulus),
+  keeping its state and weights: a stream of data points through one network.
 
 Everything the user passes is checked before brian2 is touched: the stimulus shape, units, that
-``dt`` is small enough for the fastest time constant and the model's curvature (explicit Euler is
-stable only for ``dt·λ_max/τ < 2``), and that the coupling fits the target.  NaN/Inf or
-runaway activity during a run raises :class:`SimulationError`; nothing partial is returned.
+``dt`` is small enough for explicit Euler (``dt·λ_max/τ < 2``, :meth:`Circuit.euler_limits`) and
+that the coupling fits the target.  During a run the stability guard (NaN, Inf, runaway
+activity) and, at every check interval, the Euler limit at the current state are checked: an
+unstable run raises :class:`~pcbio.errors.SimulationError`; nothing partial is returned.
 """
 
 import contextlib
@@ -13,26 +19,31 @@ import tempfile
 
 import brian2
 import numpy as np
-from brian2 import ms, second
+from brian2 import ms
 
 from .checks import as_array, one_of, positive_int, positive_number, time_quantity
-from .circuits import build_circuit
+from .circuits import CircuitNetwork, build_circuit
 from .circuits.base import Circuit
 from .errors import SimulationError
 from .progress import SILENT
+from .trajectory import CircuitRunInfo, Trajectory
 
 TARGETS = {"auto", "numpy", "cython", "cpp_standalone"}
 
 
-def check_stability(circuit, x, init, dt):
+def check_stability(circuit: Circuit, x: np.ndarray, z: list, dt, t: float | None = None):
     """Explicit Euler is stable only if ``dt·λ/τ < 2`` for every time constant of the circuit
-    (:meth:`Circuit.euler_limits`: e.g. λ the largest curvature of log p for the value units).
-    Raises ValueError naming dt otherwise."""
-    for name, tau, rate, what in circuit.euler_limits(x, init):
+    (:meth:`Circuit.euler_limits` at data ``x`` and latent state ``z``).  Before a run (``t`` None)
+    a violation is a ValueError naming dt; during a run (at time ``t``) a SimulationError."""
+    for name, tau, rate, what in circuit.euler_limits(x, z):
         if float(dt / tau) * rate >= 2:
-            raise ValueError(f"dt={dt} is too large: explicit Euler needs dt*lambda/{name} < 2 with "
-                             f"lambda={rate:.3g} ({what}) and {name}={tau}; use dt < "
-                             f"{2 * float(tau / ms) / rate:.3g} ms")
+            limit = f"use dt < {2 * float(tau / ms) / rate:.3g} ms"
+            if t is None:
+                raise ValueError(f"dt={dt} is too large: explicit Euler needs dt*lambda/{name} < 2 "
+                                 f"with lambda={rate:.3g} ({what}) and {name}={tau}; {limit}")
+            raise SimulationError(f"the run became unstable at t = {t:.4g} s: dt*lambda/{name} = "
+                                  f"{float(dt / tau) * rate:.3g} >= 2 with lambda={rate:.3g} ({what} "
+                                  f"at the current state); {limit}")
 
 
 def _prepare_stimulus(model, x, stimulus_dt):
@@ -47,10 +58,11 @@ def _prepare_stimulus(model, x, stimulus_dt):
     return arr, time_quantity(stimulus_dt, "stimulus_dt")
 
 
-def simulate(circuit, x, duration=200 * ms, dt=0.1 * ms, target="auto", coupling=None,
-             init=None, record_every=1, until_converged=False, tol=1e-8, check_interval=None,
-             stimulus_dt=None, progress=SILENT):
-    """Simulate ``circuit`` on data ``x`` and return a :class:`Trajectory`.
+def simulate(circuit: Circuit, x, duration=200 * ms, dt=0.1 * ms, target: str = "auto",
+             coupling: str | None = None, init=None, record_every: int = 1,
+             until_converged: bool = False, tol: float = 1e-8, check_interval=None,
+             stimulus_dt=None, progress=SILENT) -> Trajectory:
+    """Build ``circuit``'s network for the batch in ``x`` and run it; returns a Trajectory.
 
     Parameters
     ----------
@@ -59,58 +71,132 @@ def simulate(circuit, x, duration=200 * ms, dt=0.1 * ms, target="auto", coupling
     duration, dt : brian2 times (``duration`` is the maximum when ``until_converged``)
     target : ``"auto"`` (Cython when a compiler works, else numpy), ``"numpy"``, ``"cython"`` or
         ``"cpp_standalone"``
-    coupling : ``"matrix"`` (default on runtime targets) or ``"synapses"`` (default and only choice
-        under cpp_standalone); see :mod:`pcbio.circuits.rate`
+    coupling : ``"matrix"`` (default on runtime targets) or ``"synapses"`` (default and only
+        choice under cpp_standalone); see :mod:`pcbio.circuits.network`
     init : list of (batch, d_l), initial latent values; default the prior means
     record_every : int, record one step in this many
-    until_converged : stop once ``max |τ dz/dt| < tol`` for every population with dynamics
+    until_converged : stop once ``max |τ dx/dt| < tol`` for every population with dynamics
         (runtime targets check every ``check_interval``; cpp_standalone runs the whole duration).
-        Either way ``info`` reports ``converged`` and ``t_converged_s``, the first recorded time
-        from which the value units' drift stayed below ``tol``, and ``stop_reason``.
+        Either way ``info`` reports ``converged``, ``t_converged_s`` (the first recorded time from
+        which the value units' drift stayed below ``tol``) and ``stop_reason``.
+    check_interval : brian2 time between stability and convergence checks (default 10 τ when
+        converging or for nonlinear models, else the whole run)
     progress : callable reporting progress (see :class:`pcbio.progress.Progress`)
     """
     if not isinstance(circuit, Circuit):
         raise TypeError(f"circuit must be built by pcbio.circuits.build_circuit, got "
                         f"{type(circuit).__name__}")
-    model = circuit.model
-    duration, dt = time_quantity(duration, "duration"), time_quantity(dt, "dt")
-    if dt > duration:
-        raise ValueError(f"dt={dt} must not exceed duration={duration}")
+    dt = time_quantity(dt, "dt")
     one_of(target, "target", TARGETS)
     coupling = coupling or ("synapses" if target == "cpp_standalone" else "matrix")
+    one_of(coupling, "coupling", {"matrix", "synapses"})
     circuit.check_coupling(coupling)
     if target == "cpp_standalone" and coupling != "synapses":
         raise ValueError("target='cpp_standalone' needs coupling='synapses' (network operations "
                          "do not exist in standalone mode)")
     record_every = positive_int(record_every, "record_every")
-    tol = positive_number(tol, "tol")
-    stimulus, stimulus_dt = _prepare_stimulus(model, x, stimulus_dt)
-    stimulus_dt = stimulus_dt or dt
+    stimulus, _ = _prepare_stimulus(circuit.model, x, stimulus_dt)
     batch = stimulus.shape[1]
-    init = model.prior_means(batch) if init is None else model.check_latents(init, batch, "init")
-    check_stability(circuit, stimulus[0], init, dt)
-    if check_interval is not None:
-        interval = time_quantity(check_interval, "check_interval")
-    else:       # each run() call costs brian2 set-up time: chunk only to test for convergence
-        interval = 10 * circuit.tau if until_converged else duration
+    if target == "cpp_standalone":
+        return _simulate_standalone(circuit, x, duration, dt, init, record_every, until_converged,
+                                    tol, stimulus_dt, progress)
+    network = CircuitNetwork(circuit, batch, dt, coupling, record_every, target=target)
+    init = circuit.model.prior_means(batch) if init is None else init
+    return run(network, x, duration, init=init, until_converged=until_converged, tol=tol,
+               check_interval=check_interval, stimulus_dt=stimulus_dt, progress=progress)
 
-    run = _run_standalone if target == "cpp_standalone" else _run_runtime
-    info = {**circuit.describe(), "target": target, "coupling": coupling, "dt_s": float(dt),
-            "record_dt_s": float(record_every * dt), "max_duration_s": float(duration),
-            "tol": tol, "batch": batch}
-    progress(f"simulating {circuit.kind} circuit for {model!r}, batch {batch}, target {target}")
-    with _codegen_target(target):
-        recordings, stopped_early, elapsed = run(circuit, stimulus, stimulus_dt, dt, init,
-                                                 coupling, record_every * dt, duration,
-                                                 until_converged, tol, interval, progress)
-    if recordings.get("standalone_run_time_s") is not None:   # C++ main loop, no compilation
-        info["standalone_run_time_s"] = float(recordings["standalone_run_time_s"])
-    traj = circuit.trajectory(recordings, batch, info)
+
+def run(network: CircuitNetwork, x, duration=200 * ms, init=None, until_converged: bool = False,
+        tol: float = 1e-8, check_interval=None, stimulus_dt=None, progress=SILENT) -> Trajectory:
+    """Run an existing network on stimulus ``x`` for ``duration``; it keeps its state and
+    weights from earlier runs unless ``init`` (list of (batch, d_l)) resets the latent estimates.
+    Times in the returned Trajectory count from the start of this run.  Parameters as in
+    :func:`simulate`."""
+    circuit, dt = network.circuit, network.dt
+    duration = time_quantity(duration, "duration")
+    if dt > duration:
+        raise ValueError(f"dt={dt} must not exceed duration={duration}")
+    tol = positive_number(tol, "tol")
+    stimulus, stimulus_dt = _prepare_stimulus(circuit.model, x, stimulus_dt)
+    if stimulus.shape[1] != network.batch:
+        raise ValueError(f"x has batch {stimulus.shape[1]}; this network was built for batch "
+                         f"{network.batch}")
+    if until_converged and len(stimulus) > 1:
+        raise ValueError("until_converged needs a clamped stimulus (batch, d_0), not frames")
+    if init is not None:
+        init = circuit.model.check_latents(init, network.batch, "init")
+    interval = _check_interval(circuit, duration, until_converged, check_interval)
+    state = init if init is not None else _current_latents(network)
+    check_stability(circuit, stimulus[0], state, dt)
+
+    info = CircuitRunInfo(circuit=circuit.describe(), checks=circuit.checks(),
+                          skipped_checks=circuit.skipped_checks(),
+                          tau_s=None if circuit.tau is None else float(circuit.tau),
+                          dt_s=float(dt), record_dt_s=float(network.record_every * dt),
+                          batch=network.batch, target=network.target, coupling=network.coupling,
+                          max_duration_s=float(duration), tol=tol)
+    progress(f"simulating {circuit.kind} circuit for {circuit.model!r}, batch {network.batch}, "
+             f"target {network.target}")
+    if init is not None:
+        network.reset(init)
+    start_record, t_start = network.record_count(), float(network.network.t)
+    frame_dt = stimulus_dt or duration
+    elapsed, stopped_early = 0.0, False
+    with _codegen_target(network.target):
+        for k, frame in enumerate(stimulus):
+            network.set_stimulus(frame)
+            frame_end = float(duration) if k == len(stimulus) - 1 else (k + 1) * float(frame_dt)
+            while elapsed < frame_end * (1 - 1e-9) and not stopped_early:
+                chunk = min(float(interval), frame_end - elapsed)
+                _run_chunk(network, chunk, elapsed, float(duration), progress)
+                elapsed += chunk
+                network.check_finite(elapsed)
+                check_stability(circuit, frame, _current_latents(network), dt, t=elapsed)
+                stopped_early = until_converged and network.max_drift() < tol
+    recordings = network.recordings(start_record)
+    recordings["t"] = recordings["t"] - t_start
+    info.duration_s = elapsed
+    return _finish(circuit, recordings, info, stopped_early, tol)
+
+
+def _check_interval(circuit, duration, until_converged, check_interval):
+    if check_interval is not None:
+        return time_quantity(check_interval, "check_interval")
+    if (until_converged or not circuit.model.is_linear) and circuit.tau is not None:
+        return min(10 * circuit.tau, duration)
+    return duration        # each run() call costs brian2 set-up time: chunk only when needed
+
+
+def _current_latents(network):
+    levels = network.decoded("value")
+    return [levels[l] for l in sorted(levels)]
+
+
+def _run_chunk(network, chunk, done, total, progress):
+    """Run the network for ``chunk`` seconds; instability raised inside brian2 becomes a
+    SimulationError."""
+    def report(_elapsed, completed, _start, _duration):
+        progress(f"simulating {total * 1e3:.0f} ms", (done + chunk * completed) / total)
+    reporting = {} if progress is SILENT else {"report": report, "report_period": 5 * brian2.second}
+    try:       # overflow on the way to NaN is detected and reported, not warned
+        with np.errstate(over="ignore", invalid="ignore"), _frozen_heap():
+            network.network.run(chunk * brian2.second, namespace={}, **reporting)
+    except Exception as err:      # brian2 wraps errors raised inside network operations
+        cause = err if isinstance(err, FloatingPointError) else err.__cause__
+        if isinstance(cause, FloatingPointError):
+            raise SimulationError(f"the simulation became unstable ({cause}); reduce dt or "
+                                  "check the model") from None
+        raise
+
+
+def _finish(circuit, recordings, info, stopped_early, tol):
+    """Decode, check the decoded values, and record how the run ended."""
+    traj = circuit.trajectory(recordings, info)
     _check_trajectory(traj)
-    converged_at = _first_converged(traj, circuit, tol)
-    traj.info.update(converged=converged_at is not None, t_converged_s=converged_at,
-                     stop_reason="converged" if stopped_early else "duration",
-                     duration_s=elapsed)
+    converged_at = _first_converged(traj, tol)
+    info.converged = converged_at is not None
+    info.t_converged_s = converged_at
+    info.stop_reason = "converged" if stopped_early else "duration"
     return traj
 
 
@@ -138,55 +224,48 @@ def _codegen_target(target):
         brian2.prefs.codegen.target = saved
 
 
-def _run_runtime(circuit, stimulus, stimulus_dt, dt, init, coupling, record_dt, duration,
-                 until_converged, tol, interval, progress):
-    built = circuit.build(stimulus, stimulus_dt, dt, init, coupling, record_dt)
-    elapsed = 0 * second
-    while elapsed < duration * (1 - 1e-9):
-        chunk = min(interval, duration - elapsed)
-        def report(_elapsed, completed, _start, _duration, done=float(elapsed / duration),
-                   share=float(chunk / duration)):
-            progress(f"simulating {float(duration / ms):.0f} ms", done + share * completed)
-        reporting = {} if progress is SILENT else {"report": report, "report_period": 5 * second}
-        try:       # overflow on the way to NaN is detected and reported below, not warned
-            with np.errstate(over="ignore", invalid="ignore"), _frozen_heap():
-                built.network.run(chunk, namespace={}, **reporting)
-        except Exception as err:      # brian2 wraps errors raised inside network operations
-            cause = err if isinstance(err, FloatingPointError) else err.__cause__
-            if isinstance(cause, FloatingPointError):
-                raise SimulationError(f"the simulation became unstable ({cause}); reduce dt or "
-                                      "check the model") from None
-            raise
-        elapsed += chunk
-        built.check_finite(float(elapsed))
-        if until_converged and built.max_drift() < tol:
-            return built.recordings(), True, float(elapsed)
-    return built.recordings(), False, float(elapsed)
-
-
-def _run_standalone(circuit, stimulus, stimulus_dt, dt, init, coupling, record_dt, duration,
-                    until_converged, tol, interval, progress):
+def _simulate_standalone(circuit, x, duration, dt, init, record_every, until_converged, tol,
+                         stimulus_dt, progress):
+    """Build the network under brian2's cpp_standalone device, compile and run it once."""
+    duration = time_quantity(duration, "duration")
+    stimulus, stimulus_dt = _prepare_stimulus(circuit.model, x, stimulus_dt)
+    batch = stimulus.shape[1]
+    init = circuit.model.prior_means(batch) if init is None else circuit.model.check_latents(
+        init, batch, "init")
+    check_stability(circuit, stimulus[0], init, dt)
     directory = tempfile.mkdtemp(prefix="pcbio-standalone-")
     brian2.set_device("cpp_standalone", directory=directory, build_on_run=False)
     try:
-        built = circuit.build(stimulus, stimulus_dt, dt, init, coupling, record_dt)
-        built.network.run(duration, namespace={})
+        network = CircuitNetwork(circuit, batch, dt, "synapses", record_every, standalone=True)
+        network.reset(init)
+        frame_dt = float(stimulus_dt or duration)
+        for k, frame in enumerate(stimulus):
+            network.set_stimulus(frame)
+            end = float(duration) if k == len(stimulus) - 1 else (k + 1) * frame_dt
+            network.network.run((end - k * frame_dt) * brian2.second, namespace={})
         progress("compiling and running the C++ standalone project")
         brian2.device.build(directory=directory, compile=True, run=True, with_output=False)
-        recordings = built.recordings()          # read before the device is reset
-        recordings["standalone_run_time_s"] = getattr(brian2.device, "_last_run_time", None)
-        return recordings, False, float(duration)
+        recordings = network.recordings()
+        run_time = getattr(brian2.device, "_last_run_time", None)
     finally:
         brian2.device.reinit()
         brian2.set_device("runtime")
         shutil.rmtree(directory, ignore_errors=True)
+    info = CircuitRunInfo(circuit=circuit.describe(), checks=circuit.checks(),
+                          skipped_checks=circuit.skipped_checks(),
+                          tau_s=None if circuit.tau is None else float(circuit.tau),
+                          dt_s=float(dt), record_dt_s=float(record_every * dt), batch=batch,
+                          target="cpp_standalone", coupling="synapses",
+                          max_duration_s=float(duration), duration_s=float(duration), tol=tol,
+                          standalone_run_time_s=None if run_time is None else float(run_time))
+    return _finish(circuit, recordings, info, False, tol)
 
 
 def _check_trajectory(traj):
     """Raise SimulationError where decoded activity holds NaN/Inf (e.g. after a standalone run,
     which cannot stop early)."""
     T = len(traj)
-    for name, arrays, first in (("value", traj.means, 1), ("error", traj.errors, 0)):
+    for name, arrays, first in (("value", traj.means, 1), ("error", traj.errors or [], 0)):
         for l, a in enumerate(arrays, start=first):
             bad = ~np.all(np.isfinite(a).reshape(T, -1), axis=1)
             if bad.any():
@@ -195,23 +274,24 @@ def _check_trajectory(traj):
                                       "the model")
 
 
-def _first_converged(traj, circuit, tol):
+def _first_converged(traj, tol):
     """First recorded time from which on the value units' drift ``max |τ dz/dt|`` stays below
-    ``tol`` (None if it never does)."""
+    ``tol`` (None if it never does, or the circuit has no such drift)."""
+    if traj.dzdt is None or traj.info.tau_s is None:
+        return None
     drift = np.max([np.abs(d).reshape(len(traj), -1).max(axis=1) for d in traj.dzdt], axis=0)
-    above = np.nonzero(drift * float(circuit.tau) >= tol)[0]
+    above = np.nonzero(drift * traj.info.tau_s >= tol)[0]
     if above.size == 0:
         return float(traj.t[0])
     return float(traj.t[above[-1] + 1]) if above[-1] + 1 < len(traj) else None
 
 
-def infer_with_circuit(model, x, circuit="rate", duration=1000 * ms, dt=0.1 * ms, errors="instant",
-                       target="auto", tol=1e-8, progress=SILENT, **params):
-    """Run a circuit until it converges (``max |τ dz/dt| < tol``) or ``duration`` passes; return the
-    final latent estimates (list of (batch, d_l)) and what happened (a JSON-ready dict)."""
-    circ = build_circuit(model, circuit, errors=errors, **params)
+def infer_with_circuit(model, x, circuit: str = "rate", duration=1000 * ms, dt=0.1 * ms,
+                       target: str = "auto", tol: float = 1e-8, progress=SILENT, **params):
+    """Run a circuit until it converges (``max |τ dx/dt| < tol``) or ``duration`` passes; return
+    the final latent estimates (list of (batch, d_l)) and what happened (a JSON-ready dict).
+    ``params`` are the circuit kind's own parameters."""
+    circ = build_circuit(model, circuit, **params)
     traj = simulate(circ, x, duration=duration, dt=dt, target=target, record_every=10,
                     until_converged=True, tol=tol, progress=progress)
-    return traj.final_means(), {k: traj.info[k] for k in ("converged", "stop_reason",
-                                                           "t_converged_s", "duration_s",
-                                                           "target", "coupling", "errors")}
+    return traj.final_means(), {**traj.info.summary(), **circ.describe()}

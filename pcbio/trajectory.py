@@ -1,15 +1,80 @@
 """The one trajectory type shared by every circuit and by iterative inference on the VAE side.
 
 A circuit run (times in seconds) and an iterative-inference run (times in steps) both produce a
-:class:`Trajectory`, so the mapping layer compares any two of them, or one with the model.
+:class:`Trajectory`, so the mapping layer compares any two of them, or one with the model.  What
+produced it is a typed record: :class:`CircuitRunInfo` or :class:`InferenceRunInfo`.
 """
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 
-LIST_FIELDS = ("means", "errors", "dzdt", "log_var")
+LEVEL_FIELDS = ("means", "errors", "dzdt", "log_var")
+
+
+@dataclass
+class CircuitRunInfo:
+    """What a circuit run was and how it ended.
+
+    ``circuit``: kind and parameters (:meth:`Circuit.describe`); ``checks``: comparisons of the
+    mapping layer that apply (name → the exactness statement tested) and ``skipped_checks``
+    (name → why not); ``tau_s``: time constant of the value units' gradient flow (None when the
+    circuit does not follow one); times in seconds; ``activity_range``: per population the
+    [min, max] of its recorded neural variable, in ``raw_units``.
+    """
+    circuit: dict
+    checks: dict
+    skipped_checks: dict
+    tau_s: float | None
+    dt_s: float
+    record_dt_s: float
+    batch: int
+    target: str
+    coupling: str
+    duration_s: float = 0.0
+    max_duration_s: float = 0.0
+    tol: float | None = None
+    converged: bool | None = None
+    t_converged_s: float | None = None
+    stop_reason: str = "duration"
+    standalone_run_time_s: float | None = None
+    activity_range: dict = field(default_factory=dict)
+    raw_units: dict = field(default_factory=dict)
+
+    @property
+    def kind(self) -> str:
+        return self.circuit["circuit"]
+
+    def summary(self) -> dict:
+        """What a command reports about the run (convergence, time, target)."""
+        return {"circuit": self.kind, "converged": self.converged, "stop_reason": self.stop_reason,
+                "t_converged_s": self.t_converged_s, "duration_s": self.duration_s,
+                "target": self.target, "coupling": self.coupling}
+
+
+@dataclass
+class InferenceRunInfo:
+    """What an iterative-inference run on the VAE side was."""
+    source: str
+    step_size: float
+    steps: int
+    method: str
+    learn_variance: bool
+    seed: int
+
+
+_INFO_TYPES = {"circuit": CircuitRunInfo, "inference": InferenceRunInfo}
+
+
+def _info_to_json(info):
+    kind = next(k for k, cls in _INFO_TYPES.items() if isinstance(info, cls))
+    return {"type": kind, **asdict(info)}
+
+
+def _info_from_json(data):
+    cls = _INFO_TYPES[data.pop("type")]
+    return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
 
 
 @dataclass
@@ -19,8 +84,8 @@ class Trajectory:
     Attributes
     ----------
     t : array (T,)
-        Recording times: seconds for circuits, step numbers for iterative inference
-        (see ``time_unit``).
+        Recording times: seconds from the start of the run for circuits, step numbers for
+        iterative inference (see ``time_unit``).
     time_unit : str
         ``"s"`` or ``"step"``.
     means : list of arrays (T, batch, d_l), levels 1 … L
@@ -28,15 +93,21 @@ class Trajectory:
     errors : list of arrays (T, batch, d_l), levels 0 … L, or None
         Decoded error-unit activity (circuits) or the prediction errors ε at the means.
     dzdt : list of arrays (T, batch, d_l), or None
-        The circuit's own time derivative of the decoded latents, in 1/s.
+        Time derivative of the decoded latents in 1/s: recorded where it is a state derivative,
+        estimated by the decoder otherwise.
     log_var : list of arrays (T, batch, d_l), or None
         Posterior log-variances when they are part of the state.
     scores : dict of name -> array (T, batch)
         Objectives along the run (``"log_joint"``, ``"elbo"``, …).
-    info : dict
-        What produced it (source, dt, τ, convergence, …); JSON-serialisable.
-    raw : dict
-        Raw recordings in neural units (brian2 monitors' arrays), when there are any.
+    info : CircuitRunInfo or InferenceRunInfo
+    raw : dict of population name -> array (T, batch, units)
+        Recorded neural variables in SI units (see ``info.raw_units``).
+    spikes : dict of population name -> (unit indices, times in s)
+        Spike events, ragged.
+    params : dict of name -> array (T, ...)
+        Time series of plastic parameters (e.g. a pathway's weights).
+    provenance : dict or None
+        Seed, parameters, versions (see :func:`pcbio.io.provenance`) when saved with them.
     """
     t: np.ndarray
     time_unit: str
@@ -45,8 +116,11 @@ class Trajectory:
     dzdt: list = None
     log_var: list = None
     scores: dict = field(default_factory=dict)
-    info: dict = field(default_factory=dict)
+    info: CircuitRunInfo | InferenceRunInfo | None = None
     raw: dict = field(default_factory=dict)
+    spikes: dict = field(default_factory=dict)
+    params: dict = field(default_factory=dict)
+    provenance: dict | None = None
 
     def __len__(self):
         return len(self.t)
@@ -60,20 +134,22 @@ class Trajectory:
         return [m[k] for m in self.means]
 
     def save(self, path, provenance=None):
-        """Write the trajectory to ``path`` (.npz, written atomically): every array, plus ``info``
-        and an optional ``provenance`` dict (see :func:`pcbio.io.provenance`) as JSON."""
+        """Write the trajectory to ``path`` (.npz, written atomically): every array, the run
+        information and an optional ``provenance`` dict, read back by :meth:`load`."""
         from .io import atomic_write, to_jsonable
         arrays = {"t": self.t}
-        for name in LIST_FIELDS:
+        for name in LEVEL_FIELDS:
             for l, a in enumerate(getattr(self, name) or []):
                 arrays[f"{name}/{l}"] = a
-        for name, a in self.scores.items():
-            arrays[f"scores/{name}"] = a
-        for name, levels in self.raw.items():
-            for l, a in enumerate(levels):
-                arrays[f"raw/{name}/{l}"] = a
-        meta = json.dumps(to_jsonable({"time_unit": self.time_unit, "info": self.info,
-                                       "provenance": provenance}))
+        for group in ("scores", "raw", "params"):
+            for name, a in getattr(self, group).items():
+                arrays[f"{group}/{name}"] = a
+        for name, (idx, times) in self.spikes.items():
+            arrays[f"spikes_i/{name}"], arrays[f"spikes_t/{name}"] = idx, times
+        meta = json.dumps(to_jsonable({
+            "time_unit": self.time_unit,
+            "info": None if self.info is None else _info_to_json(self.info),
+            "provenance": provenance if provenance is not None else self.provenance}))
 
         def write(tmp):
             with open(tmp, "wb") as fh:
@@ -82,18 +158,23 @@ class Trajectory:
 
     @classmethod
     def load(cls, path):
-        """Read a trajectory written by :meth:`save`; its provenance is in ``info["provenance"]``."""
+        """Read a trajectory written by :meth:`save`."""
         with np.load(path) as data:
             meta = json.loads(str(data["meta"]))
-            keys = [k for k in data.files if k != "meta"]
+            groups = {}
+            for key in data.files:
+                if "/" in key:
+                    group, name = key.split("/", 1)
+                    groups.setdefault(group, {})[name] = data[key]
 
-            def levels(prefix):
-                found = sorted((int(k.rsplit("/", 1)[1]), k) for k in keys
-                               if k.rsplit("/", 1)[0] == prefix)
-                return [data[k] for _, k in found] or None
-            raw_names = {k.split("/")[1] for k in keys if k.startswith("raw/")}
+            def levels(name):
+                found = groups.get(name, {})
+                return [found[str(l)] for l in range(len(found))] or None
+            spikes = {name: (idx, groups["spikes_t"][name])
+                      for name, idx in groups.get("spikes_i", {}).items()}
             return cls(t=data["t"], time_unit=meta["time_unit"],
-                       **{name: levels(name) for name in LIST_FIELDS},
-                       scores={k.split("/", 1)[1]: data[k] for k in keys if k.startswith("scores/")},
-                       info={**meta["info"], "provenance": meta["provenance"]},
-                       raw={name: levels(f"raw/{name}") for name in raw_names})
+                       **{name: levels(name) for name in LEVEL_FIELDS},
+                       scores=groups.get("scores", {}), raw=groups.get("raw", {}),
+                       params=groups.get("params", {}), spikes=spikes,
+                       info=None if meta["info"] is None else _info_from_json(meta["info"]),
+                       provenance=meta["provenance"])

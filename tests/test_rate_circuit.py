@@ -26,7 +26,7 @@ def test_linear_fixed_point_is_exact_posterior_mean(name):
     x, _ = m.sample(3, seed=4)
     traj = simulate(build_circuit(m, "rate"), x, duration=2000 * ms, target="numpy",
                     until_converged=True, tol=1e-10, record_every=10)
-    assert traj.info["converged"] and traj.info["stop_reason"] == "converged"
+    assert traj.info.converged and traj.info.stop_reason == "converged"
     want = exact_posterior(m, x).flat_mean()
     assert np.linalg.norm(flat(traj.final_means()) - want) / np.linalg.norm(want) <= 1e-6
 
@@ -104,16 +104,16 @@ def test_nonlinear_fixed_point_is_map():
     np.testing.assert_allclose(traj.final_means()[0], map_estimate(m, x)[0][0], atol=1e-8)
 
 
-def test_mlp_link_runs_with_matrix_coupling():
-    """An MLP ("dendrites as deep networks") link: the circuit still follows ∇ log p exactly
-    (Euler-equivalent to gradient iterative inference)."""
+@pytest.mark.parametrize("coupling", ["matrix", "synapses"])
+def test_mlp_link_is_euler_integration_of_pc_dynamics(coupling):
+    """An MLP ("dendrites as deep networks") link, computed by hidden units (forward f(Az + a),
+    backward f'(u)·Wᵀε): the circuit still follows ∇ log p exactly, i.e. it is Euler-equivalent
+    to gradient iterative inference, with either coupling."""
     m = random_model(9, dims=(3, 2), fs=["tanh"], hidden=[4])
     x, _ = m.sample(1, seed=0)
-    traj = simulate(build_circuit(m, "rate"), x, duration=5 * ms, target="numpy")
+    traj = simulate(build_circuit(m, "rate"), x, duration=5 * ms, target="numpy", coupling=coupling)
     vae = gradient_inference(m, x, steps=len(traj) - 1, step_size=0.01)
     np.testing.assert_allclose(traj.means[0], vae.means[0], atol=1e-13)
-    with pytest.raises(ValueError, match="supports affine links only"):
-        simulate(build_circuit(m, "rate"), x, target="numpy", coupling="synapses")
 
 
 def test_time_varying_stimulus_is_tracked():
@@ -142,9 +142,10 @@ def test_recording_every_n_steps_and_raw_monitors():
     traj = simulate(build_circuit(m, "rate", value_encoding=enc), [[1.0, -2.0, 0.5]],
                     duration=10 * ms, record_every=10, target="numpy")
     assert len(traj) == 10 and np.allclose(np.diff(traj.t), 1e-3)
-    np.testing.assert_allclose(traj.raw["value_rates_Hz"][0], 10 + 5 * traj.means[0])
-    lo, hi = traj.info["rate_range_Hz"]["values"]
-    assert lo == traj.raw["value_rates_Hz"][0].min() and hi == traj.raw["value_rates_Hz"][0].max()
+    np.testing.assert_allclose(traj.raw["value_1"], 10 + 5 * traj.means[0])
+    lo, hi = traj.info.activity_range["value_1"]
+    assert lo == traj.raw["value_1"].min() and hi == traj.raw["value_1"].max()
+    assert traj.info.raw_units["value_1"] == "Hz"
 
 
 def test_cython_target_matches_numpy_target():
@@ -245,8 +246,8 @@ def test_trajectory_round_trips_through_a_file(tmp_path):
     traj = simulate(build_circuit(m, "rate", errors="dynamic"), x, duration=5 * ms, target="numpy")
     traj.save(tmp_path / "run.npz", provenance(0, {"duration_ms": 5}))
     back = Trajectory.load(tmp_path / "run.npz")
-    for a, b in zip(traj.means + traj.errors + traj.dzdt + traj.raw["value_rates_Hz"],
-                    back.means + back.errors + back.dzdt + back.raw["value_rates_Hz"]):
+    for a, b in zip(traj.means + traj.errors + traj.dzdt + list(traj.raw.values()),
+                    back.means + back.errors + back.dzdt + list(back.raw.values())):
         np.testing.assert_array_equal(a, b)
-    assert back.info["errors"] == "dynamic" and back.info["provenance"]["seed"] == 0
-    assert back.log_var is None and back.time_unit == "s"
+    assert back.info == traj.info and back.info.circuit["errors"] == "dynamic"
+    assert back.provenance["seed"] == 0 and back.log_var is None and back.time_unit == "s"

@@ -1,21 +1,22 @@
-"""Builders that compile a generative model into a brian2 circuit.
+"""Circuit kinds that compile a generative model into brian2 populations and pathways.
 
-``build_circuit(model, "rate", **params)`` is the one entry point; later circuit kinds (spiking,
-dendritic, lateral) register here and share :func:`pcbio.simulate.simulate`, the
-:class:`pcbio.Trajectory` and :mod:`pcbio.mapping`.
+``build_circuit(model, kind, **params)`` is the one entry point.  Each kind lives in its own
+module, declares its parameters, structure and applicable checks (:class:`Circuit`), and
+registers itself; importing it here (one line) makes it available everywhere — ``simulate``, the
+mapping layer and the command line.
 """
 
 from ..checks import one_of
-from .base import Circuit
+from .base import CIRCUITS, Circuit, register
+from .network import CircuitNetwork
 from .rate import RateCircuit
 
-CIRCUITS = {"rate": RateCircuit}
 
-
-def build_circuit(model, kind="rate", **params):
-    """A circuit of the given kind for ``model``; ``params`` go to the circuit's constructor."""
+def build_circuit(model, kind: str = "rate", **params) -> Circuit:
+    """A circuit of the given kind for ``model``; ``params`` are the kind's declared
+    parameters (see ``CIRCUITS[kind].PARAMETERS``)."""
     one_of(kind, "circuit", CIRCUITS)
     return CIRCUITS[kind](model, **params)
 
 
-__all__ = ["CIRCUITS", "Circuit", "RateCircuit", "build_circuit"]
+__all__ = ["CIRCUITS", "Circuit", "CircuitNetwork", "RateCircuit", "build_circuit", "register"]

@@ -1,37 +1,123 @@
-"""The interface every circuit implements, so that :func:`pcbio.simulate.simulate`, the
-:class:`~pcbio.Trajectory` and :mod:`pcbio.mapping` serve all circuit kinds alike."""
+"""The contract every circuit kind implements, and the registry of kinds
+(``docs/architecture.md`` §1).
+
+A circuit kind is a subclass of :class:`Circuit` in its own module that declares
+
+* ``kind`` and ``PARAMETERS`` (:class:`~pcbio.circuits.parameters.Parameter`: its options, also on
+  the command line),
+* :meth:`Circuit.structure`: its populations and pathways,
+* :meth:`Circuit.checks`: which comparisons of the mapping layer apply to it, and why the others
+  do not,
+
+and registers itself with :func:`register`.  Building the brian2 network
+(:class:`~pcbio.circuits.network.CircuitNetwork`), running it (:func:`pcbio.simulate.simulate`),
+decoding into a :class:`~pcbio.trajectory.Trajectory` and mapping are shared by every kind.
+"""
 
 from abc import ABC, abstractmethod
+from typing import ClassVar
+
+import numpy as np
+
+from ..model import GenerativeModel
+from ..trajectory import Trajectory
+from .parameters import Parameter, resolve
+from .structure import Pathway, Population
+
+#: circuit kind name -> class; filled by :func:`register`
+CIRCUITS: dict = {}
+
+
+def register(cls):
+    """Class decorator: make a circuit kind available to ``build_circuit`` and the CLI."""
+    CIRCUITS[cls.kind] = cls
+    return cls
 
 
 class Circuit(ABC):
     """A neural realisation of ``model``'s inference, not yet a brian2 network.
 
-    Attributes: ``model`` (GenerativeModel), ``kind`` (str), ``tau`` (brian2 time: the value
-    units follow ``τ dz/dt = ∇_z log p`` once any faster variables have settled).
+    Parameters: ``model`` and the kind's declared ``PARAMETERS`` as keyword arguments (checked;
+    an unknown name is an error).  Attributes: ``model``, ``params`` (name → checked value).
     """
 
-    kind = "circuit"
+    kind: ClassVar[str] = "circuit"
+    description: ClassVar[str] = ""
+    PARAMETERS: ClassVar[tuple[Parameter, ...]] = ()
+
+    def __init__(self, model: GenerativeModel, **params):
+        if not isinstance(model, GenerativeModel):
+            raise TypeError(f"model must be a pcbio GenerativeModel, got {type(model).__name__}")
+        self.model = model
+        self.params = resolve(self.PARAMETERS, params, self.kind)
+        self._structure = None
+
+    # -- what a kind declares -------------------------------------------------------------------
+    @abstractmethod
+    def build_structure(self) -> tuple[list[Population], list[Pathway]]:
+        """The circuit's populations and pathways (per data point)."""
 
     @abstractmethod
-    def describe(self):
-        """Parameters as plain JSON (merged into every trajectory's ``info``)."""
+    def checks(self) -> dict[str, str]:
+        """Comparisons of :mod:`pcbio.mapping` that apply, each with the exactness statement it
+        tests."""
 
-    @abstractmethod
-    def check_coupling(self, coupling):
-        """Raise ValueError if this circuit cannot use ``coupling`` ("matrix" or "synapses")."""
+    def skipped_checks(self) -> dict[str, str]:
+        """Why each comparison this kind leaves out does not apply (name → reason)."""
+        return {}
 
-    @abstractmethod
-    def euler_limits(self, x, init):
+    @property
+    def tau(self):
+        """The time constant τ of the value units' gradient flow ``τ dz/dt = ∇_z log p`` (a
+        brian2 time), or None when the circuit does not follow it."""
+        return None
+
+    def euler_limits(self, x: np.ndarray, z: list) -> list:
         """``[(name, τ, λ, what), …]``: explicit Euler with step dt is stable only if
-        ``dt·λ/τ < 2`` for each entry (x: (batch, d_0), init: list of (batch, d_l))."""
+        ``dt·λ/τ < 2`` for each entry, at data ``x`` (batch, d_0) and latent state ``z``."""
+        return []
 
-    @abstractmethod
-    def build(self, stimulus, stimulus_dt, dt, init, coupling, record_dt):
-        """Create the brian2 objects for ``stimulus`` (frames, batch, d_0); returns an object
-        with ``network`` (brian2.Network), ``check_finite(t)``, ``max_drift()`` (max |τ dx/dt|
-        over all populations at the last record) and ``recordings()`` (plain arrays)."""
+    def check_coupling(self, coupling: str) -> None:
+        """Raise ValueError if this circuit cannot use ``coupling``."""
 
-    @abstractmethod
-    def trajectory(self, recordings, batch, info):
-        """Decode ``recordings`` through the circuit's encodings into a Trajectory."""
+    # -- shared ---------------------------------------------------------------------------------
+    def structure(self):
+        """:meth:`build_structure`, computed once."""
+        if self._structure is None:
+            self._structure = self.build_structure()
+        return self._structure
+
+    def describe(self) -> dict:
+        """Kind and parameters as plain JSON (times in ms, rates in Hz)."""
+        return {"circuit": self.kind,
+                **dict(p.to_json(self.params[p.name]) for p in self.PARAMETERS)}
+
+    def populations(self, role: str | None = None) -> list[Population]:
+        """Populations (with ``role``), in level order."""
+        pops = [p for p in self.structure()[0] if role is None or p.role == role]
+        return sorted(pops, key=lambda p: p.level)
+
+    def initial_values(self, init: list, batch: int) -> dict:
+        """Model values every integrated population starts from: value units at ``init`` (list
+        of (batch, d_l)), everything else at 0.  Returns name → (batch, size)."""
+        return {p.name: (init[p.level - 1] if p.role == "value" else np.zeros((batch, p.size)))
+                for p in self.populations()}
+
+    def trajectory(self, recordings: dict, info) -> Trajectory:
+        """Decode recordings (see :meth:`CircuitNetwork.recordings`) through each population's
+        encoding: value units → latent means, error units → ε, the value units' recorded
+        derivative → dz/dt; raw neural values are kept per population."""
+        def decoded(role):
+            pops = self.populations(role)
+            return [p.encoding.decode(recordings[p.name][p.encoding.variable]) for p in pops] or None
+        values = self.populations("value")
+        dzdt = ([recordings[p.name][p.neuron.derivative] for p in values]
+                if values and all(p.neuron.dynamic for p in values) else None)
+        raw = {p.name: recordings[p.name][p.encoding.variable] for p in self.populations()}
+        info.activity_range = {name: [float(a.min()), float(a.max())] for name, a in raw.items()}
+        info.raw_units = {p.name: str(p.encoding.unit) for p in self.populations()}
+        return Trajectory(t=recordings["t"], time_unit="s", means=decoded("value"),
+                          errors=decoded("error"), dzdt=dzdt, info=info, raw=raw)
+
+    def __repr__(self):
+        return f"{type(self).__name__}({self.model.name!r}, {self.describe()})"

@@ -1,68 +1,69 @@
-"""Rate-neuron equations of the predictive-coding circuit (DESIGN.md §2; Bogacz 2017 §2.3, §5).
+"""Rate-neuron types of the predictive-coding circuit (``docs/mathematics.md`` §3; Bogacz 2017
+§2.3, §5), in model units.  Each right-hand side is written once; the rate code that turns the
+model variable into a firing rate comes from the population's encoding, and every input arrives
+through an open port (see :mod:`pcbio.neurons.base`).
 
-Every population codes its model variable with a :class:`pcbio.encoding.RateEncoding`
-``r = r0 + gain·x``; the constants come from the namespace with a suffix per population
-(``r0_v, gain_v, tau_v`` value units; ``_e`` error units; ``_i`` interneurons), so that a synapse
-between two populations can resolve both sides' expressions.
-Inputs (``zin``, ``pred``, ``lat``, ``eps_own``, ``wte``, ``bu``, ``sig_eps``) are dimensionless and
-are delivered by the circuit's coupling: summed ``Synapses`` or a matrix product each step.
-
-Value unit (latent ``z_l``)::
-
-    τ dz/dt = bu − eps_own,        bu = [J_{l-1}ᵀ ε_{l-1}],  eps_own = ε_l
-
-Error unit (level l), ``c`` the constant part of the prediction (bias, or top prior mean; 0 when
-the matrix coupling delivers the whole prediction in ``pred``)::
-
-    instant:  ε = zin − pred − c                       (zin = Π z_l, pred = Π W f(z_{l+1}), c = Π b)
-    dynamic:  τ_ε dε/dt = zin − pred − c − lat         (zin = z_l, pred = W f(z_{l+1}), c = b,
-                                                         lat = Σ ε, or the interneuron's i)
-
-Precision interneuron (Bogacz 2017 §5, his ``e``): ``τ_i d inh/dt = sig_eps − inh`` with
-``sig_eps = Σ ε``, and the error unit's ``lat = inh``; at the fixed point ``inh = Σ ε``, so
-``ε = Π (z − g)``.
+* value unit (latent ``z_l``):     ``τ dz/dt = f'(z)·I_bu + I_in``
+  (``I_bu`` = ``W_{l-1}ᵀ ε_{l-1}``, the bottom-up error; ``I_in`` = ``−ε_l`` and anything else);
+  outputs ``z`` and ``f(z)`` (what the level below is predicted from).
+* error unit, instantaneous:       ``ε = I_in``  (``I_in`` = ``Π z − Π g``, delivered)
+* error unit, dynamic:             ``τ_ε dε/dt = I_in``  (``I_in`` = ``z − g − Σ ε``; Bogacz eqs. 12–14)
+* precision interneuron:           ``τ_i d inh/dt = I_in − inh``  (``I_in`` = ``Σ ε``; Bogacz §5)
+* hidden unit of an MLP link:      ``u = I_in`` (``A z + a``); outputs ``f(u)`` forward and
+  ``f'(u)·I_bu`` backward (``I_bu`` = ``Wᵀ ε`` from below)
+* data unit: its rate is set from outside (the stimulus); output ``x``.
 """
 
+from brian2 import ms
 
-def value_equations(fz_expr="z", fp_expr="1.0", synaptic_bu=False):
-    """Value units of one latent level.
-
-    ``fz_expr`` / ``fp_expr``: ``f(z)`` and ``f'(z)`` of the link this level feeds (in ``z``), used
-    by synaptic coupling (presynaptic ``fz``; ``bu = fp · wte`` with ``wte = Wᵀ ε`` summed).
-    """
-    bu = "bu = fp * wte : 1\nwte : 1" if synaptic_bu else "bu : 1"
-    return f"""
-dr/dt = gain_v * (bu - eps_own) / tau_v : Hz
-z = (r - r0_v) / gain_v : 1
-dzdt = (bu - eps_own) / tau_v : Hz
-fz = {fz_expr} : 1
-fp = {fp_expr} : 1
-{bu}
-eps_own : 1
-"""
+from ..nonlinearities import Nonlinearity
+from .base import NeuronModel
 
 
-def error_equations(dynamic, data_level=False):
-    """Error units of one level; ``data_level``: ``zin`` is the stimulus ``stim(t, i)``."""
-    zin = "zin = stim(t, i) : 1" if data_level else "zin : 1"
-    if dynamic:
-        core = """
-dr/dt = gain_e * (zin - pred - c - lat) / tau_e : Hz
-eps = (r - r0_e) / gain_e : 1
-dzdt = (zin - pred - c - lat) / tau_e : Hz
-lat : 1
-"""
-    else:
-        core = """
-eps = zin - pred - c : 1
-r = r0_e + gain_e * eps : Hz
-"""
-    return core + f"{zin}\npred : 1\nc : 1 (constant)\n"
+def _in(nl: Nonlinearity, var: str):
+    """The nonlinearity's brian2 expressions ``(f, f')`` in the variable ``var``."""
+    return nl.expression(var), nl.derivative_expression(var)
 
 
-INTERNEURON_EQUATIONS = """
-dr/dt = gain_i * (sig_eps - inh) / tau_i : Hz
-inh = (r - r0_i) / gain_i : 1
-dzdt = (sig_eps - inh) / tau_i : Hz
-sig_eps : 1
-"""
+def value_unit(nl: Nonlinearity, tau=10 * ms) -> NeuronModel:
+    """Latent estimate z of one level; ``nl`` is the link nonlinearity applied to z when the
+    level below is predicted (identity when an MLP's hidden units apply it instead)."""
+    f, df = _in(nl, "z")
+    return NeuronModel(f"""
+dzdt = (gate * I_bu + I_in) / tau : Hz
+gate = {df} : 1
+fz = {f} : 1
+""", model_var="z", derivative="dzdt", ports=("I_in", "I_bu"), outputs=("z", "fz"),
+        constants={"tau": tau})
+
+
+def instant_error_unit() -> NeuronModel:
+    """Precision-weighted prediction error that follows its input instantly."""
+    return NeuronModel("", model_var="eps", value="I_in", ports=("I_in",), outputs=("eps",))
+
+
+def dynamic_error_unit(tau=2 * ms) -> NeuronModel:
+    """Error unit with its own time constant; its fixed point is the precision-weighted error
+    once ``−Σ ε`` arrives in ``I_in`` (laterally or from an interneuron)."""
+    return NeuronModel("depsdt = I_in / tau : Hz", model_var="eps", derivative="depsdt",
+                       ports=("I_in",), outputs=("eps",), constants={"tau": tau})
+
+
+def interneuron(tau=2 * ms) -> NeuronModel:
+    """Precision interneuron: a leaky integrator of ``Σ ε`` (Bogacz 2017 §5, his ``e``)."""
+    return NeuronModel("dinhdt = (I_in - inh) / tau : Hz", model_var="inh", derivative="dinhdt",
+                       ports=("I_in",), outputs=("inh",), constants={"tau": tau})
+
+
+def hidden_unit(nl: Nonlinearity) -> NeuronModel:
+    """Hidden unit of an MLP link: forward ``f(u)``, backward ``f'(u) · I_bu``."""
+    f, df = _in(nl, "u")
+    return NeuronModel(f"""
+fu = {f} : 1
+back = ({df}) * I_bu : 1
+""", model_var="u", value="I_in", ports=("I_in", "I_bu"), outputs=("fu", "back"))
+
+
+def data_unit() -> NeuronModel:
+    """Sensory input: its neural state is the stimulus, set from outside."""
+    return NeuronModel("", model_var="x", outputs=("x",))

@@ -1,0 +1,249 @@
+"""A circuit's structure realised as one persistent brian2 ``Network`` (``docs/architecture.md``
+§3–4).
+
+:class:`CircuitNetwork` creates one ``NeuronGroup`` per population (``batch × size`` units), one
+transmission per pathway, monitors and a stability guard.  It keeps its state and weights
+between runs: give it a new stimulus and run on (a stream of data points in one network), or
+``store``/``restore`` for a clean start.
+
+Transmission (*coupling*) of the pathways:
+
+* ``"matrix"`` — one ``network_operation`` per stage computes ``in = out_pre @ Wᵀ`` (BLAS) for
+  every pathway of that stage: it stands only for dense synaptic transmission.  It reads a
+  presynaptic output as the neural state decoded by the population's encoding (the output is the
+  coded model variable), as the summed input of an instantaneous neuron whose model variable
+  is that sum, or otherwise as a copy (``mat_<output>``) that the group writes in its own code
+  (``run_regularly``) at the output's stage (:meth:`NeuronModel.output_source`).  Runtime
+  targets only.
+* ``"synapses"`` — one brian2 ``Synapses`` with a summed variable per pathway, one synapse per
+  non-zero weight and data point.  Every target, ``cpp_standalone`` included.
+
+Schedule within a time step (all in the ``groups`` slot, see :func:`structure.schedule`):
+stage-s outputs are copied (order 10·s), stage-s pathways deliver (10·s + 5), then the monitors
+record (990) and the groups integrate (1000).  Every recorded value and every update therefore
+uses the state at the start of the step: an explicit Euler step of the circuit's ODE.
+"""
+
+import brian2
+import numpy as np
+
+from ..errors import SimulationError
+from .structure import check_structure, schedule
+
+ORDER_MONITOR, ORDER_GUARD, ORDER_STATE = 990, 995, 1000
+GUARD_STEPS = 50          # the runtime guard checks states this often
+
+
+def _stage_order(stage, delivery=False):
+    return 10 * stage + (5 if delivery else 0)
+
+
+def _deliverer(jobs):
+    """The body of a matrix-coupling operation: ``post = pre @ Wᵀ`` (or ``pre ⊙ w`` one-to-one)
+    for each (presynaptic reader, post view, weights, one_to_one) job."""
+    def deliver():
+        for read, post, w, one_to_one in jobs:
+            pre = read()
+            if one_to_one:
+                np.multiply(pre, w, out=post)
+            else:
+                np.matmul(pre, w, out=post)
+    return deliver
+
+
+class CircuitNetwork:
+    """The brian2 network of ``circuit`` for ``batch`` data points.
+
+    Parameters
+    ----------
+    circuit : :class:`pcbio.circuits.base.Circuit`
+    batch : int — data points side by side
+    dt : brian2 time — integration step
+    coupling : ``"matrix"`` or ``"synapses"`` (see the module docstring)
+    record_every : int — monitors record one step in this many
+    standalone : bool — built under brian2's ``cpp_standalone`` device (no Python operations)
+    target : brian2 code-generation target of its runs (``"auto"``, ``"numpy"``, ``"cython"``)
+
+    Attributes: ``network`` (brian2.Network), ``groups`` (population name → NeuronGroup),
+    ``populations`` (name → Population), ``pathways`` (name → Pathway), ``monitors``.
+    """
+
+    def __init__(self, circuit, batch, dt, coupling="matrix", record_every=1, standalone=False,
+                 target="auto"):
+        self.circuit, self.batch, self.dt = circuit, int(batch), dt
+        self.coupling, self.standalone, self.target = coupling, standalone, target
+        self.record_every = record_every
+        pops, paths = circuit.structure()
+        check_structure(pops, paths)
+        self.populations = {p.name: p for p in pops}
+        self.pathways = {pw.name: pw for pw in paths}
+        out_stage, self.pathway_stage = schedule(pops, paths)
+        read = {(pw.pre, pw.output) for pw in paths} if coupling == "matrix" else set()
+        self.copied = {(pop, out) for pop, out in read
+                       if self.populations[pop].neuron.output_source(out) == ("copy",)}
+        self.groups, self.namespaces, objects = {}, {}, []
+        for pop in pops:
+            terms = {port: [pop.port_term(pw.name) for pw in paths
+                            if pw.post == pop.name and pw.port == port] for port in pop.neuron.ports}
+            copies = [out for out in pop.neuron.outputs if (pop.name, out) in self.copied]
+            eqs, ns = pop.neuron.bind(pop.name, pop.encoding, terms,
+                                      tuple(f"mat_{out}" for out in copies))
+            group = brian2.NeuronGroup(batch * pop.size, eqs, method=pop.neuron.method, dt=dt,
+                                       order=ORDER_STATE, name=pop.name, namespace=ns)
+            for port, value in pop.bias.items():
+                setattr(group, f"bias_{port}", np.tile(value, batch))
+            for stage in sorted({out_stage[(pop.name, out)] for out in copies}):
+                group.run_regularly("\n".join(f"mat_{out} = {out}" for out in copies
+                                              if out_stage[(pop.name, out)] == stage),
+                                    when="groups", order=_stage_order(stage),
+                                    name=f"{pop.name}_copy_{stage}")
+            self.groups[pop.name], self.namespaces[pop.name] = group, ns
+            objects.append(group)
+        if coupling == "matrix":
+            objects += self._matrix_coupling(paths)
+        else:
+            objects += [self._synapses(pw) for pw in paths]
+        record_dt = record_every * dt
+        self.monitors = {}
+        for pop in pops:
+            variables = [pop.encoding.variable] + ([pop.neuron.derivative] if pop.neuron.dynamic else [])
+            self.monitors[pop.name] = brian2.StateMonitor(
+                self.groups[pop.name], variables, record=True, dt=record_dt, when="groups",
+                order=ORDER_MONITOR, name=f"monitor_{pop.name}")
+        objects += list(self.monitors.values())
+        if not standalone:
+            objects.append(self._guard())
+        self.network = brian2.Network(*objects)
+
+    # -- transmission ---------------------------------------------------------------------------
+    def _view(self, pop, variable):
+        """The runtime storage of a group variable as a (batch, size) view (writes reach brian2)."""
+        return self.groups[pop].variables[variable].get_value().reshape(self.batch, -1)
+
+    def _reader(self, pop_name, output):
+        """A function returning the current value of a population's output, (batch, size)."""
+        pop = self.populations[pop_name]
+        source = pop.neuron.output_source(output)
+        if source[0] == "state":
+            state, decode = self._view(pop_name, pop.encoding.variable), pop.encoding.decode
+            return lambda: decode(state)
+        if source[0] == "port":
+            parts = [self._view(pop_name, f"bias_{source[1]}")] + [
+                self._view(pop_name, pop.port_term(pw.name)) for pw in self.pathways.values()
+                if pw.post == pop_name and pw.port == source[1]]
+            return lambda: sum(parts[1:], parts[0])
+        copy = self._view(pop_name, f"mat_{output}")
+        return lambda: copy
+
+    def _matrix_coupling(self, paths):
+        """One network_operation per stage: ``in_post = out_pre @ Wᵀ`` for its pathways."""
+        ops = []
+        for stage in sorted(set(self.pathway_stage.values())):
+            jobs = []
+            for pw in paths:
+                if self.pathway_stage[pw.name] == stage:
+                    post = self._view(pw.post, self.populations[pw.post].port_term(pw.name))
+                    w = pw.weights if pw.one_to_one else np.ascontiguousarray(pw.weights.T)
+                    jobs.append((self._reader(pw.pre, pw.output), post, w, pw.one_to_one))
+
+            ops.append(brian2.NetworkOperation(_deliverer(jobs), dt=self.dt, when="groups",
+                                               order=_stage_order(stage, delivery=True),
+                                               name=f"matrix_coupling_{stage}"))
+        return ops
+
+    def _synapses(self, pw):
+        """Block-diagonal (per data point) Synapses with a summed variable, one synapse per
+        non-zero weight."""
+        pre_pop, post_pop = self.populations[pw.pre], self.populations[pw.post]
+        term = post_pop.port_term(pw.name)
+        syn = brian2.Synapses(self.groups[pw.pre], self.groups[pw.post],
+                              model=f"w : 1 (constant)\n{term}_post = w * {pw.output}_pre : 1 (summed)",
+                              dt=self.dt, name=pw.name,
+                              namespace={**self.namespaces[pw.pre], **self.namespaces[pw.post]})
+        W = pw.dense_matrix()
+        post_k, pre_k = np.nonzero(W)
+        offsets = np.arange(self.batch)[:, None]
+        syn.connect(i=(offsets * pre_pop.size + pre_k).ravel(),
+                    j=(offsets * post_pop.size + post_k).ravel())
+        syn.w = np.tile(W[post_k, pre_k], self.batch)
+        syn.summed_updaters[f"{term}_post"].order = _stage_order(self.pathway_stage[pw.name], True)
+        return syn
+
+    # -- stability ------------------------------------------------------------------------------
+    def _guard(self):
+        """Every GUARD_STEPS steps: NaN/Inf or runaway values in any integrated state raise."""
+        states = [(name, self.groups[name].variables[p.encoding.variable].get_value(),
+                   p.encoding.runaway) for name, p in self.populations.items() if p.neuron.dynamic]
+
+        def guard():
+            for name, values, bound in states:
+                peak = np.abs(values).max(initial=0.0)
+                if not peak <= bound:          # also catches NaN
+                    raise FloatingPointError(f"NaN, Inf or runaway activity in {name}")
+        return brian2.NetworkOperation(guard, dt=GUARD_STEPS * self.dt, when="groups",
+                                       order=ORDER_GUARD, name="stability_guard")
+
+    def check_finite(self, t):
+        """Raise SimulationError where an integrated state holds NaN/Inf or runaway values."""
+        for name, pop in self.populations.items():
+            if pop.neuron.dynamic and not np.abs(self.state(name)).max(initial=0.0) <= pop.encoding.runaway:
+                raise SimulationError(f"the simulation became unstable by t = {t:.4g} s (NaN, Inf "
+                                      f"or runaway activity in {name}); reduce dt or check the model")
+
+    def max_drift(self):
+        """max |τ dx/dt| over every integrated population with a time constant ``tau``, at the
+        last recorded step (model units)."""
+        drifts = [np.abs(getattr(self.monitors[name], p.neuron.derivative + "_")[:, -1]).max()
+                  * float(p.neuron.constants["tau"])
+                  for name, p in self.populations.items()
+                  if p.neuron.dynamic and "tau" in p.neuron.constants]
+        return max(drifts, default=0.0)
+
+    # -- state ----------------------------------------------------------------------------------
+    def state(self, pop):
+        """The neural state of population ``pop`` now: (batch, size), SI units."""
+        var = self.populations[pop].encoding.variable
+        return np.array(getattr(self.groups[pop], var + "_")[:]).reshape(self.batch, -1)
+
+    def decoded(self, role):
+        """Decoded model values of every population with ``role``, by level: {level: (batch,
+        size)}."""
+        return {p.level: p.encoding.decode(self.state(p.name))
+                for p in self.populations.values() if p.role == role}
+
+    def set_stimulus(self, x):
+        """Clamp the data population(s) to ``x`` (batch, d_0)."""
+        for pop in self.populations.values():
+            if pop.role == "data":
+                self._set(pop, np.asarray(x).reshape(self.batch, -1))
+
+    def reset(self, init):
+        """Set every integrated population to the circuit's initial values for the latent
+        estimates ``init`` (list of (batch, d_l))."""
+        values = self.circuit.initial_values(init, self.batch)
+        for name, pop in self.populations.items():
+            if pop.neuron.dynamic:
+                self._set(pop, values[name])
+
+    def _set(self, pop, model_values):
+        setattr(self.groups[pop.name], pop.encoding.variable + "_",
+                pop.encoding.encode(model_values).ravel())
+
+    def store(self, name="default"):
+        self.network.store(name)
+
+    def restore(self, name="default"):
+        self.network.restore(name)
+
+    # -- recordings -----------------------------------------------------------------------------
+    def record_count(self):
+        return len(next(iter(self.monitors.values())).t_)
+
+    def recordings(self, start=0):
+        """Monitor contents from record ``start`` on, as plain arrays: ``t`` (T,) seconds and,
+        per population, per recorded variable, (T, batch, size) in SI units."""
+        out = {"t": np.array(next(iter(self.monitors.values())).t_[start:])}
+        for name, mon in self.monitors.items():
+            out[name] = {var: np.array(getattr(mon, var + "_")[:, start:]).T.reshape(
+                len(out["t"]), self.batch, -1) for var in mon.record_variables}
+        return out

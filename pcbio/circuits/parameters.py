@@ -1,0 +1,105 @@
+"""Declared circuit parameters: each circuit kind lists its own, with type, default and help.
+
+:func:`pcbio.circuits.build_circuit`, :func:`pcbio.simulate.infer_with_circuit`,
+:func:`pcbio.mapping.map_circuit` and the command line pass them through generically; the CLI
+builds its ``--option`` list (and ``--help``) from these declarations, so a new circuit kind's
+options appear without editing the CLI.
+"""
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import brian2
+
+from ..checks import one_of, positive_int, positive_number, positive_quantity
+from ..encoding import Encoding
+
+#: kind -> (unit, command-line suffixes, noun, example in Python, example on the command line)
+_QUANTITIES = {
+    "time": (brian2.second, {"ms": brian2.ms, "us": brian2.us, "s": brian2.second}, "time",
+             "10*ms", "10ms"),
+    "rate": (brian2.Hz, {"Hz": brian2.Hz, "kHz": brian2.kHz}, "rate", "20*Hz", "20Hz"),
+}
+_QUANTITY_TEXT = re.compile(r"^\s*([-+0-9.eE]+)\s*([A-Za-z]+)\s*$")
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """One circuit parameter.
+
+    kind: ``"time"`` / ``"rate"`` (a positive brian2 quantity), ``"choice"`` (one of
+    ``choices``), ``"int"`` (>= 1), ``"number"`` (> 0), ``"encoding"`` (an
+    :class:`~pcbio.encoding.Encoding` or None; Python only, not on the command line).
+    """
+    name: str
+    kind: str
+    default: Any
+    help: str
+    choices: tuple = ()
+
+    @property
+    def option(self) -> str:
+        """The command-line option: ``tau_error`` → ``--tau-error``."""
+        return "--" + self.name.replace("_", "-")
+
+    @property
+    def on_command_line(self) -> bool:
+        return self.kind != "encoding"
+
+    def check(self, value, where: str | None = None):
+        """``value`` validated (raises TypeError/ValueError naming the parameter)."""
+        where = where or self.name
+        if self.kind in _QUANTITIES:
+            unit, _, noun, example, _ = _QUANTITIES[self.kind]
+            return positive_quantity(value, where, unit, noun, example)
+        if self.kind == "choice":
+            return one_of(value, where, self.choices)
+        if self.kind == "int":
+            return positive_int(value, where)
+        if self.kind == "number":
+            return positive_number(value, where)
+        if value is not None and not isinstance(value, Encoding):     # "encoding"
+            raise TypeError(f"{where} must be a pcbio.encoding.Encoding, got {type(value).__name__}")
+        return value
+
+    def parse(self, text: str):
+        """A command-line string converted and validated; errors name the option."""
+        if self.kind in _QUANTITIES:
+            _, suffixes, noun, _, example = _QUANTITIES[self.kind]
+            match = _QUANTITY_TEXT.match(text)
+            try:
+                if match and match.group(2) in suffixes:
+                    return self.check(float(match.group(1)) * suffixes[match.group(2)], self.option)
+            except ValueError:
+                pass
+            raise ValueError(f"{self.option} must be a positive {noun} like '{example}', got {text!r}")
+        convert = {"int": int, "number": float}.get(self.kind)
+        if convert is None:
+            return self.check(text, self.option)
+        try:
+            return self.check(convert(text), self.option)
+        except (ValueError, TypeError):
+            bound = "an integer >= 1" if self.kind == "int" else "a number > 0"
+            raise ValueError(f"{self.option} must be {bound}, got {text!r}") from None
+
+    def to_json(self, value):
+        """``(key, value)`` for results files: times in ms, rates in Hz, encodings described."""
+        if self.kind == "time":
+            return f"{self.name}_ms", float(value / brian2.ms)
+        if self.kind == "rate":
+            return f"{self.name}_Hz", float(value / brian2.Hz)
+        if self.kind == "encoding":
+            return self.name, None if value is None else value.describe()
+        return self.name, value
+
+
+def resolve(parameters: tuple, given: dict, kind: str) -> dict:
+    """Defaults merged with ``given``, every value checked; an unknown name is an error that
+    lists the circuit kind's parameters."""
+    known = {p.name: p for p in parameters}
+    unknown = sorted(set(given) - set(known))
+    if unknown:
+        raise ValueError(f"circuit {kind!r} has no parameter(s) {unknown}; its parameters: "
+                         f"{sorted(known)}")
+    return {name: p.check(given.get(name, p.default)) for name, p in known.items()}

@@ -1,0 +1,147 @@
+"""What a circuit is made of: declared populations and the pathways between them, and the order
+in which, within one time step, pathways deliver and instantaneous neurons respond
+(``docs/architecture.md`` §1–3).
+
+A circuit kind declares its structure; :class:`pcbio.circuits.network.CircuitNetwork` turns it
+into brian2 objects.  Nothing here depends on a particular circuit kind.
+"""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from brian2 import Equations
+
+from ..encoding import Encoding
+from ..neurons.base import NeuronModel
+
+
+@dataclass
+class Population:
+    """A group of neurons of one type that codes one model quantity.
+
+    Attributes
+    ----------
+    name : str
+        Unique in the circuit; also the brian2 group's name (e.g. ``"value_1"``).
+    role : str
+        What it codes: ``"data"``, ``"value"``, ``"error"``, ``"interneuron"``, ``"hidden"``,
+        later ``"soma"``, ``"dendrite"``, ``"lateral"``, …  Decoded read-outs are grouped by role.
+    level : int
+        Model level (0 = data).
+    size : int
+        Units per data point; the network holds ``batch × size`` units (unit ``b·size + k`` is
+        unit k for data point b).
+    neuron : NeuronModel
+    encoding : Encoding
+    bias : dict
+        Port name → constant input (size,), added to that port's sum.
+    """
+    name: str
+    role: str
+    level: int
+    size: int
+    neuron: NeuronModel
+    encoding: Encoding
+    bias: dict = field(default_factory=dict)
+
+    def port_term(self, pathway_name: str) -> str:
+        """The parameter a pathway delivers into."""
+        return f"in_{pathway_name}"
+
+
+@dataclass
+class Pathway:
+    """Synaptic transmission from one population's output to another population's port.
+
+    ``weights`` (per data point) is a (post size, pre size) matrix — dense transmission, a
+    matrix product — or a (size,) vector for one-to-one connections (pre and post of equal
+    size).  Zero entries are absent synapses.  Every data point of a batch gets its own copy
+    (block-diagonal connectivity).
+    """
+    name: str
+    pre: str
+    output: str
+    post: str
+    port: str
+    weights: np.ndarray
+
+    @property
+    def one_to_one(self) -> bool:
+        return np.ndim(self.weights) == 1
+
+    def dense_matrix(self) -> np.ndarray:
+        """The weights as a (post, pre) matrix."""
+        return np.diag(self.weights) if self.one_to_one else self.weights
+
+
+def check_structure(populations, pathways):
+    """Raise ValueError for inconsistent declarations (unknown names, wrong shapes)."""
+    pops = {p.name: p for p in populations}
+    if len(pops) != len(populations):
+        raise ValueError("population names must be unique")
+    for pw in pathways:
+        for end in (pw.pre, pw.post):
+            if end not in pops:
+                raise ValueError(f"pathway {pw.name}: unknown population {end!r}")
+        pre, post = pops[pw.pre], pops[pw.post]
+        if pw.output not in pre.neuron.outputs:
+            raise ValueError(f"pathway {pw.name}: {pre.name} has no output {pw.output!r} "
+                             f"(outputs: {pre.neuron.outputs})")
+        if pw.port not in post.neuron.ports:
+            raise ValueError(f"pathway {pw.name}: {post.name} has no port {pw.port!r} "
+                             f"(ports: {post.neuron.ports})")
+        want = (post.size,) if pw.one_to_one else (post.size, pre.size)
+        if pw.one_to_one and pre.size != post.size:
+            raise ValueError(f"pathway {pw.name}: one-to-one needs equal sizes")
+        if np.shape(pw.weights) != want:
+            raise ValueError(f"pathway {pw.name}: weights have shape {np.shape(pw.weights)}, "
+                             f"expected {want}")
+
+
+def _depends_on_ports(pop: Population, name: str) -> set:
+    """The ports that the variable ``name`` of ``pop`` depends on within one time step
+    (through subexpressions; integrated state variables depend on nothing within a step)."""
+    eqs = Equations(pop.neuron.equations) if pop.neuron.equations.strip() else Equations("")
+    eqs += pop.encoding.equations(pop.neuron.model_var, "s", derivative=pop.neuron.derivative,
+                                  value=pop.neuron.value)
+    ports = set(pop.neuron.ports)
+    seen, found, todo = set(), set(), [name]
+    while todo:
+        var = todo.pop()
+        if var in seen:
+            continue
+        seen.add(var)
+        if var in ports:
+            found.add(var)
+        elif var in eqs and eqs[var].type == "subexpression":
+            todo += list(eqs[var].identifiers)
+    return found
+
+
+def schedule(populations, pathways):
+    """Stages within one time step: ``(output_stage, pathway_stage)``.
+
+    ``output_stage[(pop, output)]``: 0 for outputs that depend on integrated state only; one more
+    than the latest pathway feeding a port the output depends on.  ``pathway_stage[name]``: the
+    stage of the output it reads.  A pathway of stage s delivers after every output of stage s is
+    known and before any output of stage s + 1 is computed.  Raises ValueError for an
+    algebraic loop (instantaneous neurons feeding each other within one step).
+    """
+    pops = {p.name: p for p in populations}
+    deps = {(p.name, out): _depends_on_ports(p, out) for p in populations for out in p.neuron.outputs}
+    into = {}
+    for pw in pathways:
+        into.setdefault((pw.post, pw.port), []).append(pw)
+    out_stage = {key: 0 for key in deps}
+    for _ in range(len(out_stage) + 1):
+        changed = False
+        for (pop, out), ports in deps.items():
+            stage = max([0] + [out_stage[(pw.pre, pw.output)] + 1
+                               for port in ports for pw in into.get((pop, port), [])])
+            if stage != out_stage[(pop, out)]:
+                out_stage[(pop, out)], changed = stage, True
+        if not changed:
+            return out_stage, {pw.name: out_stage[(pw.pre, pw.output)] for pw in pathways}
+    loop = sorted({pop for (pop, _), s in out_stage.items() if s >= len(out_stage)})
+    raise ValueError(f"algebraic loop: instantaneous populations {loop or sorted(pops)} feed "
+                     "each other within one time step; give one of them dynamics")

@@ -1,0 +1,96 @@
+"""A neuron type: equations written once in model units, bound per population to an encoding,
+input ports and constants (``docs/architecture.md`` §2).
+
+Ports are *open summed inputs*: the neuron's equations use a port name (``I_in``, ``I_bu``, …)
+as an identifier, and the circuit defines it as a constant plus one term per pathway that
+delivers into it.  Lateral, dendritic or plastic pathways therefore plug into a neuron without
+editing its equations.
+"""
+
+from dataclasses import dataclass, field
+
+from brian2 import Equations
+
+from ..encoding import Encoding
+
+
+@dataclass(frozen=True)
+class NeuronModel:
+    """One neuron type.
+
+    Attributes
+    ----------
+    equations : str
+        brian2 equations in model units (subexpressions; for spiking neurons also their own
+        state).  They may use the ports and the ``constants`` as identifiers.
+    model_var : str
+        The model variable the neuron codes (``"z"``, ``"eps"``, …); the encoding defines it
+        as a subexpression decoding the neuron's neural state.
+    derivative : str or None
+        Subexpression holding ``d model_var/dt`` (1/s): the neural state is integrated.
+    value : str or None
+        Expression (model units) the model variable follows instantaneously.  With neither
+        ``derivative`` nor ``value`` the state is set from outside (an input population).
+    ports : tuple of str
+        Input ports (dimensionless, model units).
+    outputs : tuple of str
+        What pathways may read from this neuron (names defined by the equations).
+    constants : dict
+        Name → brian2 quantity (e.g. ``tau``); renamed per population.
+    method : str
+        brian2 integration method for the neural state.
+    """
+    equations: str
+    model_var: str
+    derivative: str | None = None
+    value: str | None = None
+    ports: tuple = ()
+    outputs: tuple = ()
+    constants: dict = field(default_factory=dict)
+    method: str = "euler"
+
+    @property
+    def dynamic(self) -> bool:
+        """True when the neuron's state is integrated in time."""
+        return self.derivative is not None
+
+    def output_source(self, output: str) -> tuple:
+        """Where a reader outside brian2 (a matrix coupling) can take ``output`` from without a
+        copy: ``("state",)`` when it is the decoded neural state (the state is an array —
+        integrated or set from outside — and ``output`` is the model variable or a plain alias
+        of it); ``("port", name)`` when the neuron is instantaneous with the model variable
+        equal to a port's sum; ``("copy",)`` otherwise (the group must write it out)."""
+        eqs = Equations(self.equations) if self.equations.strip() else Equations("")
+        while output in eqs and eqs[output].expr is not None and eqs[output].expr.code.isidentifier():
+            output = eqs[output].expr.code
+        if output != self.model_var:
+            return ("copy",)
+        if self.value is None:
+            return ("state",)
+        return ("port", self.value) if self.value in self.ports else ("copy",)
+
+    def bind(self, suffix: str, encoding: Encoding, port_terms: dict,
+             extra: tuple = ()) -> tuple[Equations, dict]:
+        """Equations and namespace of one population.
+
+        ``suffix`` makes constant names unique in a network (``tau`` → ``tau_<suffix>``);
+        ``port_terms`` maps each port to the names of the parameters that pathways deliver into
+        (each declared here as ``name : 1``); ``extra`` adds parameter names (e.g. the copies
+        of outputs that a matrix coupling reads).
+        """
+        renames = {name: f"{name}_{suffix}" for name in self.constants}
+        eqs = Equations(self.equations).substitute(**renames) if self.equations.strip() else Equations("")
+        eqs += encoding.equations(self.model_var, suffix, derivative=self.derivative,
+                                  value=self.value)
+        lines = []
+        for port in self.ports:
+            terms = port_terms.get(port, [])
+            lines.append(f"{port} = " + " + ".join([f"bias_{port}"] + list(terms)) + " : 1")
+            lines.append(f"bias_{port} : 1 (constant)")
+            lines += [f"{term} : 1" for term in terms]
+        lines += [f"{name} : 1" for name in extra]
+        if lines:
+            eqs += Equations("\n".join(lines))
+        namespace = {**encoding.namespace(suffix),
+                     **{renames[k]: v for k, v in self.constants.items()}}
+        return eqs, namespace
