@@ -60,6 +60,14 @@ class Encoding(ABC):
     def describe(self) -> dict:
         """Parameters as plain JSON."""
 
+    def derivative(self, values: np.ndarray, t: np.ndarray) -> np.ndarray:
+        """Estimate ``d z/dt`` (1/s) from decoded values (T, …) recorded at times ``t`` (T,) s,
+        for populations whose derivative is not a state equation: central differences (one-sided
+        at the ends).  Encodings whose decoder filters (with a delay) refine this."""
+        if len(t) < 2:
+            return np.zeros_like(values)
+        return np.gradient(values, t, axis=0)
+
 
 def _check_rate(value, name):
     if not isinstance(value, brian2.Quantity) or not value.has_same_dimensions(brian2.Hz):

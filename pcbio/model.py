@@ -7,7 +7,7 @@ Levels ``z_0 = x`` (data), ``z_1 … z_L`` (latents).  For ``l = 0 … L-1``::
 with ``g_l(z) = W_l f(z) + b_l`` (an *affine link*) or ``g_l(z) = W_l f(A_l z + a_l) + b_l``
 (an *MLP link*, one hidden layer: "dendrites as deep networks").
 
-Prediction errors are precision weighted (DESIGN.md §2)::
+Prediction errors are precision weighted (``docs/mathematics.md`` §2)::
 
     ε_l = Π_l (z_l − g_l(z_{l+1})),    ε_L = Π_L (z_L − μ_L),    Π = Σ⁻¹
 

@@ -64,12 +64,22 @@ def save_figure(fig, *paths):
 def mapping_figure(result, title=None):
     """Four panels from a :class:`pcbio.mapping.MappingResult`: (a) latent trajectories, circuit
     vs VAE iterative inference vs reference; (b) agreement over time; (c) circuit dz/dt against
-    ∇_μ L/τ; (d) ELBO along the trajectory."""
+    ∇_μ L/τ; (d) ELBO along the trajectory.  A panel whose comparison did not apply to the
+    circuit says so instead."""
+    needs = {plot_agreement: ("rel", "gradient_flow"), plot_gradient_scatter: ("grads", "gradient_flow"),
+             plot_elbo: ("elbo", "elbo")}
     with style():
         fig, axes = figure(4, width=7.2, height=2.2)
         for ax, draw, letter in zip(axes[0], (plot_latents, plot_agreement, plot_gradient_scatter,
                                               plot_elbo), "abcd"):
-            draw(ax, result)
+            key, check = needs.get(draw, (None, None))
+            if key is None or key in result.series:
+                draw(ax, result)
+            else:
+                reason = result.report["skipped_checks"].get(check, "not computed")
+                ax.text(0.5, 0.5, f"{check}: not applicable\n({reason})", ha="center",
+                        va="center", wrap=True, fontsize=6, transform=ax.transAxes)
+                ax.set_axis_off()
             panel_label(ax, letter)
         if title:
             fig.suptitle(title)
@@ -103,12 +113,14 @@ def plot_agreement(ax, result, label=None, color=None):
     s = result.series
     t_ms = s["t"] * 1e3
     color = color or CIRCUIT
-    for l, (rel, err) in enumerate(zip(s["rel"], s["errors_rel"][1:])):
+    errors = s.get("errors_rel", [None] * (len(s["rel"]) + 1))[1:]
+    for l, (rel, err) in enumerate(zip(s["rel"], errors)):
         first = l == 0
         solid = (label or r"$dz/dt$ vs $\nabla_\mu L/\tau$") if first else None
         dashed = r"error units vs $\varepsilon$" if first and label is None else None
         ax.semilogy(t_ms, np.maximum(rel, 1e-17), color=color, lw=0.8, label=solid)
-        ax.semilogy(t_ms, np.maximum(err, 1e-17), ls="--", color=color, lw=0.8, label=dashed)
+        if err is not None:
+            ax.semilogy(t_ms, np.maximum(err, 1e-17), ls="--", color=color, lw=0.8, label=dashed)
     handles, labels = ax.get_legend_handles_labels()
     if label is not None:          # explain the line styles once, in grey
         from matplotlib.lines import Line2D

@@ -16,6 +16,7 @@ import contextlib
 import gc
 import shutil
 import tempfile
+from dataclasses import dataclass
 
 import brian2
 import numpy as np
@@ -46,22 +47,70 @@ def check_stability(circuit: Circuit, x: np.ndarray, z: list, dt, t: float | Non
                                   f"at the current state); {limit}")
 
 
-def _prepare_stimulus(model, x, stimulus_dt):
-    """Stimulus as (frames, batch, d_0) and its frame duration (None for a clamped stimulus)."""
+@dataclass
+class _Request:
+    """A run's validated input: stimulus frames (frames, batch, d_0), when each frame ends
+    (seconds from the start of the run), the duration, the initial latents (or None: keep the
+    network's state; with ``reset_each_frame`` every frame starts from them) and the stopping
+    rule."""
+    stimulus: np.ndarray
+    frame_ends: list
+    duration: object
+    init: list | None
+    until_converged: bool
+    tol: float
+    reset_each_frame: bool = False
+
+
+def _request(circuit, x, duration, dt, init, until_converged, tol, stimulus_dt, batch=None,
+             reset_each_frame=False):
+    """Check everything about a run before brian2 is touched (ValueError/TypeError naming the
+    parameter); ``batch`` is the network's, when one exists already."""
+    model = circuit.model
+    duration = time_quantity(duration, "duration")
+    if dt > duration:
+        raise ValueError(f"dt={dt} must not exceed duration={duration}")
+    tol = positive_number(tol, "tol")
     arr = as_array(x, "x", ndim=(1, 2, 3))
     if arr.ndim < 3:
-        return model.check_x(arr)[None], None
-    if stimulus_dt is None:
-        raise ValueError("x has a time axis (frames, batch, d_0): give stimulus_dt, the duration "
-                         "of one frame")
-    model.check_x(arr[0], "x[frame 0]")
-    return arr, time_quantity(stimulus_dt, "stimulus_dt")
+        stimulus, frame_ends = model.check_x(arr)[None], [float(duration)]
+    else:
+        if stimulus_dt is None:
+            raise ValueError("x has a time axis (frames, batch, d_0): give stimulus_dt, the "
+                             "duration of one frame")
+        model.check_x(arr[0], "x[frame 0]")
+        frame = float(time_quantity(stimulus_dt, "stimulus_dt"))
+        if abs(frame / float(dt) - round(frame / float(dt))) > 1e-6:
+            raise ValueError(f"stimulus_dt={stimulus_dt} must be a whole number of time steps "
+                             f"dt={dt}")
+        stimulus = arr
+        frame_ends = [min((k + 1) * frame, float(duration)) for k in range(len(arr) - 1)]
+        frame_ends.append(float(duration))
+        if until_converged:
+            raise ValueError("until_converged needs a clamped stimulus (batch, d_0), not frames")
+    if batch is not None and stimulus.shape[1] != batch:
+        raise ValueError(f"x has batch {stimulus.shape[1]}; this network was built for batch {batch}")
+    if init is not None:
+        init = model.check_latents(init, stimulus.shape[1], "init")
+    if reset_each_frame and init is None:
+        raise ValueError("reset_each_frame needs init, the latents every frame starts from")
+    return _Request(stimulus, frame_ends, duration, init, bool(until_converged), tol,
+                    bool(reset_each_frame))
+
+
+def _run_info(circuit, dt, record_every, batch, target, coupling, request):
+    return CircuitRunInfo(circuit=circuit.describe(), checks=circuit.checks(),
+                          skipped_checks=circuit.skipped_checks(),
+                          tau_s=None if circuit.tau is None else float(circuit.tau),
+                          dt_s=float(dt), record_dt_s=float(record_every * dt), batch=batch,
+                          target=target, coupling=coupling,
+                          max_duration_s=float(request.duration), tol=request.tol)
 
 
 def simulate(circuit: Circuit, x, duration=200 * ms, dt=0.1 * ms, target: str = "auto",
              coupling: str | None = None, init=None, record_every: int = 1,
              until_converged: bool = False, tol: float = 1e-8, check_interval=None,
-             stimulus_dt=None, progress=SILENT) -> Trajectory:
+             stimulus_dt=None, reset_each_frame: bool = False, progress=SILENT) -> Trajectory:
     """Build ``circuit``'s network for the batch in ``x`` and run it; returns a Trajectory.
 
     Parameters
@@ -81,6 +130,8 @@ def simulate(circuit: Circuit, x, duration=200 * ms, dt=0.1 * ms, target: str = 
         which the value units' drift stayed below ``tol``) and ``stop_reason``.
     check_interval : brian2 time between stability and convergence checks (default 10 τ when
         converging or for nonlinear models, else the whole run)
+    stimulus_dt : brian2 time each frame of a time-varying ``x`` is shown (a whole number of dt)
+    reset_each_frame : start every frame from ``init`` (a stream of independent data points)
     progress : callable reporting progress (see :class:`pcbio.progress.Progress`)
     """
     if not isinstance(circuit, Circuit):
@@ -95,76 +146,106 @@ def simulate(circuit: Circuit, x, duration=200 * ms, dt=0.1 * ms, target: str = 
         raise ValueError("target='cpp_standalone' needs coupling='synapses' (network operations "
                          "do not exist in standalone mode)")
     record_every = positive_int(record_every, "record_every")
-    stimulus, _ = _prepare_stimulus(circuit.model, x, stimulus_dt)
-    batch = stimulus.shape[1]
-    if target == "cpp_standalone":
-        return _simulate_standalone(circuit, x, duration, dt, init, record_every, until_converged,
-                                    tol, stimulus_dt, progress)
-    network = CircuitNetwork(circuit, batch, dt, coupling, record_every, target=target)
+    batch = as_array(x, "x", ndim=(1, 2, 3)).shape[-2] if np.ndim(x) > 1 else 1
     init = circuit.model.prior_means(batch) if init is None else init
-    return run(network, x, duration, init=init, until_converged=until_converged, tol=tol,
-               check_interval=check_interval, stimulus_dt=stimulus_dt, progress=progress)
+    request = _request(circuit, x, duration, dt, init, until_converged, tol, stimulus_dt,
+                       reset_each_frame=reset_each_frame)
+    check_stability(circuit, request.stimulus[0], request.init, dt)
+    interval = _check_interval(circuit, request, check_interval)
+    if target == "cpp_standalone":
+        return _simulate_standalone(circuit, request, dt, record_every, progress)
+    network = CircuitNetwork(circuit, batch, dt, coupling, record_every, target=target)
+    return _run(network, request, interval, progress)
 
 
 def run(network: CircuitNetwork, x, duration=200 * ms, init=None, until_converged: bool = False,
-        tol: float = 1e-8, check_interval=None, stimulus_dt=None, progress=SILENT) -> Trajectory:
+        tol: float = 1e-8, check_interval=None, stimulus_dt=None, reset_each_frame: bool = False,
+        progress=SILENT) -> Trajectory:
     """Run an existing network on stimulus ``x`` for ``duration``; it keeps its state and
     weights from earlier runs unless ``init`` (list of (batch, d_l)) resets the latent estimates.
-    Times in the returned Trajectory count from the start of this run.  Parameters as in
-    :func:`simulate`."""
-    circuit, dt = network.circuit, network.dt
-    duration = time_quantity(duration, "duration")
-    if dt > duration:
-        raise ValueError(f"dt={dt} must not exceed duration={duration}")
-    tol = positive_number(tol, "tol")
-    stimulus, stimulus_dt = _prepare_stimulus(circuit.model, x, stimulus_dt)
-    if stimulus.shape[1] != network.batch:
-        raise ValueError(f"x has batch {stimulus.shape[1]}; this network was built for batch "
-                         f"{network.batch}")
-    if until_converged and len(stimulus) > 1:
-        raise ValueError("until_converged needs a clamped stimulus (batch, d_0), not frames")
-    if init is not None:
-        init = circuit.model.check_latents(init, network.batch, "init")
-    interval = _check_interval(circuit, duration, until_converged, check_interval)
-    state = init if init is not None else _current_latents(network)
-    check_stability(circuit, stimulus[0], state, dt)
 
-    info = CircuitRunInfo(circuit=circuit.describe(), checks=circuit.checks(),
-                          skipped_checks=circuit.skipped_checks(),
-                          tau_s=None if circuit.tau is None else float(circuit.tau),
-                          dt_s=float(dt), record_dt_s=float(network.record_every * dt),
-                          batch=network.batch, target=network.target, coupling=network.coupling,
-                          max_duration_s=float(duration), tol=tol)
+    A stream of data points is one call: ``x`` of shape (points, batch, d_0), ``stimulus_dt``
+    the time each is shown, ``duration = points · stimulus_dt``, and ``reset_each_frame=True``
+    to start every point from ``init`` (one brian2 run for the whole stream; a network
+    operation switches the stimulus).  Times in the returned Trajectory count from the start of
+    this run.  Other parameters as in :func:`simulate`."""
+    circuit, dt = network.circuit, network.dt
+    request = _request(circuit, x, duration, dt, init, until_converged, tol, stimulus_dt,
+                       batch=network.batch, reset_each_frame=reset_each_frame)
+    if request.init is None:             # run on from the network's state: it must be sound
+        try:
+            network.check_stable()
+        except FloatingPointError as err:
+            raise SimulationError(f"the network is unstable before the run ({err}); reset it "
+                                  "with init=... or restore() a stored state") from None
+    state = request.init if request.init is not None else _current_latents(network)
+    check_stability(circuit, request.stimulus[0], state, dt)
+    return _run(network, request, _check_interval(circuit, request, check_interval), progress)
+
+
+def _run(network, request, interval, progress):
+    circuit, dt = network.circuit, network.dt
+    info = _run_info(circuit, dt, network.record_every, network.batch, network.target,
+                     network.coupling, request)
     progress(f"simulating {circuit.kind} circuit for {circuit.model!r}, batch {network.batch}, "
              f"target {network.target}")
-    if init is not None:
-        network.reset(init)
+    if request.init is not None:
+        network.reset(request.init)
+    network.set_stimulus(request.stimulus[0])
     start_record, t_start = network.record_count(), float(network.network.t)
-    frame_dt = stimulus_dt or duration
-    elapsed, stopped_early = 0.0, False
-    with _codegen_target(network.target):
-        for k, frame in enumerate(stimulus):
-            network.set_stimulus(frame)
-            frame_end = float(duration) if k == len(stimulus) - 1 else (k + 1) * float(frame_dt)
-            while elapsed < frame_end * (1 - 1e-9) and not stopped_early:
-                chunk = min(float(interval), frame_end - elapsed)
-                _run_chunk(network, chunk, elapsed, float(duration), progress)
+    switch = _FrameSwitch(network, request) if len(request.stimulus) > 1 else None
+    elapsed, stopped_early, total = 0.0, False, float(request.duration)
+    if switch:
+        network.network.add(switch.operation)
+    try:
+        with _codegen_target(network.target):
+            while elapsed < total * (1 - 1e-9) and not stopped_early:
+                chunk = min(float(interval), total - elapsed)
+                _run_chunk(network, chunk, elapsed, total, progress)
                 elapsed += chunk
-                network.check_finite(elapsed)
+                frame = request.stimulus[switch.current if switch else 0]
                 check_stability(circuit, frame, _current_latents(network), dt, t=elapsed)
-                stopped_early = until_converged and network.max_drift() < tol
+                stopped_early = request.until_converged and network.max_drift() < request.tol
+    finally:
+        if switch:
+            network.network.remove(switch.operation)
     recordings = network.recordings(start_record)
     recordings["t"] = recordings["t"] - t_start
     info.duration_s = elapsed
-    return _finish(circuit, recordings, info, stopped_early, tol)
+    return _finish(circuit, recordings, info, stopped_early, request.tol)
 
 
-def _check_interval(circuit, duration, until_converged, check_interval):
+class _FrameSwitch:
+    """A network operation, every time step of one run, that shows stimulus frame k from step
+    k·(stimulus_dt/dt) on (and resets the latents there with ``reset_each_frame``)."""
+
+    def __init__(self, network, request):
+        self.network, self.request = network, request
+        frame = request.frame_ends[0]
+        self.steps_per_frame = int(round(frame / float(network.dt)))
+        self.step, self.current = 0, 0
+        self.operation = brian2.NetworkOperation(self, clock=network.clock, when="groups", order=-10,
+                                                 name="frame_switch")
+
+    def __call__(self):
+        k = self.step // self.steps_per_frame
+        if self.step % self.steps_per_frame == 0 and 0 < k < len(self.request.stimulus):
+            self.current = k
+            self.network.set_stimulus(self.request.stimulus[k])
+            if self.request.reset_each_frame:
+                self.network.reset(self.request.init)
+        self.step += 1
+
+
+def _check_interval(circuit, request, check_interval):
+    """Time between stability/convergence checks: given, else 10 τ where convergence is
+    watched or the curvature can change (nonlinear models), else the whole run (each brian2
+    ``run()`` call costs set-up time: chunk only when needed)."""
     if check_interval is not None:
         return time_quantity(check_interval, "check_interval")
-    if (until_converged or not circuit.model.is_linear) and circuit.tau is not None:
-        return min(10 * circuit.tau, duration)
-    return duration        # each run() call costs brian2 set-up time: chunk only when needed
+    if (request.until_converged or not circuit.model.is_linear) and circuit.tau is not None:
+        return min(10 * circuit.tau, request.duration)
+    return request.duration
 
 
 def _current_latents(network):
@@ -181,11 +262,12 @@ def _run_chunk(network, chunk, done, total, progress):
     try:       # overflow on the way to NaN is detected and reported, not warned
         with np.errstate(over="ignore", invalid="ignore"), _frozen_heap():
             network.network.run(chunk * brian2.second, namespace={}, **reporting)
+            network.check_stable()
     except Exception as err:      # brian2 wraps errors raised inside network operations
         cause = err if isinstance(err, FloatingPointError) else err.__cause__
         if isinstance(cause, FloatingPointError):
-            raise SimulationError(f"the simulation became unstable ({cause}); reduce dt or "
-                                  "check the model") from None
+            raise SimulationError(f"the simulation became unstable by t = {done + chunk:.4g} s "
+                                  f"({cause}); reduce dt or check the model") from None
         raise
 
 
@@ -224,25 +306,21 @@ def _codegen_target(target):
         brian2.prefs.codegen.target = saved
 
 
-def _simulate_standalone(circuit, x, duration, dt, init, record_every, until_converged, tol,
-                         stimulus_dt, progress):
-    """Build the network under brian2's cpp_standalone device, compile and run it once."""
-    duration = time_quantity(duration, "duration")
-    stimulus, stimulus_dt = _prepare_stimulus(circuit.model, x, stimulus_dt)
-    batch = stimulus.shape[1]
-    init = circuit.model.prior_means(batch) if init is None else circuit.model.check_latents(
-        init, batch, "init")
-    check_stability(circuit, stimulus[0], init, dt)
+def _simulate_standalone(circuit, request, dt, record_every, progress):
+    """Build the network under brian2's cpp_standalone device, compile and run it once (it
+    cannot stop early; convergence is reported from the recordings)."""
+    batch = request.stimulus.shape[1]
     directory = tempfile.mkdtemp(prefix="pcbio-standalone-")
     brian2.set_device("cpp_standalone", directory=directory, build_on_run=False)
     try:
         network = CircuitNetwork(circuit, batch, dt, "synapses", record_every, standalone=True)
-        network.reset(init)
-        frame_dt = float(stimulus_dt or duration)
-        for k, frame in enumerate(stimulus):
+        start = 0.0
+        for frame, end in zip(request.stimulus, request.frame_ends):
+            if start == 0.0 or request.reset_each_frame:
+                network.reset(request.init)
             network.set_stimulus(frame)
-            end = float(duration) if k == len(stimulus) - 1 else (k + 1) * frame_dt
-            network.network.run((end - k * frame_dt) * brian2.second, namespace={})
+            network.network.run((end - start) * brian2.second, namespace={})
+            start = end
         progress("compiling and running the C++ standalone project")
         brian2.device.build(directory=directory, compile=True, run=True, with_output=False)
         recordings = network.recordings()
@@ -251,14 +329,10 @@ def _simulate_standalone(circuit, x, duration, dt, init, record_every, until_con
         brian2.device.reinit()
         brian2.set_device("runtime")
         shutil.rmtree(directory, ignore_errors=True)
-    info = CircuitRunInfo(circuit=circuit.describe(), checks=circuit.checks(),
-                          skipped_checks=circuit.skipped_checks(),
-                          tau_s=None if circuit.tau is None else float(circuit.tau),
-                          dt_s=float(dt), record_dt_s=float(record_every * dt), batch=batch,
-                          target="cpp_standalone", coupling="synapses",
-                          max_duration_s=float(duration), duration_s=float(duration), tol=tol,
-                          standalone_run_time_s=None if run_time is None else float(run_time))
-    return _finish(circuit, recordings, info, False, tol)
+    info = _run_info(circuit, dt, record_every, batch, "cpp_standalone", "synapses", request)
+    info.duration_s = float(request.duration)
+    info.standalone_run_time_s = None if run_time is None else float(run_time)
+    return _finish(circuit, recordings, info, False, request.tol)
 
 
 def _check_trajectory(traj):

@@ -63,3 +63,23 @@ def bogacz_posterior_mode():
     res = optimize.minimize_scalar(lambda v: -density(v) / Z, bounds=(0, 3), method="bounded",
                                    options={"xatol": 1e-10})
     return res.x
+
+
+def pytest_collection_modifyitems(items):
+    """Compiled and standalone tests leave the quick loop (``-m "not slow"``) too."""
+    for item in items:
+        if item.get_closest_marker("compiled") or item.get_closest_marker("standalone"):
+            item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture(autouse=True)
+def brian2_defaults():
+    """As brian2's own suite does: every test starts and ends with the runtime device and the
+    default code-generation target, whatever an earlier test left behind."""
+    import brian2
+    target = brian2.prefs.codegen.target
+    yield
+    if brian2.get_device() is not brian2.devices.device.runtime_device:
+        brian2.device.reinit()
+        brian2.set_device("runtime")
+    brian2.prefs.codegen.target = target

@@ -210,7 +210,7 @@ def test_full_covariance_cholesky_gradient_matches_finite_differences():
 
 def test_linear_mean_gradient_is_pc_update_for_any_variance():
     """Linear-Gaussian: ∇_μ L = Jᵀ ε_x − ε_z at z = μ exactly, whatever the posterior variance
-    (DESIGN.md §2) — here with variances from 1e-4 to 1e2."""
+    (docs/mathematics.md §4) — here with variances from 1e-4 to 1e2."""
     m = random_model(23, dims=(4, 3, 2), cov_kinds=["full", "diag"])
     x, _ = m.sample(3, seed=1)
     means = m.prior_means(3)
@@ -239,7 +239,7 @@ def test_nonlinear_mean_gradient_departs_from_pc_update_at_large_variance():
 
 
 def test_optimal_diagonal_variance_for_linear_model():
-    """For linear models the ELBO-optimal diagonal variance is s² = 1/diag(H) (DESIGN.md §2):
+    """For linear models the ELBO-optimal diagonal variance is s² = 1/diag(H) (docs/mathematics.md §4):
     its log-variance gradient vanishes there, and the generic optimiser finds the same q."""
     m = random_model(24, dims=(3, 3, 2), cov_kinds=["full", "diag"])
     x, _ = m.sample(2, seed=3)
@@ -267,8 +267,8 @@ def test_bogacz_example_gradient_method_finds_posterior_mode():
 
 
 def test_gradient_inference_steps_are_euler_steps_of_pc_dynamics():
-    """Each step is μ ← μ + α (Jᵀε_below − ε_own) (DESIGN.md §2); for a linear model the iterates
-    converge to the exact posterior mean and the log joint increases monotonically for small α."""
+    """Each step is μ ← μ + α (Jᵀε_below − ε_own) (docs/mathematics.md §5); for a linear model
+    the iterates converge to the exact posterior mean and the log joint increases monotonically for small α."""
     m = random_model(25, dims=(4, 3, 2), cov_kinds=["full", "diag"])
     x, _ = m.sample(2, seed=7)
     traj = gradient_inference(m, x, steps=3000, step_size=0.05)

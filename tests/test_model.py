@@ -27,7 +27,7 @@ def test_log_joint_is_sum_of_gaussian_log_densities():
 
 
 def test_errors_are_precision_weighted():
-    """ε_l = Σ_l⁻¹ (z_l − g_l(z_{l+1})) — DESIGN.md §2 (not divided by the standard deviation)."""
+    """ε_l = Σ_l⁻¹ (z_l − g_l(z_{l+1})) — docs/mathematics.md §2 (not divided by the standard deviation)."""
     m = random_model(3, dims=(3, 2), cov_kinds=["full"])
     x, z = m.sample(4, seed=0)
     eps = m.errors(x, z)

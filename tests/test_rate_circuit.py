@@ -21,7 +21,7 @@ def flat(z):
 @pytest.mark.parametrize("name", LINEAR)
 def test_linear_fixed_point_is_exact_posterior_mean(name):
     """Linear-Gaussian, 2 and 3 levels, instantaneous errors: the circuit's fixed point is the
-    exact posterior mean (DESIGN.md §2), relative error ≤ 1e-6 once converged."""
+    exact posterior mean (docs/mathematics.md §4), relative error ≤ 1e-6 once converged."""
     m = load_model(name)
     x, _ = m.sample(3, seed=4)
     traj = simulate(build_circuit(m, "rate"), x, duration=2000 * ms, target="numpy",
@@ -148,6 +148,7 @@ def test_recording_every_n_steps_and_raw_monitors():
     assert traj.info.raw_units["value_1"] == "Hz"
 
 
+@pytest.mark.compiled
 def test_cython_target_matches_numpy_target():
     """brian2's Cython target integrates the same equations as the numpy target."""
     m = load_model("linear_gaussian_2d")
@@ -157,6 +158,7 @@ def test_cython_target_matches_numpy_target():
     np.testing.assert_allclose(runs[0].means[0], runs[1].means[0], atol=1e-12)
 
 
+@pytest.mark.standalone
 def test_cpp_standalone_matches_runtime():
     """cpp_standalone (C++ code generation, Synapses coupling) reproduces the runtime trajectory
     and reaches the exact posterior mean."""
@@ -211,7 +213,7 @@ def test_instability_during_a_run_is_detected():
                      target="numpy", coupling=coupling)
 
 
-@pytest.mark.slow
+@pytest.mark.standalone
 @pytest.mark.parametrize("errors, precision", [("dynamic", "synaptic"), ("dynamic", "interneuron")])
 def test_cpp_standalone_dynamic_errors_match_runtime(errors, precision):
     """Dynamic error units and precision interneurons under cpp_standalone follow the runtime
@@ -225,7 +227,7 @@ def test_cpp_standalone_dynamic_errors_match_runtime(errors, precision):
         np.testing.assert_allclose(a, b, atol=1e-11)
 
 
-@pytest.mark.slow
+@pytest.mark.compiled
 def test_large_circuit_is_euler_integration_of_pc_dynamics():
     """A 784-256-64 circuit (the benchmark's size, batch 4, Cython target) equals gradient
     iterative inference with α = dt/τ step for step."""

@@ -105,19 +105,21 @@ class Circuit(ABC):
 
     def trajectory(self, recordings: dict, info) -> Trajectory:
         """Decode recordings (see :meth:`CircuitNetwork.recordings`) through each population's
-        encoding: value units → latent means, error units → ε, the value units' recorded
-        derivative → dz/dt; raw neural values are kept per population."""
+        encoding: value units → latent means, error units → ε, the value units' derivative →
+        dz/dt (recorded where it is a state equation, else estimated by the encoding); raw
+        neural values are kept per population."""
         def decoded(role):
             pops = self.populations(role)
             return [p.encoding.decode(recordings[p.name][p.encoding.variable]) for p in pops] or None
-        values = self.populations("value")
-        dzdt = ([recordings[p.name][p.neuron.derivative] for p in values]
-                if values and all(p.neuron.dynamic for p in values) else None)
+        t, means = recordings["t"], decoded("value")
+        dzdt = [recordings[p.name][p.neuron.derivative] if p.neuron.dynamic
+                else p.encoding.derivative(m, t)
+                for p, m in zip(self.populations("value"), means or [])] or None
         raw = {p.name: recordings[p.name][p.encoding.variable] for p in self.populations()}
         info.activity_range = {name: [float(a.min()), float(a.max())] for name, a in raw.items()}
         info.raw_units = {p.name: str(p.encoding.unit) for p in self.populations()}
-        return Trajectory(t=recordings["t"], time_unit="s", means=decoded("value"),
-                          errors=decoded("error"), dzdt=dzdt, info=info, raw=raw)
+        return Trajectory(t=t, time_unit="s", means=means, errors=decoded("error"), dzdt=dzdt,
+                          info=info, raw=raw)
 
     def __repr__(self):
         return f"{type(self).__name__}({self.model.name!r}, {self.describe()})"

@@ -27,7 +27,6 @@ uses the state at the start of the step: an explicit Euler step of the circuit's
 import brian2
 import numpy as np
 
-from ..errors import SimulationError
 from .structure import check_structure, schedule
 
 ORDER_MONITOR, ORDER_GUARD, ORDER_STATE = 990, 995, 1000
@@ -73,6 +72,12 @@ class CircuitNetwork:
         self.circuit, self.batch, self.dt = circuit, int(batch), dt
         self.coupling, self.standalone, self.target = coupling, standalone, target
         self.record_every = record_every
+        # Clocks with fixed names: generated code names the clock's arrays, so automatically
+        # numbered clocks (one per group, numbered on while older networks are alive) would
+        # make every new network's code new to brian2's compilation cache.
+        self.clock = brian2.Clock(dt, name="pcbio_clock")
+        self.record_clock = brian2.Clock(record_every * dt, name="pcbio_record_clock")
+        self.guard_clock = brian2.Clock(GUARD_STEPS * dt, name="pcbio_guard_clock")
         pops, paths = circuit.structure()
         check_structure(pops, paths)
         self.populations = {p.name: p for p in pops}
@@ -88,7 +93,7 @@ class CircuitNetwork:
             copies = [out for out in pop.neuron.outputs if (pop.name, out) in self.copied]
             eqs, ns = pop.neuron.bind(pop.name, pop.encoding, terms,
                                       tuple(f"mat_{out}" for out in copies))
-            group = brian2.NeuronGroup(batch * pop.size, eqs, method=pop.neuron.method, dt=dt,
+            group = brian2.NeuronGroup(batch * pop.size, eqs, method=pop.neuron.method, clock=self.clock,
                                        order=ORDER_STATE, name=pop.name, namespace=ns)
             for port, value in pop.bias.items():
                 setattr(group, f"bias_{port}", np.tile(value, batch))
@@ -103,17 +108,19 @@ class CircuitNetwork:
             objects += self._matrix_coupling(paths)
         else:
             objects += [self._synapses(pw) for pw in paths]
-        record_dt = record_every * dt
         self.monitors = {}
         for pop in pops:
             variables = [pop.encoding.variable] + ([pop.neuron.derivative] if pop.neuron.dynamic else [])
             self.monitors[pop.name] = brian2.StateMonitor(
-                self.groups[pop.name], variables, record=True, dt=record_dt, when="groups",
+                self.groups[pop.name], variables, record=True, clock=self.record_clock, when="groups",
                 order=ORDER_MONITOR, name=f"monitor_{pop.name}")
         objects += list(self.monitors.values())
         if not standalone:
-            objects.append(self._guard())
+            objects.append(brian2.NetworkOperation(self.check_stable, clock=self.guard_clock,
+                                                   when="groups", order=ORDER_GUARD,
+                                                   name="stability_guard"))
         self.network = brian2.Network(*objects)
+        self.reset(circuit.model.prior_means(batch))
 
     # -- transmission ---------------------------------------------------------------------------
     def _view(self, pop, variable):
@@ -146,7 +153,7 @@ class CircuitNetwork:
                     w = pw.weights if pw.one_to_one else np.ascontiguousarray(pw.weights.T)
                     jobs.append((self._reader(pw.pre, pw.output), post, w, pw.one_to_one))
 
-            ops.append(brian2.NetworkOperation(_deliverer(jobs), dt=self.dt, when="groups",
+            ops.append(brian2.NetworkOperation(_deliverer(jobs), clock=self.clock, when="groups",
                                                order=_stage_order(stage, delivery=True),
                                                name=f"matrix_coupling_{stage}"))
         return ops
@@ -158,7 +165,7 @@ class CircuitNetwork:
         term = post_pop.port_term(pw.name)
         syn = brian2.Synapses(self.groups[pw.pre], self.groups[pw.post],
                               model=f"w : 1 (constant)\n{term}_post = w * {pw.output}_pre : 1 (summed)",
-                              dt=self.dt, name=pw.name,
+                              clock=self.clock, name=pw.name,
                               namespace={**self.namespaces[pw.pre], **self.namespaces[pw.post]})
         W = pw.dense_matrix()
         post_k, pre_k = np.nonzero(W)
@@ -170,25 +177,16 @@ class CircuitNetwork:
         return syn
 
     # -- stability ------------------------------------------------------------------------------
-    def _guard(self):
-        """Every GUARD_STEPS steps: NaN/Inf or runaway values in any integrated state raise."""
-        states = [(name, self.groups[name].variables[p.encoding.variable].get_value(),
-                   p.encoding.runaway) for name, p in self.populations.items() if p.neuron.dynamic]
-
-        def guard():
-            for name, values, bound in states:
-                peak = np.abs(values).max(initial=0.0)
-                if not peak <= bound:          # also catches NaN
-                    raise FloatingPointError(f"NaN, Inf or runaway activity in {name}")
-        return brian2.NetworkOperation(guard, dt=GUARD_STEPS * self.dt, when="groups",
-                                       order=ORDER_GUARD, name="stability_guard")
-
-    def check_finite(self, t):
-        """Raise SimulationError where an integrated state holds NaN/Inf or runaway values."""
+    def check_stable(self):
+        """The stability guard, the one place where every circuit kind's run is checked: NaN,
+        Inf or runaway values (beyond the encoding's ``runaway``) in an integrated state raise
+        FloatingPointError.  Runs every GUARD_STEPS steps inside a run and after each run
+        (:func:`pcbio.simulate.run` reports it as a SimulationError)."""
         for name, pop in self.populations.items():
-            if pop.neuron.dynamic and not np.abs(self.state(name)).max(initial=0.0) <= pop.encoding.runaway:
-                raise SimulationError(f"the simulation became unstable by t = {t:.4g} s (NaN, Inf "
-                                      f"or runaway activity in {name}); reduce dt or check the model")
+            if pop.neuron.dynamic:
+                values = self.groups[name].variables[pop.encoding.variable].get_value()
+                if not np.abs(values).max(initial=0.0) <= pop.encoding.runaway:   # NaN too
+                    raise FloatingPointError(f"NaN, Inf or runaway activity in {name}")
 
     def max_drift(self):
         """max |τ dx/dt| over every integrated population with a time constant ``tau``, at the
@@ -226,8 +224,11 @@ class CircuitNetwork:
                 self._set(pop, values[name])
 
     def _set(self, pop, model_values):
-        setattr(self.groups[pop.name], pop.encoding.variable + "_",
-                pop.encoding.encode(model_values).ravel())
+        values = pop.encoding.encode(model_values).ravel()
+        if self.standalone:        # recorded as an assignment in the standalone project
+            setattr(self.groups[pop.name], pop.encoding.variable + "_", values)
+        else:
+            self.groups[pop.name].variables[pop.encoding.variable].get_value()[:] = values
 
     def store(self, name="default"):
         self.network.store(name)

@@ -13,7 +13,7 @@ Expectations over ``q = N(μ, S)`` are weighted sums over points ``z_k = μ + S^
   over pair averages).  The gradients returned are the exact gradients
   of that estimator (same ``γ``), so finite differences with the same seed reproduce them.
 
-Gradients (DESIGN.md §2): ``∇_μ L = E_q[∇_z log p]``;
+Gradients (``docs/mathematics.md`` §4): ``∇_μ L = E_q[∇_z log p]``;
 ``∂L/∂ log s² = ½ s ⊙ E_q[∇_z log p ⊙ γ] + ½``; w.r.t. the Cholesky factor C of a full S,
 ``E_q[∇_z log p γᵀ] + diag(1/C_ii)`` (lower triangle); model parameters from
 :meth:`GenerativeModel.parameter_gradient` averaged over the points (summed over the batch).

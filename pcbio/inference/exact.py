@@ -43,8 +43,8 @@ def exact_posterior(model, x):
 
 
 def optimal_diagonal_log_var(model, x):
-    """Optimal diagonal variances of a linear model, ``s² = 1/diag(H)`` (DESIGN.md §2); list of
-    (batch, d_l) log-variances."""
+    """Optimal diagonal variances of a linear model, ``s² = 1/diag(H)``
+    (``docs/mathematics.md`` §4); list of (batch, d_l) log-variances."""
     H, h = posterior_precision(model, x)
     lv = np.broadcast_to(-np.log(np.diag(H)), h.shape)
     return np.split(lv, np.cumsum(model.latent_dims)[:-1], axis=-1)

@@ -1,0 +1,140 @@
+"""The contract every registered circuit kind meets (build, run, decode, map, save/load, NaN
+detection, persistent networks, command line).  A new kind that registers itself gets these
+tests for free; each expectation follows from what the contract promises, not from a kind."""
+
+import json
+
+import numpy as np
+import pytest
+from brian2 import ms
+
+from conftest import random_model
+from pcbio.circuits import CIRCUITS, CircuitNetwork, build_circuit
+from pcbio.cli import main
+from pcbio.encoding import Encoding
+from pcbio.errors import SimulationError
+from pcbio.io import to_jsonable
+from pcbio.mapping import CHECKS, map_trajectory
+from pcbio.simulate import run, simulate
+from pcbio.trajectory import Trajectory
+
+KINDS = sorted(CIRCUITS)
+
+
+def small_model():
+    return random_model(21, dims=(3, 2, 2))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_declarations_are_complete(kind):
+    """Every population has an encoding implementing the Encoding interface; every declared
+    check is one the mapping layer knows; parameters have help and describe as JSON."""
+    circuit = build_circuit(small_model(), kind)
+    pops, paths = circuit.structure()
+    assert pops and all(isinstance(p.encoding, Encoding) for p in pops)
+    assert {p.role for p in pops} >= {"value"}
+    assert set(circuit.checks()) <= set(CHECKS) and set(circuit.skipped_checks()) <= set(CHECKS)
+    assert all(p.help for p in CIRCUITS[kind].PARAMETERS)
+    json.dumps(to_jsonable(circuit.describe()))
+    with pytest.raises(ValueError, match="has no parameter"):
+        build_circuit(small_model(), kind, no_such_parameter=1)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_run_decode_map_and_round_trip(kind, tmp_path):
+    """A few ms on a batch of 2: decoded means have one (T, batch, d_l) array per level and
+    start where they were initialised (decode ∘ encode = identity); the mapping runs exactly
+    the declared checks that apply and gives a reason for every other one; save/load keeps
+    every array and the run information."""
+    m = small_model()
+    x, _ = m.sample(2, seed=0)
+    init = [np.full((2, d), 0.3) for d in m.latent_dims]
+    traj = simulate(build_circuit(m, kind), x, duration=3 * ms, target="numpy", init=init)
+    assert [a.shape[1:] for a in traj.means] == [(2, d) for d in m.latent_dims]
+    for a, z0 in zip(traj.means, init):
+        np.testing.assert_allclose(a[0], z0, atol=1e-12)
+    report = map_trajectory(traj, m, x, vae=True).report
+    assert set(report["applicable_checks"]) | set(report["skipped_checks"]) == set(CHECKS)
+    assert set(report["applicable_checks"]) <= set(traj.info.checks)
+    assert all(report["skipped_checks"].values())
+    traj.save(tmp_path / "run.npz")
+    back = Trajectory.load(tmp_path / "run.npz")
+    assert back.info == traj.info
+    for a, b in zip(traj.means + list(traj.raw.values()), back.means + list(back.raw.values())):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_instability_is_detected_during_the_run(kind):
+    """A stimulus that jumps to 1e300 after 2 ms overflows the circuit: the run stops with a
+    SimulationError naming when (the stability guard), whatever the kind.  A network whose state
+    already holds NaN refuses to run on from it."""
+    m = small_model()
+    x = m.sample(1, seed=0)[0]
+    frames = np.stack([x, np.full_like(x, 1e300)])
+    with pytest.raises(SimulationError, match="unstable by t = "):
+        simulate(build_circuit(m, kind), frames, stimulus_dt=2 * ms, duration=6 * ms,
+                 target="numpy")
+    net = CircuitNetwork(build_circuit(m, kind), 1, 0.1 * ms, target="numpy")
+    pop = next(p for p in net.populations.values() if p.neuron.dynamic)
+    setattr(net.groups[pop.name], pop.encoding.variable + "_", np.nan)
+    with pytest.raises(SimulationError, match="unstable before the run"):
+        run(net, x, duration=2 * ms)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_network_runs_on_and_restores(kind):
+    """A persistent network keeps its state: two runs of 3 ms equal one run of 6 ms; a new
+    stimulus continues from where the last one left; restore() gives back the stored state, so
+    the run after it repeats the first run exactly."""
+    m = small_model()
+    x = m.sample(2, seed=1)[0]
+    circuit = build_circuit(m, kind)
+    whole = simulate(circuit, x, duration=6 * ms, target="numpy")
+    net = CircuitNetwork(circuit, 2, 0.1 * ms, target="numpy")
+    net.store()
+    first = run(net, x, duration=3 * ms)
+    second = run(net, x, duration=3 * ms)
+    for a, b, c in zip(whole.means, first.means, second.means):
+        np.testing.assert_allclose(np.concatenate([b, c]), a, atol=1e-12)
+    assert second.t[0] == 0.0
+    net.restore()
+    again = run(net, x, duration=3 * ms)
+    for a, b in zip(first.means, again.means):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_stream_in_one_run_equals_separate_runs(kind):
+    """Three data points shown for 3 ms each in one run, every one starting from the same
+    latents (reset_each_frame), give the trajectories of three separate simulations."""
+    m = small_model()
+    xs = m.sample(3, seed=2)[0][:, None, :]                    # (points, batch 1, d_0)
+    init = m.prior_means(1)
+    circuit = build_circuit(m, kind)
+    net = CircuitNetwork(circuit, 1, 0.1 * ms, target="numpy")
+    stream = run(net, xs, duration=9 * ms, stimulus_dt=3 * ms, init=init, reset_each_frame=True)
+    for k, x in enumerate(xs):
+        alone = simulate(circuit, x, duration=3 * ms, target="numpy", init=init)
+        for a, b in zip(stream.means, alone.means):
+            np.testing.assert_allclose(a[30 * k: 30 * (k + 1)], b, atol=1e-12)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_command_line_runs_each_kind(kind, capsys):
+    """`pcbio map --circuit KIND --json` and `pcbio infer --method KIND --json` run with the
+    kind's defaults, and `--help` lists the kind's own options."""
+    assert main(["map", "linear_gaussian_2d", "--x", "1,-2,0.5", "--circuit", kind,
+                 "--duration", "5ms", "--target", "numpy", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["circuit"]["circuit"]["circuit"] == kind
+    assert main(["infer", "linear_gaussian_2d", "--x", "1,-2,0.5", "--method", kind,
+                 "--duration", "5ms", "--target", "numpy", "--json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)["means"]) == 1
+    with pytest.raises(SystemExit):
+        main(["map", "--help"])
+    help_text = capsys.readouterr().out
+    assert f"options of the {kind} circuit" in help_text
+    for param in CIRCUITS[kind].PARAMETERS:
+        if param.on_command_line:
+            assert param.option in help_text
