@@ -55,7 +55,7 @@ def _norm(a, axis):
     return np.sqrt(np.sum(a * a, axis=axis))
 
 
-def relative_error(a, b):
+def relative_error(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """``‖a − b‖ / ‖b‖`` per leading index, norms over the last two axes (batch, units); NaN where
     ``‖b‖`` is negligible."""
     nb = _norm(b, (-2, -1))
@@ -63,14 +63,14 @@ def relative_error(a, b):
     return np.where(nb > NEGLIGIBLE * nb.max(initial=0.0), rel, np.nan)
 
 
-def cosine(a, b):
+def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Cosine between a and b per leading index (over batch and units); NaN where either is ~0."""
     na, nb = _norm(a, (-2, -1)), _norm(b, (-2, -1))
     cos = np.sum(a * b, axis=(-2, -1)) / np.where(na * nb > 0, na * nb, 1.0)
     return np.where((nb > NEGLIGIBLE * nb.max(initial=0.0)) & (na > 0), cos, np.nan)
 
 
-def reference_point(model, x):
+def reference_point(model, x) -> tuple[list[np.ndarray], str]:
     """The fixed point a circuit should reach: ``(z, name)`` — exact posterior mean for linear
     models, MAP for nonlinear ones."""
     if model.is_linear:
@@ -78,7 +78,8 @@ def reference_point(model, x):
     return map_estimate(model, x)[0], "map"
 
 
-def gradient_series(traj, model, x, posterior_std=None, n_samples=256, seed=0):
+def gradient_series(traj, model, x, posterior_std: float | None = None, n_samples: int = 256,
+                    seed: int = 0) -> tuple:
     """Per latent level, (T,) relative error and cosine between the circuit's ``dz/dt`` and
     ``∇_μ L / τ`` at the circuit's state.  ``posterior_std=None``: the point-posterior limit s → 0,
     ``∇_z log p`` (exact for linear models at any s); a number s: ``∇_μ L`` of
@@ -100,12 +101,13 @@ def gradient_series(traj, model, x, posterior_std=None, n_samples=256, seed=0):
             [cosine(d, g) for d, g in zip(traj.dzdt, grads)], traj.dzdt, grads)
 
 
-def error_series(traj, model, x):
+def error_series(traj, model, x) -> list[np.ndarray]:
     """Per level 0 … L, (T,) relative error of the error units against ``ε`` from the value units."""
     return [relative_error(e, ref) for e, ref in zip(traj.errors, model.errors(x, traj.means))]
 
 
-def elbo_series(model, x, traj, reference, max_points=100, n_samples=256, seed=0):
+def elbo_series(model, x, traj, reference, max_points: int = 100, n_samples: int = 256,
+                seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """ELBO of ``N(z(t), S)`` along the trajectory (S: Laplace covariance at ``reference``), at up
     to ``max_points`` recorded steps.  Returns (indices, values (n, batch), stderr (n, batch))."""
     S = laplace_posterior(model, x, reference).cov
@@ -118,7 +120,7 @@ def elbo_series(model, x, traj, reference, max_points=100, n_samples=256, seed=0
     return idx, np.array(vals), np.array(errs)
 
 
-def step_equivalence(circuit_traj, vae_traj):
+def step_equivalence(circuit_traj, vae_traj) -> list[float]:
     """Largest absolute difference per level between a circuit trajectory (times in s) and an
     iterative-inference trajectory (times in steps) at the Euler steps both recorded."""
     c_steps = np.rint(circuit_traj.t / circuit_traj.info.dt_s).astype(int)
@@ -126,7 +128,8 @@ def step_equivalence(circuit_traj, vae_traj):
     return [float(np.abs(c[ci] - v[vi]).max()) for c, v in zip(circuit_traj.means, vae_traj.means)]
 
 
-def variance_gap(model, x, z, s_values, n_samples=2000, repeats=5, seed=0):
+def variance_gap(model, x, z, s_values, n_samples: int = 2000, repeats: int = 5,
+                 seed: int = 0) -> list[dict]:
     """Relative gap ``‖∇_μ L(N(z, s² I)) − ∇_z log p(z)‖ / ‖∇_z log p(z)‖`` (all levels together)
     for each posterior standard deviation ``s``, with its Monte-Carlo standard error from
     ``repeats`` independent seeds.  Antithetic sampling removes the O(s) noise term, so the
@@ -337,8 +340,9 @@ def _probe_states(traj, x, n=5):
             [np.concatenate([m[k] for k in idx]) for m in traj.means])
 
 
-def map_circuit(model, x, circuit="rate", duration=None, dt=None, target="auto", plot=None,
-                seed=0, progress=None, posterior_std=None, **params):
+def map_circuit(model, x, circuit: str = "rate", duration=None, dt=None, target: str = "auto",
+                plot=None, seed: int = 0, progress=None, posterior_std: float | None = None,
+                **params) -> dict:
     """Build, simulate and map a circuit in one call (``pcbio map``); ``params`` are the circuit
     kind's own parameters.  Returns the report dict and writes the mapping figure to ``plot`` (a
     .pdf, .png or .svg path) when given."""

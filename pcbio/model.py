@@ -80,30 +80,30 @@ class Link:
             raise ValueError(f"{name}.cov has dimension {self.cov.dim}, expected {self.d_below}")
 
     @property
-    def is_mlp(self):
+    def is_mlp(self) -> bool:
         return self.A is not None
 
     @property
-    def is_linear(self):
+    def is_linear(self) -> bool:
         """True when g is affine in z (identity f), so the model stays jointly Gaussian."""
         return self.nl.is_identity
 
-    def preactivation(self, z):
+    def preactivation(self, z: np.ndarray) -> np.ndarray:
         """``u = A z + a`` (MLP) or ``u = z`` (affine); shape (..., d_in)."""
         return z if self.A is None else z @ self.A.T + self.a
 
-    def predict(self, z):
+    def predict(self, z: np.ndarray) -> np.ndarray:
         """``g(z)``, shape (..., d_below), for ``z`` of shape (..., d_above)."""
         return self.nl.f(self.preactivation(z)) @ self.W.T + self.b
 
-    def vjp(self, z, e):
+    def vjp(self, z: np.ndarray, e: np.ndarray) -> np.ndarray:
         """``J(z)ᵀ e`` with ``J = ∂g/∂z``: shape (..., d_above) for ``e`` of shape (..., d_below)."""
         back = e @ self.W
         if not self.nl.is_identity:
             back = back * self.nl.df(self.preactivation(z))
         return back if self.A is None else back @ self.A
 
-    def spec(self):
+    def spec(self) -> dict:
         """The link as a model-file table."""
         d = {"weights": self.W.tolist(), "bias": self.b.tolist(), "f": self.nl.name,
              "cov": self.cov.to_spec()}
@@ -111,7 +111,7 @@ class Link:
             d.update(hidden_weights=self.A.tolist(), hidden_bias=self.a.tolist())
         return d
 
-    def replaced(self, **params):
+    def replaced(self, **params) -> "Link":
         """A copy with some of ``weights, bias, cov, hidden_weights, hidden_bias`` replaced."""
         spec = dict(weights=self.W, bias=self.b, f=self.nl.name, cov=self.cov.value,
                     hidden_weights=self.A, hidden_bias=self.a, name=self.name)
@@ -193,25 +193,25 @@ class GenerativeModel:
 
     # -- structure -------------------------------------------------------------------------
     @property
-    def n_latent(self):
+    def n_latent(self) -> int:
         """Number of latent levels ``L``."""
         return len(self.links)
 
     @property
-    def latent_dims(self):
+    def latent_dims(self) -> tuple:
         return self.dims[1:]
 
     @property
-    def is_linear(self):
+    def is_linear(self) -> bool:
         """All links affine: the joint p(x, z) is Gaussian and everything is closed-form."""
         return all(link.is_linear for link in self.links)
 
-    def level_covariance(self, l):
+    def level_covariance(self, l: int) -> Covariance:
         """Σ_l of level ``l`` (0 = data, L = top prior)."""
         return self.top_cov if l == self.n_latent else self.links[l].cov
 
     # -- input checking ---------------------------------------------------------------------
-    def check_x(self, x, name="x"):
+    def check_x(self, x, name: str = "x") -> np.ndarray:
         """Data as an array of shape (batch, d_0); a single vector (d_0,) becomes batch 1."""
         x = as_array(x, name, ndim=(1, 2))
         x = x[None, :] if x.ndim == 1 else x
@@ -220,7 +220,7 @@ class GenerativeModel:
                              f"(the model's data dimension), got {x.shape[1]}")
         return x
 
-    def check_latents(self, z, batch, name="z"):
+    def check_latents(self, z, batch: int, name: str = "z") -> list[np.ndarray]:
         """Latents as a list of L arrays of shape (batch, d_l)."""
         if len(z) != self.n_latent:
             raise ValueError(f"{name} must have one array per latent level ({self.n_latent}), "
@@ -234,7 +234,7 @@ class GenerativeModel:
             out.append(zl)
         return out
 
-    def prior_means(self, batch):
+    def prior_means(self, batch: int) -> list[np.ndarray]:
         """The latent means of the generative model run without noise: a natural start for
         inference.  List of (batch, d_l)."""
         z = [np.broadcast_to(self.top_mean, (batch, self.dims[-1])).copy()]
@@ -243,34 +243,34 @@ class GenerativeModel:
         return z
 
     # -- the equations ----------------------------------------------------------------------
-    def predictions(self, z):
+    def predictions(self, z: list[np.ndarray]) -> list[np.ndarray]:
         """Top-down predictions ``[g_0(z_1), …, g_{L-1}(z_L), μ_L]``: one per level 0 … L."""
         return [link.predict(zl) for link, zl in zip(self.links, z)] + [self.top_mean]
 
-    def residuals(self, x, z):
+    def residuals(self, x: np.ndarray, z: list[np.ndarray]) -> list[np.ndarray]:
         """``z_l − g_l(z_{l+1})`` for levels 0 … L (level 0: ``x − g_0(z_1)``)."""
         return [zl - p for zl, p in zip([x] + list(z), self.predictions(z))]
 
-    def errors(self, x, z):
+    def errors(self, x: np.ndarray, z: list[np.ndarray]) -> list[np.ndarray]:
         """Precision-weighted prediction errors ``ε_l = Π_l (z_l − g_l(z_{l+1}))``, l = 0 … L."""
         return [self.level_covariance(l).apply_precision(r)
                 for l, r in enumerate(self.residuals(x, z))]
 
-    def log_joint(self, x, z):
+    def log_joint(self, x: np.ndarray, z: list[np.ndarray]) -> np.ndarray:
         """``log p(x, z)``, shape (..., batch)."""
         return sum(self.level_covariance(l).log_density(r)
                    for l, r in enumerate(self.residuals(x, z)))
 
-    def grad_from_errors(self, z, eps):
+    def grad_from_errors(self, z: list[np.ndarray], eps: list[np.ndarray]) -> list[np.ndarray]:
         """``∂ log p/∂z_l = −ε_l + J_{l-1}(z_l)ᵀ ε_{l-1}`` for l = 1 … L, given the errors."""
         return [-eps[l] + self.links[l - 1].vjp(z[l - 1], eps[l - 1])
                 for l in range(1, self.n_latent + 1)]
 
-    def grad_log_joint(self, x, z):
+    def grad_log_joint(self, x: np.ndarray, z: list[np.ndarray]) -> list[np.ndarray]:
         """Gradient of ``log p(x, z)`` w.r.t. each latent level: list of (..., batch, d_l)."""
         return self.grad_from_errors(z, self.errors(x, z))
 
-    def parameter_gradient(self, x, z, weights=1.0):
+    def parameter_gradient(self, x: np.ndarray, z: list[np.ndarray], weights=1.0) -> ParameterGradient:
         """Gradient of ``Σ_n w_n log p(x, z_n)`` w.r.t. every parameter, summed over all leading
         axes (samples, batch) with weights ``w`` broadcast to them."""
         eps = self.errors(x, z)
@@ -295,7 +295,7 @@ class GenerativeModel:
         return cov.reduce_gradient(0.5 * (_weighted_outer(eps, eps, weights) - total * cov.precision))
 
     # -- sampling ---------------------------------------------------------------------------
-    def sample(self, n, seed):
+    def sample(self, n: int, seed: int) -> tuple[np.ndarray, list[np.ndarray]]:
         """Ancestral samples: returns ``x`` (n, d_0) and ``z`` (list of (n, d_l))."""
         rng = np.random.default_rng(seed)
         z = [self.top_mean + self.top_cov.sample(rng, n)]
@@ -305,7 +305,7 @@ class GenerativeModel:
 
     # -- construction -----------------------------------------------------------------------
     @classmethod
-    def from_dict(cls, spec, name=None):
+    def from_dict(cls, spec: dict, name: str | None = None) -> "GenerativeModel":
         """Build from a model-file dictionary (see README: ``[top]`` and ``[[links]]`` top-down)."""
         if not isinstance(spec, dict):
             raise TypeError(f"model spec must be a table/dict, got {type(spec).__name__}")
@@ -337,7 +337,7 @@ class GenerativeModel:
                    name=name or spec.get("name", "model"))
 
     @classmethod
-    def load(cls, path):
+    def load(cls, path) -> "GenerativeModel":
         """Read a TOML model file."""
         path = Path(path)
         if not path.is_file():
@@ -351,13 +351,13 @@ class GenerativeModel:
         except (ValueError, TypeError) as err:
             raise type(err)(f"{path.name}: {err}") from None
 
-    def to_dict(self):
+    def to_dict(self) -> dict:
         """The model as a model-file dictionary (links top-down)."""
         return {"name": self.name,
                 "top": {"mean": self.top_mean.tolist(), "cov": self.top_cov.to_spec()},
                 "links": [link.spec() for link in self.links[::-1]]}
 
-    def replaced(self, links=None, top_mean=None, top_cov=None):
+    def replaced(self, links=None, top_mean=None, top_cov=None) -> "GenerativeModel":
         """A copy with some parts replaced (``links`` bottom-up)."""
         return GenerativeModel(self.top_mean if top_mean is None else top_mean,
                                self.top_cov.value if top_cov is None else top_cov,
@@ -386,7 +386,7 @@ def _cov_entry(table, where, default=None):
     return value
 
 
-def load_model(path_or_name):
+def load_model(path_or_name) -> GenerativeModel:
     """Load a model from a TOML path, or by name from the project's ``models/`` folder."""
     from .paths import find_model
     return GenerativeModel.load(find_model(path_or_name))

@@ -94,13 +94,14 @@ def _evaluate(model, x, q, method, n_samples, seed, antithetic=False):
     return x, z, gamma, w, ElboEstimate(value, stderr, method)
 
 
-def elbo(model, x, q, method="auto", n_samples=256, seed=0, antithetic=False):
+def elbo(model, x, q, method: str = "auto", n_samples: int = 256, seed: int = 0,
+         antithetic: bool = False) -> ElboEstimate:
     """ELBO of q for each data point in ``x`` (batch, d_0). Returns :class:`ElboEstimate`."""
     return _evaluate(model, x, q, method, n_samples, seed, antithetic)[-1]
 
 
-def elbo_gradient(model, x, q, method="auto", n_samples=256, seed=0, parameters=True,
-                  antithetic=False):
+def elbo_gradient(model, x, q, method: str = "auto", n_samples: int = 256, seed: int = 0,
+                  parameters: bool = True, antithetic: bool = False) -> ElboGradient:
     """ELBO and its gradients w.r.t. q's means, its (log-)variances or Cholesky factor, and
     (``parameters=True``) every model parameter.  See the module docstring for the formulas."""
     x, z, gamma, w, value = _evaluate(model, x, q, method, n_samples, seed, antithetic)

@@ -19,7 +19,7 @@ def _require_linear(model, what):
                          "use pcbio.inference.map_estimate or optimal_posterior for nonlinear links")
 
 
-def posterior_precision(model, x):
+def posterior_precision(model, x) -> tuple[np.ndarray, np.ndarray]:
     """``H`` (D, D) and ``h`` (batch, D) with ``∇_z log p(x, z) = h − H z`` (linear models)."""
     _require_linear(model, "the exact posterior")
     x = model.check_x(x)
@@ -33,7 +33,7 @@ def posterior_precision(model, x):
     return 0.5 * (H + H.T), h
 
 
-def exact_posterior(model, x):
+def exact_posterior(model, x) -> GaussianPosterior:
     """The exact posterior of a linear model as a full-covariance :class:`GaussianPosterior`."""
     H, h = posterior_precision(model, x)
     cov = np.linalg.inv(H)
@@ -42,7 +42,7 @@ def exact_posterior(model, x):
     return GaussianPosterior(np.split(mean, np.cumsum(model.latent_dims)[:-1], axis=-1), cov=cov)
 
 
-def optimal_diagonal_log_var(model, x):
+def optimal_diagonal_log_var(model, x) -> list[np.ndarray]:
     """Optimal diagonal variances of a linear model, ``s² = 1/diag(H)``
     (``docs/mathematics.md`` §4); list of (batch, d_l) log-variances."""
     H, h = posterior_precision(model, x)
@@ -50,7 +50,7 @@ def optimal_diagonal_log_var(model, x):
     return np.split(lv, np.cumsum(model.latent_dims)[:-1], axis=-1)
 
 
-def marginal_moments(model):
+def marginal_moments(model) -> tuple[np.ndarray, np.ndarray]:
     """Mean (d_0,) and covariance (d_0, d_0) of the data under a linear model."""
     _require_linear(model, "the marginal p(x)")
     m, C = model.top_mean, model.top_cov.matrix
@@ -61,7 +61,7 @@ def marginal_moments(model):
     return m, C
 
 
-def log_evidence(model, x):
+def log_evidence(model, x) -> np.ndarray:
     """Exact ``log p(x)`` for a linear model, shape (batch,)."""
     x = model.check_x(x)
     m, C = marginal_moments(model)

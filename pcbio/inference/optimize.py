@@ -25,7 +25,7 @@ def _lbfgs(fun_and_grad, x0, gtol, what):
     return res.x, {"iterations": int(res.nit), "max_abs_gradient": float(gnorm)}
 
 
-def map_estimate(model, x, init=None, gtol=1e-9):
+def map_estimate(model, x, init=None, gtol: float = 1e-9) -> tuple[list[np.ndarray], dict]:
     """``argmax_z log p(x, z)`` for each data point, by L-BFGS with the analytic gradient.
 
     Parameters
@@ -51,7 +51,8 @@ def map_estimate(model, x, init=None, gtol=1e-9):
     return np.split(flat.reshape(len(x), -1), split, axis=-1), info
 
 
-def optimal_posterior(model, x, init=None, method="auto", n_samples=256, seed=0, gtol=1e-7):
+def optimal_posterior(model, x, init=None, method: str = "auto", n_samples: int = 256,
+                      seed: int = 0, gtol: float = 1e-7) -> tuple[GaussianPosterior, dict]:
     """The diagonal Gaussian q maximising the ELBO (exact ELBO for linear models; for nonlinear
     models the Monte-Carlo ELBO with fixed noise ``seed``, a sample-average approximation).
 
