@@ -9,24 +9,34 @@ import numbers
 import numpy as np
 
 
+_NOT_NUMBERS = {"b": "true/false values", "c": "complex numbers", "U": "text", "S": "bytes",
+                "O": "mixed or non-numeric values", "M": "dates", "m": "time deltas", "V": "records"}
+
+
 def as_array(value, name, ndim=None, shape=None):
     """Convert ``value`` to a finite float64 array, checking its dimensionality and shape.
 
-    ``shape`` may contain ``None`` for "any length" in that axis.
+    Only real numbers are accepted: booleans, text, complex numbers and ragged lists are errors,
+    not silently converted.  ``shape`` may contain ``None`` for "any length" in that axis.
     Raises ``TypeError`` for non-numeric input and ``ValueError`` for NaN/Inf or a wrong shape.
     """
     try:
-        arr = np.asarray(value, dtype=float)
+        raw = value if isinstance(value, np.ndarray) else np.asarray(value)
     except (TypeError, ValueError):
-        raise TypeError(f"{name} must be numeric (a number, or nested lists of numbers with "
-                        f"rows of equal length), got {type(value).__name__}: {value!r:.80}") from None
-    if ndim is not None and arr.ndim not in np.atleast_1d(ndim):
+        raw = None
+    if raw is None or raw.dtype.kind not in "iuf":
+        what = ("nested lists with rows of unequal length" if raw is None
+                else _NOT_NUMBERS.get(raw.dtype.kind, raw.dtype.name))
+        raise TypeError(f"{name} must be real numbers (a number, or nested lists of numbers with "
+                        f"rows of equal length), got {what}: {value!r:.80}")
+    arr = raw.astype(float, copy=False)
+    if ndim is not None and arr.ndim not in (ndim if isinstance(ndim, tuple) else (ndim,)):
         raise ValueError(f"{name} must have {ndim} dimension(s), got shape {arr.shape}")
     if shape is not None:
         if arr.ndim != len(shape) or any(s is not None and s != a for s, a in zip(shape, arr.shape)):
             want = "(" + ", ".join("any" if s is None else str(s) for s in shape) + ")"
             raise ValueError(f"{name} must have shape {want}, got {arr.shape}")
-    if not np.all(np.isfinite(arr)):
+    if not np.isfinite(arr).all():
         raise ValueError(f"{name} contains NaN or Inf; all entries must be finite")
     return arr
 

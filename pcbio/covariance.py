@@ -5,11 +5,15 @@ modelling choice: it decides the shape of its gradient and, in circuits, whether
 per-unit gain or a lateral connection matrix.
 """
 
+import copy
+import math
+
 import numpy as np
 
 from .checks import as_array
 
 SYMMETRY_RTOL = 1e-8
+LOG_2PI = math.log(2.0 * math.pi)
 
 
 class Covariance:
@@ -53,9 +57,17 @@ class Covariance:
         self.chol = np.linalg.cholesky(self.matrix)
         self.precision = np.linalg.inv(self.matrix)
         self.precision = 0.5 * (self.precision + self.precision.T)
-        self.logdet = 2.0 * np.sum(np.log(np.diag(self.chol)))
+        self.logdet = float(2.0 * np.sum(np.log(np.diag(self.chol))))   # a Python float: keeps dtypes
         self._var = np.diag(self.matrix).copy()
         self._inv_var = 1.0 / self._var
+        self.is_unit = self.is_diagonal and bool(np.all(self._var == 1.0))   # Π = Σ = I
+
+    def astype(self, dtype) -> "Covariance":
+        """The same covariance computing in ``dtype`` (e.g. ``"float32"``)."""
+        new = copy.copy(self)
+        for name in ("value", "matrix", "chol", "precision", "_var", "_inv_var"):
+            setattr(new, name, getattr(self, name).astype(dtype))
+        return new
 
     @property
     def is_diagonal(self):
@@ -67,35 +79,44 @@ class Covariance:
         return self._var.copy()
 
     def apply_precision(self, r):
-        """``Π r`` for residuals ``r`` of shape (..., dim)."""
+        """``Π r`` for residuals ``r`` of shape (..., dim) (``r`` itself when Π = I)."""
+        if self.is_unit:
+            return r
         if self.is_diagonal:
             return r * self._inv_var
         return r @ self.precision
 
     def apply(self, e):
         """``Σ e`` for vectors of shape (..., dim)."""
+        if self.is_unit:
+            return e
         if self.is_diagonal:
             return e * self._var
         return e @ self.matrix
 
-    def log_density(self, r):
-        """``log N(r; 0, Σ)`` for residuals of shape (..., dim); returns shape (...)."""
-        quad = np.sum(r * self.apply_precision(r), axis=-1)
-        return -0.5 * (quad + self.logdet + self.dim * np.log(2.0 * np.pi))
+    def log_density(self, r, eps=None):
+        """``log N(r; 0, Σ)`` for residuals of shape (..., dim); returns shape (...).
+        ``eps = Π r`` when already computed."""
+        eps = self.apply_precision(r) if eps is None else eps
+        return -0.5 * (np.vecdot(r, eps) + (self.logdet + self.dim * LOG_2PI))
 
     def sample(self, rng, n):
         """``n`` draws from ``N(0, Σ)``, shape (n, dim)."""
         return rng.standard_normal((n, self.dim)) @ self.chol.T
 
-    def reduce_gradient(self, grad_matrix):
-        """Map a gradient w.r.t. the full symmetric matrix Σ (entries treated as independent,
-        shape (dim, dim)) to the gradient w.r.t. this covariance's own parameters: the trace for a
-        scalar variance, the diagonal for variances, the matrix itself for a full covariance."""
-        if self.kind == "scalar":
-            return np.trace(grad_matrix)
-        if self.kind == "diag":
-            return np.diag(grad_matrix).copy()
-        return grad_matrix
+    def gradient(self, eps, weights=1.0):
+        """``∂/∂Σ Σ_n w_n log N(r_n; 0, Σ) = ½ Σ_n w_n (ε_n ε_nᵀ − Π)`` (``docs/mathematics.md``
+        §2) for errors ``ε = Π r`` of shape (..., dim), weights broadcast to the leading axes, in
+        this covariance's own parameters: the trace for a scalar variance, the diagonal for
+        variances, the matrix for a full covariance (only what the form needs is computed)."""
+        e = eps.reshape(-1, self.dim)
+        w = np.broadcast_to(weights, eps.shape[:-1]).reshape(-1)
+        total = w.sum()
+        if self.kind == "full":
+            return 0.5 * ((e * w[:, None]).T @ e - total * self.precision)
+        if self.kind == "diag":                            # Σ_n w_n ε_n² per dimension
+            return 0.5 * (np.einsum("n,ni,ni->i", w, e, e) - total * self._inv_var)
+        return 0.5 * (w @ np.vecdot(e, e) - total * self._inv_var.sum())
 
     def to_spec(self):
         """The value as plain lists, for model files and results files."""

@@ -21,6 +21,7 @@ Shapes: data ``x`` is ``(batch, d_0)``; latents are a list ``z = [z_1, …, z_L]
 of shape ``(..., batch, d_l)`` — extra leading axes (posterior samples) broadcast against ``x``.
 """
 
+import copy
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,10 +99,25 @@ class Link:
 
     def vjp(self, z: np.ndarray, e: np.ndarray) -> np.ndarray:
         """``J(z)ᵀ e`` with ``J = ∂g/∂z``: shape (..., d_above) for ``e`` of shape (..., d_below)."""
+        u = self.preactivation(z)
+        return self.backward(u, self.nl.f(u), e)
+
+    def backward(self, u: np.ndarray, fu: np.ndarray, e: np.ndarray) -> np.ndarray:
+        """``J ᵀ e`` given the forward pass's preactivation ``u`` and ``f(u)``
+        (``docs/mathematics.md`` §2): ``f'(u) ⊙ Wᵀe``, then ``Aᵀ`` for an MLP link."""
         back = e @ self.W
         if not self.nl.is_identity:
-            back = back * self.nl.df(self.preactivation(z))
+            back *= self.nl.df_given(u, fu)
         return back if self.A is None else back @ self.A
+
+    def astype(self, dtype) -> "Link":
+        """The same link computing in ``dtype`` (e.g. ``"float32"``)."""
+        new = copy.copy(self)
+        new.W, new.b = self.W.astype(dtype), self.b.astype(dtype)
+        if self.A is not None:
+            new.A, new.a = self.A.astype(dtype), self.a.astype(dtype)
+        new.cov = self.cov.astype(dtype)
+        return new
 
     def spec(self) -> dict:
         """The link as a model-file table."""
@@ -117,6 +133,22 @@ class Link:
                     hidden_weights=self.A, hidden_bias=self.a, name=self.name)
         spec.update(params)
         return Link(**spec)
+
+
+@dataclass
+class Forward:
+    """One pass through the model at ``(x, z)`` — everything ``log p(x, z)`` and its gradients
+    need, computed once (``docs/mathematics.md`` §2).
+
+    ``u[l]``, ``fu[l]``: link g_l's preactivation (``z_{l+1}`` itself for an affine link) and
+    ``f(u)``; ``residuals[l] = z_l − g_l(z_{l+1})`` and ``errors[l] = Π_l residuals[l]`` for
+    levels 0 … L.
+    """
+    z: list
+    u: list
+    fu: list
+    residuals: list
+    errors: list
 
 
 @dataclass
@@ -139,16 +171,20 @@ class ParameterGradient:
 
 
 def _weighted_outer(a, b, w):
-    """``Σ_n w_n a_n b_nᵀ`` over all leading axes; a (..., i), b (..., j), w broadcast to (...)."""
+    """``Σ_n w_n a_n b_nᵀ`` over all leading axes; a (..., i), b (..., j), w a number or broadcast
+    to the leading axes."""
     lead = np.broadcast_shapes(a.shape[:-1], b.shape[:-1], np.shape(w))
     a = np.broadcast_to(a, lead + a.shape[-1:]).reshape(-1, a.shape[-1])
     b = np.broadcast_to(b, lead + b.shape[-1:]).reshape(-1, b.shape[-1])
-    w = np.broadcast_to(w, lead).reshape(-1)
-    return (a * w[:, None]).T @ b
+    if np.ndim(w) == 0:                       # equal weights: one product, then one scale
+        return w * (a.T @ b)
+    return (a * np.broadcast_to(w, lead).reshape(-1)[:, None]).T @ b
 
 
 def _weighted_sum(a, w):
     """``Σ_n w_n a_n`` over all leading axes of a (..., i)."""
+    if np.ndim(w) == 0:
+        return w * a.reshape(-1, a.shape[-1]).sum(axis=0)
     lead = np.broadcast_shapes(a.shape[:-1], np.shape(w))
     return (np.broadcast_to(a, lead + a.shape[-1:]) * np.broadcast_to(w, lead)[..., None]
             ).reshape(-1, a.shape[-1]).sum(axis=0)
@@ -243,56 +279,76 @@ class GenerativeModel:
         return z
 
     # -- the equations ----------------------------------------------------------------------
+    def forward(self, x: np.ndarray, z: list[np.ndarray]) -> Forward:
+        """Predictions, residuals and precision-weighted errors at ``(x, z)``, with the
+        intermediate values the backward pass reuses."""
+        u, fu, res = [], [], []
+        below = x
+        for link, zl in zip(self.links, z):
+            ul = link.preactivation(zl)
+            f = link.nl.f(ul)
+            r = f @ link.W.T                  # z_below − (W f(u) + b), in one buffer
+            r += link.b
+            np.subtract(below, r, out=r)
+            u.append(ul), fu.append(f), res.append(r)
+            below = zl
+        res.append(z[-1] - self.top_mean)
+        eps = [self.level_covariance(l).apply_precision(r) for l, r in enumerate(res)]
+        return Forward(list(z), u, fu, res, eps)
+
     def predictions(self, z: list[np.ndarray]) -> list[np.ndarray]:
         """Top-down predictions ``[g_0(z_1), …, g_{L-1}(z_L), μ_L]``: one per level 0 … L."""
         return [link.predict(zl) for link, zl in zip(self.links, z)] + [self.top_mean]
 
     def residuals(self, x: np.ndarray, z: list[np.ndarray]) -> list[np.ndarray]:
         """``z_l − g_l(z_{l+1})`` for levels 0 … L (level 0: ``x − g_0(z_1)``)."""
-        return [zl - p for zl, p in zip([x] + list(z), self.predictions(z))]
+        return self.forward(x, z).residuals
 
     def errors(self, x: np.ndarray, z: list[np.ndarray]) -> list[np.ndarray]:
         """Precision-weighted prediction errors ``ε_l = Π_l (z_l − g_l(z_{l+1}))``, l = 0 … L."""
-        return [self.level_covariance(l).apply_precision(r)
-                for l, r in enumerate(self.residuals(x, z))]
+        return self.forward(x, z).errors
 
-    def log_joint(self, x: np.ndarray, z: list[np.ndarray]) -> np.ndarray:
-        """``log p(x, z)``, shape (..., batch)."""
-        return sum(self.level_covariance(l).log_density(r)
-                   for l, r in enumerate(self.residuals(x, z)))
+    def log_joint(self, x: np.ndarray, z: list[np.ndarray], forward: Forward | None = None) -> np.ndarray:
+        """``log p(x, z)``, shape (..., batch) (from ``forward`` when given)."""
+        fw = forward or self.forward(x, z)
+        return sum(self.level_covariance(l).log_density(r, e)
+                   for l, (r, e) in enumerate(zip(fw.residuals, fw.errors)))
+
+    def gradient(self, fw: Forward) -> list[np.ndarray]:
+        """``∂ log p/∂z_l = −ε_l + J_{l-1}(z_l)ᵀ ε_{l-1}`` for l = 1 … L, from a forward pass."""
+        grads = [link.backward(u, f, e) for link, u, f, e in zip(self.links, fw.u, fw.fu, fw.errors)]
+        for g, e in zip(grads, fw.errors[1:]):
+            g -= e
+        return grads
 
     def grad_from_errors(self, z: list[np.ndarray], eps: list[np.ndarray]) -> list[np.ndarray]:
-        """``∂ log p/∂z_l = −ε_l + J_{l-1}(z_l)ᵀ ε_{l-1}`` for l = 1 … L, given the errors."""
-        return [-eps[l] + self.links[l - 1].vjp(z[l - 1], eps[l - 1])
+        """The same gradient given the errors ``eps`` (levels 0 … L) at latents ``z``."""
+        return [self.links[l - 1].vjp(z[l - 1], eps[l - 1]) - eps[l]
                 for l in range(1, self.n_latent + 1)]
 
     def grad_log_joint(self, x: np.ndarray, z: list[np.ndarray]) -> list[np.ndarray]:
         """Gradient of ``log p(x, z)`` w.r.t. each latent level: list of (..., batch, d_l)."""
-        return self.grad_from_errors(z, self.errors(x, z))
+        return self.gradient(self.forward(x, z))
 
-    def parameter_gradient(self, x: np.ndarray, z: list[np.ndarray], weights=1.0) -> ParameterGradient:
+    def parameter_gradient(self, x: np.ndarray, z: list[np.ndarray], weights=1.0,
+                           forward: Forward | None = None) -> ParameterGradient:
         """Gradient of ``Σ_n w_n log p(x, z_n)`` w.r.t. every parameter, summed over all leading
-        axes (samples, batch) with weights ``w`` broadcast to them."""
-        eps = self.errors(x, z)
+        axes (samples, batch) with weights ``w`` broadcast to them (from ``forward`` when
+        given)."""
+        fw = forward or self.forward(x, z)
+        eps = fw.errors
         grads = []
         for l, link in enumerate(self.links):
-            u = link.preactivation(z[l])
-            g = LinkGradient(weights=_weighted_outer(eps[l], link.nl.f(u), weights),
+            g = LinkGradient(weights=_weighted_outer(eps[l], fw.fu[l], weights),
                              bias=_weighted_sum(eps[l], weights),
-                             cov=self._cov_gradient(link.cov, eps[l], weights))
+                             cov=link.cov.gradient(eps[l], weights))
             if link.is_mlp:
-                back = (eps[l] @ link.W) * link.nl.df(u)
-                g.hidden_weights = _weighted_outer(back, z[l], weights)
+                back = (eps[l] @ link.W) * link.nl.df_given(fw.u[l], fw.fu[l])
+                g.hidden_weights = _weighted_outer(back, fw.z[l], weights)
                 g.hidden_bias = _weighted_sum(back, weights)
             grads.append(g)
         return ParameterGradient(links=grads, top_mean=_weighted_sum(eps[-1], weights),
-                                 top_cov=self._cov_gradient(self.top_cov, eps[-1], weights))
-
-    @staticmethod
-    def _cov_gradient(cov, eps, weights):
-        """``∂/∂Σ Σ_n w_n log N(r_n; 0, Σ) = ½ Σ_n w_n (ε_n ε_nᵀ − Π)`` reduced to Σ's form."""
-        total = np.sum(np.broadcast_to(weights, eps.shape[:-1]))
-        return cov.reduce_gradient(0.5 * (_weighted_outer(eps, eps, weights) - total * cov.precision))
+                                 top_cov=self.top_cov.gradient(eps[-1], weights))
 
     # -- sampling ---------------------------------------------------------------------------
     def sample(self, n: int, seed: int) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -356,6 +412,21 @@ class GenerativeModel:
         return {"name": self.name,
                 "top": {"mean": self.top_mean.tolist(), "cov": self.top_cov.to_spec()},
                 "links": [link.spec() for link in self.links[::-1]]}
+
+    @property
+    def dtype(self) -> np.dtype:
+        """The floating-point type the model computes in (float64 unless converted)."""
+        return self.top_mean.dtype
+
+    def astype(self, dtype) -> "GenerativeModel":
+        """The same model computing in ``dtype`` (e.g. ``"float32"``): every parameter converted
+        once, so that everything computed from it follows."""
+        if np.dtype(dtype) == self.dtype:
+            return self
+        new = copy.copy(self)
+        new.links = [link.astype(dtype) for link in self.links]
+        new.top_mean, new.top_cov = self.top_mean.astype(dtype), self.top_cov.astype(dtype)
+        return new
 
     def replaced(self, links=None, top_mean=None, top_cov=None) -> "GenerativeModel":
         """A copy with some parts replaced (``links`` bottom-up)."""

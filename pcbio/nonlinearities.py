@@ -17,16 +17,24 @@ from .checks import one_of
 
 @dataclass(frozen=True)
 class Nonlinearity:
-    """``f`` and ``f'``: numpy functions, and brian2 expression templates in ``{u}``."""
+    """``f`` and ``f'``: numpy functions, and brian2 expression templates in ``{u}``.
+
+    ``df_given(u, fu)`` is ``f'(u)`` given ``fu = f(u)`` already computed (``1 − fu²`` for tanh):
+    a forward pass keeps ``f(u)`` and the backward pass reuses it.
+    """
     name: str
     f: Callable[[np.ndarray], np.ndarray]
-    df: Callable[[np.ndarray], np.ndarray]
+    df_given: Callable[[np.ndarray, np.ndarray], np.ndarray]
     f_template: str
     df_template: str
 
     @property
     def is_identity(self) -> bool:
         return self.name == "identity"
+
+    def df(self, u: np.ndarray) -> np.ndarray:
+        """``f'(u)``."""
+        return self.df_given(u, self.f(u))
 
     def expression(self, var: str) -> str:
         """brian2 expression of ``f(var)``."""
@@ -43,15 +51,15 @@ def _sigmoid(u):
 
 NONLINEARITIES = {
     n.name: n for n in [
-        Nonlinearity("identity", lambda u: u, np.ones_like, "{u}", "1.0"),
-        Nonlinearity("tanh", np.tanh, lambda u: 1.0 - np.tanh(u) ** 2,
+        Nonlinearity("identity", lambda u: u, lambda u, fu: np.ones_like(u), "{u}", "1.0"),
+        Nonlinearity("tanh", np.tanh, lambda u, fu: 1.0 - fu * fu,
                      "tanh({u})", "(1.0 - tanh({u})**2)"),
-        Nonlinearity("sigmoid", _sigmoid, lambda u: _sigmoid(u) * (1.0 - _sigmoid(u)),
+        Nonlinearity("sigmoid", _sigmoid, lambda u, fu: fu * (1.0 - fu),
                      "(0.5 * (1.0 + tanh(0.5 * {u})))", "(0.25 * (1.0 - tanh(0.5 * {u})**2))"),
-        Nonlinearity("softplus", lambda u: np.logaddexp(0.0, u), _sigmoid,
+        Nonlinearity("softplus", lambda u: np.logaddexp(0.0, u), lambda u, fu: _sigmoid(u),
                      "(clip({u}, 0, inf) + log1p(exp(-abs({u}))))",
                      "(0.5 * (1.0 + tanh(0.5 * {u})))"),
-        Nonlinearity("square", np.square, lambda u: 2.0 * u, "({u})**2", "(2.0 * {u})"),
+        Nonlinearity("square", np.square, lambda u, fu: 2.0 * u, "({u})**2", "(2.0 * {u})"),
     ]
 }
 

@@ -283,14 +283,16 @@ def test_gradient_inference_steps_are_euler_steps_of_pc_dynamics():
 
 
 def test_recording_every_k_steps_keeps_the_same_iterates():
-    """record_every only thins what is stored: the iterates at steps 0, k, 2k, … are those of the
-    fully recorded run."""
+    """record_every only thins what is stored: the iterates at steps 0, k, 2k, … and the last
+    step are those of the fully recorded run."""
     m = load_model("tanh_2level")
     x = np.array([[1.0, 0.5, -0.8]])
     full = gradient_inference(m, x, steps=50, step_size=0.02)
     thin = gradient_inference(m, x, steps=50, step_size=0.02, record_every=7)
-    np.testing.assert_array_equal(thin.t, np.arange(0, 51, 7))
-    np.testing.assert_array_equal(thin.means[0], full.means[0][::7])
+    kept = list(range(0, 51, 7)) + [50]
+    np.testing.assert_array_equal(thin.t, kept)
+    np.testing.assert_array_equal(thin.means[0], full.means[0][kept])
+    np.testing.assert_array_equal(thin.final_means()[0], full.final_means()[0])
 
 
 def test_variance_learning_reaches_optimal_elbo():
@@ -345,3 +347,32 @@ def test_bad_arguments_are_rejected():
              method="exact")
     with pytest.raises(ValueError, match="step_size must be a finite number > 0"):
         gradient_inference(m, [[0.0, 0.0, 0.0]], step_size=-1.0)
+
+
+def test_step_size_beyond_the_stability_limit_is_refused():
+    """Gradient ascent on a quadratic log p converges iff α < 2/λ_max(H), H = WᵀΠ_xW + Π_z
+    (written out here from the model's parameters).  Just above the limit gradient_inference
+    refuses to run and names step_size and the limit; just below it converges to the exact
+    posterior mean."""
+    from pcbio.inference.iterative import DivergenceError
+    m = load_model("linear_gaussian_2d")
+    W, Sx = m.links[0].W, m.links[0].cov.matrix
+    H = W.T @ np.linalg.inv(Sx) @ W + np.linalg.inv(m.top_cov.matrix)
+    limit = 2 / np.linalg.eigvalsh(H).max()
+    x = np.array([[1.0, -2.0, 0.5]])
+    with pytest.raises(DivergenceError, match=f"step_size={1.01 * limit:g}.*{limit:.4g}"):
+        gradient_inference(m, x, steps=100, step_size=1.01 * limit)
+    traj = gradient_inference(m, x, steps=4000, step_size=0.99 * limit)
+    np.testing.assert_allclose(traj.final_means()[0], exact_posterior(m, x).means[0], atol=1e-8)
+
+
+def test_falling_log_joint_is_reported_as_divergence():
+    """Bogacz's example (g(v) = v², u = 2): the curvature at the posterior mode is
+    λ = 1 + 6v² − 2u ≈ 11.7, so α = 0.2 oscillates instead of converging; a stable ascent never
+    lowers log p, and the run fails naming the step size instead of returning a wrong answer."""
+    from pcbio.inference.iterative import DivergenceError
+    m = load_model("bogacz2017")
+    with pytest.raises(DivergenceError, match="step_size=0.2 is too large"):
+        gradient_inference(m, [[2.0]], steps=200, step_size=0.2)
+    assert gradient_inference(m, [[2.0]], steps=2000, step_size=0.05).final_means()[0][0, 0] == \
+        pytest.approx(bogacz_posterior_mode(), abs=1e-6)

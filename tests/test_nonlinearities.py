@@ -18,6 +18,7 @@ def evaluate(nl, target):
     group = brian2.NeuronGroup(len(U), f"u : 1\nf = {nl.expression('u')} : 1\n"
                                f"df = {nl.derivative_expression('u')} : 1", namespace={})
     group.u = U
+    brian2.Network(group).run(0 * brian2.ms, namespace={})     # a group that took part in a run
     with np.errstate(over="ignore"):
         return np.array(group.f_[:]), np.array(group.df_[:])
 

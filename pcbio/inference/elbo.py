@@ -76,36 +76,44 @@ def expectation_points(q, method, n_samples=256, seed=0, antithetic=False):
     return gamma, np.full(n_samples, 1.0 / n_samples)
 
 
-def _evaluate(model, x, q, method, n_samples, seed, antithetic=False):
-    x = model.check_x(x)
+def _evaluate(model, x, q, method, n_samples, seed, antithetic=False, dtype=None):
+    if dtype is not None:
+        model, q = model.astype(dtype), q.astype(dtype)
+    x = model.check_x(x).astype(model.dtype, copy=False)
     if q.dims != model.latent_dims or q.batch != x.shape[0]:
         raise ValueError(f"q has latent dims {q.dims} and batch {q.batch}; the model needs "
                          f"{model.latent_dims} and x has batch {x.shape[0]}")
     method = resolve_method(model, method)
     gamma, w = expectation_points(q, method, n_samples, seed, antithetic)
+    gamma = gamma.astype(model.dtype, copy=False)
     z = q.split(q.transform(gamma))
-    logp = model.log_joint(x, z)                                    # (K, batch)
+    fw = model.forward(x, z)
+    logp = model.log_joint(x, z, fw)                                # (K, batch)
     value = w @ logp + q.entropy()
     if method == "mc":
         units = 0.5 * (logp[: len(w) // 2] + logp[len(w) // 2:]) if antithetic else logp
         stderr = units.std(axis=0, ddof=1) / np.sqrt(len(units))
     else:
         stderr = np.zeros_like(value)
-    return x, z, gamma, w, ElboEstimate(value, stderr, method)
+    return x, z, fw, gamma, w, ElboEstimate(value, stderr, method)
 
 
 def elbo(model, x, q, method: str = "auto", n_samples: int = 256, seed: int = 0,
-         antithetic: bool = False) -> ElboEstimate:
-    """ELBO of q for each data point in ``x`` (batch, d_0). Returns :class:`ElboEstimate`."""
-    return _evaluate(model, x, q, method, n_samples, seed, antithetic)[-1]
+         antithetic: bool = False, dtype=None) -> ElboEstimate:
+    """ELBO of q for each data point in ``x`` (batch, d_0). Returns :class:`ElboEstimate`.
+    ``dtype`` (e.g. ``"float32"``): compute in that type (default: the model's own)."""
+    return _evaluate(model, x, q, method, n_samples, seed, antithetic, dtype)[-1]
 
 
 def elbo_gradient(model, x, q, method: str = "auto", n_samples: int = 256, seed: int = 0,
-                  parameters: bool = True, antithetic: bool = False) -> ElboGradient:
+                  parameters: bool = True, antithetic: bool = False, dtype=None) -> ElboGradient:
     """ELBO and its gradients w.r.t. q's means, its (log-)variances or Cholesky factor, and
-    (``parameters=True``) every model parameter.  See the module docstring for the formulas."""
-    x, z, gamma, w, value = _evaluate(model, x, q, method, n_samples, seed, antithetic)
-    grads = model.grad_log_joint(x, z)                             # list (K, batch, d_l)
+    (``parameters=True``) every model parameter, from one forward pass through the model.  See
+    the module docstring for the formulas.  ``dtype``: as for :func:`elbo`."""
+    if dtype is not None:
+        model, q = model.astype(dtype), q.astype(dtype)
+    x, z, fw, gamma, w, value = _evaluate(model, x, q, method, n_samples, seed, antithetic)
+    grads = model.gradient(fw)                                     # list (K, batch, d_l)
     gflat = np.concatenate(grads, axis=-1)                         # (K, batch, D)
     out = ElboGradient(elbo=value, means=q.split(np.tensordot(w, gflat, axes=1)))
     if q.is_diagonal:
@@ -117,5 +125,6 @@ def elbo_gradient(model, x, q, method: str = "auto", n_samples: int = 256, seed:
                                               1.0 / np.diagonal(q.chol, axis1=-2, axis2=-1),
                                               np.eye(q.D))
     if parameters:
-        out.params = model.parameter_gradient(x, z, w[:, None])
+        # the points have equal weights (Monte Carlo and sigma points alike)
+        out.params = model.parameter_gradient(x, z, float(w[0]), forward=fw)
     return out

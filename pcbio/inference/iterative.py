@@ -1,21 +1,62 @@
-"""Gradient iterative inference (Marino, Yue & Mandt 2018 with ``f = λ + α∇``).
+"""Gradient iterative inference (Marino, Yue & Mandt 2018 with ``f = λ + α∇``;
+``docs/mathematics.md`` §5).
 
 ``μ ← μ + α ∇_μ L`` (and optionally ``log s² ← log s² + α_s ∇_{log s²} L``).  With a point
 posterior (``log_var=None``) the update is ``μ ← μ + α ∇_z log p(x, μ)``: an Euler step of the
 predictive-coding dynamics with ``α = dt/τ`` — the update every circuit is compared with.
+
+The loop does only what is asked for: one forward pass per step, whose errors the gradient
+reuses; recording (and the log joint) only every ``record_every`` steps; validation, dtype
+conversion and the stability limit before the loop.  Divergence is caught, not returned: for a
+linear model the step size is checked against the stability limit ``α < 2/λ_max(H)`` before the
+loop, and for any point posterior the log joint must not fall between consecutive steps at
+regular checkpoints (gradient ascent with a stable step never lowers it).
 """
 
 import numpy as np
+from scipy.sparse.linalg import LinearOperator, eigsh
 
 from ..checks import positive_int, positive_number
-from ..trajectory import Trajectory
+from ..trajectory import InferenceRunInfo, Trajectory
 from .elbo import elbo_gradient, resolve_method
 from .posterior import GaussianPosterior
 
+#: the log joint is compared between steps k-1 and k at every multiple k of this and at the
+#: last step (odd: a period-2 oscillation shows a fall at every other checkpoint)
+CHECK_EVERY = 11
 
-def gradient_inference(model, x, steps=100, step_size=0.1, init=None, log_var=None,
-                       learn_variance=False, variance_step_size=None, method="auto",
-                       n_samples=64, seed=0, record_every=1):
+
+class DivergenceError(ValueError):
+    """Gradient iterative inference diverged: the step size is too large for the model."""
+
+
+def stability_limit(model, x) -> float | None:
+    """``2 / λ_max(H)`` for a linear model (H the constant posterior precision, from Lanczos on
+    Hessian-vector products of the model's own gradient), None for nonlinear models."""
+    if not model.is_linear:
+        return None
+    x = x[:1].astype(float)
+    dims = model.latent_dims
+    split = np.cumsum(dims)[:-1]
+    zero = model.grad_log_joint(x, [np.zeros((1, d)) for d in dims])
+
+    def hv(v):     # H v = ∇ log p(0) − ∇ log p(v) for a quadratic log p
+        g = model.grad_log_joint(x, np.split(np.asarray(v, float).reshape(1, -1), split, axis=-1))
+        return np.concatenate([a - b for a, b in zip(zero, g)], axis=-1).ravel()
+    D = sum(dims)
+    if D <= 2:
+        lam = np.linalg.eigvalsh(np.stack([hv(e) for e in np.eye(D)])).max()
+    else:
+        op = LinearOperator((D, D), matvec=hv, dtype=float)
+        lam = eigsh(op, k=1, which="LA", tol=1e-6, v0=np.ones(D), return_eigenvectors=False)[0]
+    return float(2.0 / lam)
+
+
+def gradient_inference(model, x, steps: int = 100, step_size: float = 0.1, init=None,
+                       log_var=None, learn_variance: bool = False,
+                       variance_step_size: float | None = None, method: str = "auto",
+                       n_samples: int = 64, seed: int = 0, record_every: int = 1,
+                       dtype=None) -> Trajectory:
     """Run ``steps`` gradient-ascent steps on the ELBO from ``init``.
 
     Parameters
@@ -34,12 +75,19 @@ def gradient_inference(model, x, steps=100, step_size=0.1, init=None, log_var=No
         How expectations are taken (see :mod:`pcbio.inference.elbo`); step k uses noise seed
         ``seed + k``.
     record_every : int
-        Record steps 0, k, 2k, … only (long runs of large models).
+        Record steps 0, k, 2k, … and the last step only (long runs of large models).
+    dtype : ``"float32"`` or ``"float64"``, optional
+        Compute in this type (the model is converted once); default the model's own.
 
     Returns
     -------
-    Trajectory with t = the recorded step numbers (0 … steps), means, errors ε at the means,
-    scores ``log_joint`` (at the means) and, when q has variances, ``elbo``.
+    Trajectory with t = the recorded step numbers, means, errors ε at the means, scores
+    ``log_joint`` (at the means) and, when q has variances, ``elbo``.
+
+    Raises
+    ------
+    DivergenceError (a ValueError) when ``step_size`` is beyond a linear model's stability limit,
+    or when the log joint falls between two steps or values overflow.
     """
     x = model.check_x(x)
     steps = positive_int(steps, "steps", minimum=0)
@@ -51,46 +99,101 @@ def gradient_inference(model, x, steps=100, step_size=0.1, init=None, log_var=No
         raise ValueError("learn_variance=True needs initial log_var")
     method = resolve_method(model, method)
     z = model.prior_means(len(x)) if init is None else model.check_latents(init, len(x), "init")
+    limit = stability_limit(model, x)
+    if limit is not None and alpha >= limit:
+        raise DivergenceError(f"step_size={alpha:g} is beyond this model's stability limit "
+                              f"2/lambda_max = {limit:.4g}; use a step size below it")
+    dtype = np.dtype(dtype or model.dtype)
+    model, x = model.astype(dtype), x.astype(dtype)
+    z = [zl.astype(dtype) for zl in z]          # copies: updated in place below
     if np.isscalar(log_var):
-        log_var = [np.full(m.shape, float(log_var)) for m in z]
+        log_var = [np.full(m.shape, float(log_var), dtype=dtype) for m in z]
     elif log_var is not None:
-        log_var = [np.broadcast_to(np.asarray(lv, float), m.shape).copy()
+        log_var = [np.broadcast_to(np.asarray(lv, dtype), m.shape).copy()
                    for lv, m in zip(log_var, z)]
 
-    rec = {"t": [], "means": [], "errors": [], "log_var": [], "log_joint": [], "elbo": []}
-    for k in range(steps + 1):
-        eps = model.errors(x, z)
-        record = k % record_every == 0
-        if record:
-            rec["t"].append(k)
-            rec["means"].append(z)
-            rec["errors"].append(eps)
-            rec["log_joint"].append(model.log_joint(x, z))
-        if log_var is None:
-            grad = model.grad_from_errors(z, eps)
-        else:
-            g = elbo_gradient(model, x, GaussianPosterior(z, log_var=log_var), method,
-                              n_samples, seed + k, parameters=False)
+    recorded = sorted(set(range(0, steps + 1, record_every)) | {steps})
+    batch = len(x)
+    rec = _Records(len(recorded), batch, model.dims, dtype, log_var is not None)
+    previous = None
+    with np.errstate(over="ignore", invalid="ignore"):     # overflow is caught and reported
+        for k in range(steps + 1):
+            record = len(rec) < len(recorded) and k == recorded[len(rec)]
+            check = log_var is None and k > 0 and (k % CHECK_EVERY in (0, CHECK_EVERY - 1)
+                                                   or k >= steps - 1)
+            if log_var is None:
+                fw = model.forward(x, z)
+                grad = model.gradient(fw)
+                eps = fw.errors
+                logp = model.log_joint(x, z, fw) if (record or check) else None
+            else:
+                g = elbo_gradient(model, x, GaussianPosterior(z, log_var=log_var), method,
+                                  n_samples, seed + k, parameters=False, dtype=dtype)
+                grad, eps = g.means, (model.errors(x, z) if record else None)
+                logp = model.log_joint(x, z) if record else None
             if record:
-                rec["log_var"].append(log_var)
-                rec["elbo"].append(g.elbo.value)
-            grad = g.means
-            if learn_variance and k < steps:
-                log_var = [lv + alpha_s * gl for lv, gl in zip(log_var, g.log_var)]
-        if not all(np.all(np.isfinite(g_)) for g_ in grad):
-            raise FloatingPointError(f"gradient iterative inference diverged at step {k} "
-                                     f"(step_size={alpha} is too large for this model)")
-        z = [zl + alpha * gl for zl, gl in zip(z, grad)]
+                rec.add(z, eps, logp, log_var, None if log_var is None else g.elbo.value)
+            if check:
+                previous = _check_progress(logp, previous, k, alpha)
+            if k < steps:
+                if log_var is not None and learn_variance:
+                    for lv, gl in zip(log_var, g.log_var):
+                        lv += alpha_s * gl
+                for zl, gl in zip(z, grad):
+                    zl += alpha * gl
+    if not all(np.isfinite(zl).all() for zl in z):
+        raise DivergenceError(f"gradient iterative inference diverged (values overflowed; "
+                              f"step_size={alpha:g} is too large for this model)")
+    scores = {"log_joint": rec.log_joint}
+    if log_var is not None:
+        scores["elbo"] = rec.elbo
+    return Trajectory(t=np.array(recorded, dtype=float), time_unit="step", means=rec.means,
+                      errors=rec.errors, log_var=rec.log_var, scores=scores,
+                      info=InferenceRunInfo(source="gradient iterative inference",
+                                            step_size=alpha, steps=steps,
+                                            method=method if log_var is not None else "point",
+                                            learn_variance=bool(learn_variance), seed=seed))
 
-    def stack(seq):
-        return [np.stack(level) for level in zip(*seq)] if seq else None
 
-    scores = {"log_joint": np.stack(rec["log_joint"])}
-    if rec["elbo"]:
-        scores["elbo"] = np.stack(rec["elbo"])
-    return Trajectory(t=np.array(rec["t"], dtype=float), time_unit="step",
-                      means=stack(rec["means"]), errors=stack(rec["errors"]),
-                      log_var=stack(rec["log_var"]), scores=scores,
-                      info={"source": "gradient iterative inference", "step_size": alpha,
-                            "steps": steps, "method": method if log_var is not None else "point",
-                            "learn_variance": bool(learn_variance), "seed": seed})
+class _Records:
+    """Recorded steps, written into arrays allocated once: means and log-variances (T, batch,
+    d_l) for levels 1 … L, errors (T, batch, d_l) for levels 0 … L, log joint and ELBO (T, batch)."""
+
+    def __init__(self, n, batch, dims, dtype, variances):
+        self.n, self.k = n, 0
+        self.means = [np.empty((n, batch, d), dtype) for d in dims[1:]]
+        self.errors = [np.empty((n, batch, d), dtype) for d in dims]
+        self.log_joint = np.empty((n, batch), dtype)
+        self.log_var = [np.empty((n, batch, d), dtype) for d in dims[1:]] if variances else None
+        self.elbo = np.empty((n, batch)) if variances else None
+
+    def __len__(self):
+        return self.k
+
+    def add(self, z, eps, logp, log_var, elbo):
+        k = self.k
+        for buf, value in zip(self.means + self.errors, list(z) + list(eps)):
+            buf[k] = value
+        self.log_joint[k] = logp
+        if log_var is not None:
+            for buf, value in zip(self.log_var, log_var):
+                buf[k] = value
+            self.elbo[k] = elbo
+        self.k += 1
+
+
+def _check_progress(logp, previous, k, alpha):
+    """Gradient ascent with a stable step never lowers the log joint: compare step k with step
+    k-1 (when both were checked) and raise DivergenceError if it fell beyond round-off."""
+    if not np.isfinite(logp).all():
+        raise DivergenceError(f"gradient iterative inference diverged at step {k} (log p(x, z) "
+                              f"is not finite; step_size={alpha:g} is too large for this model)")
+    if previous is not None and previous[0] == k - 1:
+        tol = 1e-6 if logp.dtype == np.float32 else 1e-10
+        fall = previous[1] - logp
+        if np.any(fall > tol * (1.0 + np.abs(logp))):
+            raise DivergenceError(
+                f"gradient iterative inference is unstable: log p(x, z) fell by "
+                f"{float(fall.max()):.3g} at step {k}; step_size={alpha:g} is too large for this "
+                "model (gradient ascent with a stable step never lowers it) — use a smaller step")
+    return k, logp

@@ -5,6 +5,8 @@ vector ``[z_1; …; z_L]`` of size ``D = Σ_l d_l`` (the exact posterior of a li
 correlations within and across levels).
 """
 
+import copy
+
 import numpy as np
 
 from ..checks import as_array
@@ -48,6 +50,18 @@ class GaussianPosterior:
             except np.linalg.LinAlgError:
                 raise ValueError("cov must be positive definite") from None
             self.cov = cov
+
+    def astype(self, dtype) -> "GaussianPosterior":
+        """The same q with its arrays in ``dtype``."""
+        if self.means[0].dtype == np.dtype(dtype):
+            return self
+        new = copy.copy(self)
+        new.means = [m.astype(dtype) for m in self.means]
+        if self.log_var is not None:
+            new.log_var = [lv.astype(dtype) for lv in self.log_var]
+        else:
+            new.cov, new.chol = self.cov.astype(dtype), self.chol.astype(dtype)
+        return new
 
     @property
     def is_diagonal(self):
