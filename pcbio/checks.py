@@ -13,11 +13,20 @@ _NOT_NUMBERS = {"b": "true/false values", "c": "complex numbers", "U": "text", "
                 "O": "mixed or non-numeric values", "M": "dates", "m": "time deltas", "V": "records"}
 
 
-def as_array(value, name, ndim=None, shape=None):
+#: model parameters and data must stay within ±MAX_ABS: their squares, summed over thousands of
+#: terms and weighted by precisions up to 1/MIN_VARIANCE, must stay inside float64's range
+MAX_ABS = 1e100
+#: noise variances must lie in [MIN_VARIANCE, MAX_VARIANCE]: their precisions weight squared
+#: errors, and the exact posterior and ELBO need them invertible to well within float64
+MIN_VARIANCE, MAX_VARIANCE = 1e-20, 1e20
+
+
+def as_array(value, name, ndim=None, shape=None, nonempty=True):
     """Convert ``value`` to a finite float64 array, checking its dimensionality and shape.
 
     Only real numbers are accepted: booleans, text, complex numbers and ragged lists are errors,
-    not silently converted.  ``shape`` may contain ``None`` for "any length" in that axis.
+    not silently converted; so are empty arrays (unless ``nonempty=False``) and values beyond
+    ±MAX_ABS.  ``shape`` may contain ``None`` for "any length" in that axis.
     Raises ``TypeError`` for non-numeric input and ``ValueError`` for NaN/Inf or a wrong shape.
     """
     try:
@@ -36,8 +45,13 @@ def as_array(value, name, ndim=None, shape=None):
         if arr.ndim != len(shape) or any(s is not None and s != a for s, a in zip(shape, arr.shape)):
             want = "(" + ", ".join("any" if s is None else str(s) for s in shape) + ")"
             raise ValueError(f"{name} must have shape {want}, got {arr.shape}")
+    if nonempty and 0 in arr.shape:
+        raise ValueError(f"{name} is empty (shape {arr.shape}); every axis needs at least one entry")
     if not np.isfinite(arr).all():
         raise ValueError(f"{name} contains NaN or Inf; all entries must be finite")
+    if arr.size and np.abs(arr).max() > MAX_ABS:
+        raise ValueError(f"{name} has values up to {np.abs(arr).max():.3g}, beyond ±{MAX_ABS:g}: "
+                         "their squared errors would overflow float64")
     return arr
 
 

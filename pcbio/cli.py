@@ -6,12 +6,15 @@ one-line message on stderr, never a traceback.
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
 import numpy as np
 
 from . import __version__
+from .checks import as_array
+from .cost import JSON_COV_LIMIT, check_affordable, inference_cost, simulation_cost
 from .io import to_jsonable
 from .progress import Progress
 
@@ -22,32 +25,59 @@ class UsageError(ValueError):
     """Bad command-line input."""
 
 
-def parse_x(text, dim):
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: a bad option is reported like every other bad input."""
+
+    def error(self, message):
+        raise UsageError(f"{self.prog.removeprefix('pcbio ')}: {message}")
+
+
+def _number(kind, option, minimum, strict):
+    """An argparse type: an int or float >= (or >) ``minimum``; errors name the option."""
+    def convert(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or not np.isfinite(value) or value < minimum or (strict and value == minimum):
+            bound = f"{'>' if strict else '>='} {minimum}"
+            noun = "an integer" if kind is int else "a number"
+            raise argparse.ArgumentTypeError(f"must be {noun} {bound}, got {text!r}")
+        return value
+    convert.__name__ = option
+    return convert
+
+
+def parse_x(text, model):
     """``--x``: comma-separated numbers (one data point; ``;`` separates points), or a path to a
-    ``.npy`` / ``.csv`` file with one data point per row.  Returns (batch, dim)."""
+    ``.npy`` / ``.csv`` file with one data point per row.  Returns (batch, d_0), checked like any
+    data (real, finite, non-empty, within float64's useful range for the model)."""
+    dim = model.dims[0]
     path = Path(text)
     if path.suffix in (".npy", ".csv"):
+        if path.is_dir():
+            raise UsageError(f"--x: {text} is a folder, not a data file")
         if not path.is_file():
             raise UsageError(f"--x: file not found: {text}")
         try:
-            x = np.load(path) if path.suffix == ".npy" else np.loadtxt(path, delimiter=",", ndmin=1)
-        except ValueError as err:
-            raise UsageError(f"--x: could not read {text}: {err}") from None
+            x = (np.load(path, allow_pickle=False) if path.suffix == ".npy"
+                 else np.loadtxt(path, delimiter=",", ndmin=1))
+        except (ValueError, OSError, UnicodeDecodeError) as err:
+            raise UsageError(f"--x: could not read {text} as a {path.suffix} file of numbers "
+                             f"({' '.join(str(err).split())[:120]})") from None
     else:
         try:
-            x = np.array([[float(v) for v in row.split(",")] for row in text.split(";")])
+            x = [[float(v) for v in row.split(",")] for row in text.split(";")]
         except ValueError:
             raise UsageError(f"--x must be comma-separated numbers (';' between data points) or a "
                              f".npy/.csv file, got {text!r}") from None
-    x = np.asarray(x, dtype=float)
+    x = as_array(x, "--x", ndim=(1, 2))
     # a 1-D file is one data point, or — for one-dimensional data — one data point per entry
     x = x.reshape(-1, 1) if (x.ndim == 1 and dim == 1) else np.atleast_2d(x)
-    if x.ndim != 2 or x.shape[1] != dim:
+    if x.shape[1] != dim:
         raise UsageError(f"--x must have {dim} values per data point (the model's data "
                          f"dimension), got shape {x.shape}")
-    if not np.all(np.isfinite(x)):
-        raise UsageError("--x contains NaN or Inf")
-    return x
+    return model.check_x(x, "--x")
 
 
 def quantity(text, unit_name, option):
@@ -77,23 +107,41 @@ def _batch_json(values):
 
 
 def cmd_infer(args):
-    from .inference import (elbo, exact_posterior, gradient_inference, laplace_elbo,
-                            log_evidence, map_estimate)
+    from .inference import (DivergenceError, elbo, exact_posterior, gradient_inference,
+                            laplace_elbo, log_evidence, map_estimate)
     from .model import load_model
     model = load_model(args.model)
-    x = parse_x(args.x, model.dims[0])
+    x = parse_x(args.x, model)
+    progress = Progress(quiet=args.quiet)
+    if args.method == "exact" and not model.is_linear:
+        raise UsageError(f"--method exact needs a linear model; {model.name} has nonlinear "
+                         "links (use --method map, gradient or a circuit)")
+    circuit = args.method not in ("exact", "gradient", "map")
+    options = _circuit_options(args, args.method) if circuit else {}
+    cost = inference_cost(model, len(x), "gradient" if circuit else args.method, args.steps)
+    if circuit:
+        dt, duration = options["dt"], options["duration"]
+        cost_sim = simulation_cost(model, len(x), int(round(float(duration / dt))), 10)
+        cost = type(cost)(cost.seconds + cost_sim.seconds, max(cost.bytes, cost_sim.bytes),
+                          cost_sim.what)
+    check_affordable(cost, args.force, progress)
     out = {"model": model.name, "method": args.method, "batch": len(x)}
     log_px = log_evidence(model, x) if model.is_linear else None
     if args.method == "exact":
-        if not model.is_linear:
-            raise UsageError(f"--method exact needs a linear model; {model.name} has nonlinear "
-                             "links (use --method map, gradient or rate)")
         q = exact_posterior(model, x)
         means, value = q.means, elbo(model, x, q)
-        out["posterior_cov"] = np.asarray(q.cov).tolist()
+        D = sum(model.latent_dims)
+        out["posterior_var"] = [v.tolist() for v in q.split(np.diag(q.cov))]
+        out["posterior_cov"] = np.asarray(q.cov).tolist() if D * D <= JSON_COV_LIMIT else None
+        if out["posterior_cov"] is None:
+            out["posterior_cov_note"] = (f"omitted: {D} x {D} entries; posterior_var holds its "
+                                         "diagonal (pcbio.inference.exact_posterior gives all)")
     else:
         if args.method == "gradient":
-            traj = gradient_inference(model, x, steps=args.steps, step_size=args.step_size)
+            try:
+                traj = gradient_inference(model, x, steps=args.steps, step_size=args.step_size)
+            except DivergenceError as err:
+                raise UsageError(err.message("--step-size")) from None
             means = traj.final_means()
             out.update(steps=args.steps, step_size=args.step_size)
         elif args.method == "map":
@@ -102,7 +150,7 @@ def cmd_infer(args):
         else:
             from .simulate import infer_with_circuit
             means, info = infer_with_circuit(model, x, circuit=args.method, tol=args.tol,
-                                             **_circuit_options(args, args.method))
+                                             progress=progress, **options)
             out.update(info)
         value = laplace_elbo(model, x, means, seed=args.seed)
         out["elbo_q"] = "Laplace: N(estimate, inverse Hessian of -log p(x, z) at the estimate)"
@@ -154,16 +202,15 @@ def cmd_map(args):
     from .mapping import map_circuit
     from .model import load_model
     model = load_model(args.model)
-    x = parse_x(args.x, model.dims[0])
-    if args.posterior_std is not None and not (np.isfinite(args.posterior_std)
-                                               and args.posterior_std > 0):
-        raise UsageError(f"--posterior-std must be > 0, got {args.posterior_std}")
+    x = parse_x(args.x, model)
+    options = _circuit_options(args, args.circuit)
+    steps = int(round(float(options["duration"] / options["dt"])))
+    check_affordable(simulation_cost(model, len(x), steps, max(1, steps // 2000)), args.force,
+                     Progress(quiet=args.quiet))
     report = map_circuit(model, x, circuit=args.circuit, plot=args.plot, seed=args.seed,
-                         posterior_std=args.posterior_std, **_circuit_options(args, args.circuit))
-    if args.json:
-        print(json.dumps(to_jsonable(report)))
-    else:
-        print(json.dumps(to_jsonable(report), indent=2))
+                         posterior_std=args.posterior_std, progress=Progress(quiet=args.quiet),
+                         **options)
+    print(json.dumps(to_jsonable(report), indent=None if args.json else 2))
     return 0
 
 
@@ -183,8 +230,12 @@ def cmd_list(args):
 
 def cmd_run(args):
     from .experiment import run_experiment
-    from .paths import list_experiments
+    from .io import check_output_folder
+    from .paths import find_experiment, list_experiments
     names = list_experiments() if args.experiment == "all" else [args.experiment]
+    for name in names:                       # every name and the folder, before any runs
+        find_experiment(name)
+    check_output_folder(args.out, "--out")
     for name in names:
         paths = run_experiment(name, args.out, quick=args.quick, seed=args.seed,
                                progress=Progress(quiet=args.quiet))
@@ -194,10 +245,17 @@ def cmd_run(args):
 
 def build_parser():
     from .circuits import CIRCUITS
-    p = argparse.ArgumentParser(prog="pcbio", description="Predictive coding circuits in brian2, "
-                                "checked against the ELBO.")
+    p = Parser(prog="pcbio", description="Predictive coding circuits in brian2, checked against "
+               "the ELBO.")
     p.add_argument("--version", action="version", version=f"pcbio {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
+    seed = _number(int, "--seed", 0, strict=False)
+
+    def common(sp):
+        sp.add_argument("--seed", type=seed, default=0, help="seed for Monte-Carlo estimates")
+        sp.add_argument("--quiet", action="store_true", help="no progress messages")
+        sp.add_argument("--force", action="store_true",
+                        help="run even when the estimated time or memory is very large")
 
     def circuit_args(sp, duration):
         sp.add_argument("--duration", default=duration, help="simulated time (the maximum for "
@@ -205,7 +263,7 @@ def build_parser():
         sp.add_argument("--dt", default="0.1ms", help="integration time step, e.g. 0.1ms")
         sp.add_argument("--target", choices=["numpy", "cython", "cpp_standalone", "auto"],
                         default="auto", help="brian2 code-generation target")
-        sp.add_argument("--seed", type=int, default=0, help="seed for Monte-Carlo estimates")
+        common(sp)
         seen = set()
         for kind in sorted(CIRCUITS):       # each kind's own options, in a group of their own
             group = sp.add_argument_group(f"options of the {kind} circuit "
@@ -227,23 +285,25 @@ def build_parser():
     sp.add_argument("--x", required=True, help="data: '1,-2,0.5' ('; ' between points) or .npy/.csv")
     sp.add_argument("--method", choices=["exact", "gradient", "map"] + sorted(CIRCUITS),
                     default="gradient", help="VAE-side inference, or a circuit kind")
-    sp.add_argument("--steps", type=int, default=1000, help="gradient steps (--method gradient)")
-    sp.add_argument("--step-size", type=float, default=0.05, help="α of μ ← μ + α∇_μ L")
-    sp.add_argument("--tol", type=float, default=1e-8,
+    sp.add_argument("--steps", type=_number(int, "--steps", 0, strict=False), default=1000,
+                    help="gradient steps (--method gradient)")
+    sp.add_argument("--step-size", type=_number(float, "--step-size", 0, strict=True),
+                    default=0.05, help="α of μ ← μ + α∇_μ L (--method gradient)")
+    sp.add_argument("--tol", type=_number(float, "--tol", 0, strict=True), default=1e-8,
                     help="circuit methods: stop when max |τ dz/dt| < tol")
     sp.add_argument("--json", action="store_true", help="print one JSON object")
     circuit_args(sp, "1000ms")
     sp.set_defaults(func=cmd_infer)
 
     sp = sub.add_parser("map", help="run a circuit and measure its distance to the ELBO gradient")
-    sp.add_argument("model")
-    sp.add_argument("--x", required=True)
+    sp.add_argument("model", help="model file (TOML) or the name of a model in models/")
+    sp.add_argument("--x", required=True, help="data: '1,-2,0.5' ('; ' between points) or .npy/.csv")
     sp.add_argument("--circuit", choices=sorted(CIRCUITS), default="rate")
     sp.add_argument("--json", action="store_true", help="print one JSON object (compact)")
-    sp.add_argument("--plot", help="write the mapping figure to this file (.pdf or .png)")
-    sp.add_argument("--posterior-std", type=float, default=None,
-                    help="compare dz/dt with grad_mu ELBO of N(z, s^2 I) at this s (default: the "
-                         "s -> 0 limit, grad_z log p)")
+    sp.add_argument("--plot", help="write the mapping figure to this file (.pdf, .png or .svg)")
+    sp.add_argument("--posterior-std", type=_number(float, "--posterior-std", 0, strict=True),
+                    default=None, help="compare dz/dt with grad_mu ELBO of N(z, s^2 I) at this s "
+                                       "(default: the s -> 0 limit, grad_z log p)")
     circuit_args(sp, "200ms")
     sp.set_defaults(func=cmd_map)
 
@@ -254,22 +314,31 @@ def build_parser():
     sp.add_argument("experiment")
     sp.add_argument("--quick", action="store_true", help="smaller, faster version")
     sp.add_argument("--out", default="results", help="output folder")
-    sp.add_argument("--seed", type=int, default=0)
-    sp.add_argument("--quiet", action="store_true", help="no progress messages")
+    common(sp)
     sp.set_defaults(func=cmd_run)
     return p
 
 
-def main(argv=None):
+def main(argv=None) -> int:
+    """Run the command line; returns the exit status: 0 done, 2 bad input (nothing computed,
+    nothing written), 1 a computation that failed (unstable simulation, optimiser), 3 an
+    internal error, 130 interrupted."""
     from .inference import OptimisationError
     from .simulate import SimulationError
-    args = build_parser().parse_args(argv)
     try:
+        args = build_parser().parse_args(argv)
         return args.func(args)
     except (ValueError, TypeError, FileNotFoundError, FloatingPointError) as err:
         return _fail(err, EXIT_USAGE)
     except (OptimisationError, SimulationError) as err:
         return _fail(err, 1)
+    except KeyboardInterrupt:
+        return _fail("interrupted; no results were written", 130)
+    except Exception as err:      # a bug, not the user's mistake: say so in one line
+        if os.environ.get("PCBIO_DEBUG"):
+            raise
+        return _fail(f"internal error ({type(err).__name__}: {err}); please report it with the "
+                     "command line (PCBIO_DEBUG=1 shows the traceback)", 3)
 
 
 def _fail(err, code):

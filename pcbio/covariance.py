@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-from .checks import as_array
+from .checks import MAX_VARIANCE, MIN_VARIANCE, as_array
 
 SYMMETRY_RTOL = 1e-8
 LOG_2PI = math.log(2.0 * math.pi)
@@ -41,7 +41,7 @@ class Covariance:
             raise ValueError(f"{name} must be a ({dim}, {dim}) matrix to match its level, "
                              f"got shape {arr.shape}")
         if arr.ndim < 2 and np.any(arr <= 0):
-            raise ValueError(f"{name}: variances must be > 0, got {arr.tolist()}")
+            raise ValueError(f"{name}: variances must be > 0, got {np.ravel(arr)[:8].tolist()}")
         if arr.ndim == 2:
             if not np.allclose(arr, arr.T, rtol=SYMMETRY_RTOL, atol=SYMMETRY_RTOL * np.abs(arr).max()):
                 raise ValueError(f"{name} must be symmetric; largest asymmetry "
@@ -52,6 +52,15 @@ class Covariance:
             except np.linalg.LinAlgError:
                 raise ValueError(f"{name} must be positive definite; smallest eigenvalue "
                                  f"{np.linalg.eigvalsh(arr).min():.3g}") from None
+        eig = np.linalg.eigvalsh(arr) if arr.ndim == 2 else np.ravel(arr)
+        if eig.min() < MIN_VARIANCE or eig.max() > MAX_VARIANCE:
+            raise ValueError(f"{name}: variances from {eig.min():.3g} to {eig.max():.3g} are outside "
+                             f"[{MIN_VARIANCE:g}, {MAX_VARIANCE:g}], the range in which precision-"
+                             "weighted errors, the exact posterior and the ELBO stay accurate in "
+                             "float64; rescale the model")
+        if eig.max() / eig.min() > 1e12:
+            raise ValueError(f"{name}: condition number {eig.max() / eig.min():.3g} exceeds 1e12; "
+                             "its inverse (the precision) would be dominated by round-off")
         self.value = arr
         self.matrix = arr * np.eye(dim) if arr.ndim == 0 else (np.diag(arr) if arr.ndim == 1 else arr)
         self.chol = np.linalg.cholesky(self.matrix)
@@ -72,6 +81,11 @@ class Covariance:
     @property
     def is_diagonal(self):
         return self.kind != "full"
+
+    @property
+    def smallest_variance(self) -> float:
+        """The smallest eigenvalue of Σ."""
+        return float(self._var.min() if self.is_diagonal else np.linalg.eigvalsh(self.matrix)[0])
 
     @property
     def variances(self):

@@ -9,7 +9,7 @@ writes ``OUT/NAME.json`` (the numbers behind the figure plus provenance) and ``O
 import importlib.util
 from pathlib import Path
 
-from .io import atomic_write, json_text, provenance
+from .io import check_output_folder, check_output_path, json_text, provenance
 from .paths import find_experiment
 from .plotting import save_figure
 from .progress import SILENT
@@ -26,12 +26,14 @@ def load_experiment(name):
 def run_experiment(name, out_dir="results", quick=False, seed=0, progress=SILENT):
     """Run experiment ``name``; returns the paths written (json, pdf, png)."""
     module = load_experiment(name)
+    stem = check_output_folder(out_dir, "--out") / name
+    for suffix in (".json", ".pdf", ".png"):
+        check_output_path(f"{stem}{suffix}", "--out")
     progress(f"experiment {name}: {module.DESCRIPTION}")
     fig, data, parameters = module.run(quick=quick, seed=seed, progress=progress)
-    stem = Path(out_dir) / name
     text = json_text({"experiment": name, "description": module.DESCRIPTION, "quick": quick,
                       **provenance(seed, parameters), "results": data})   # fails before writing
-    figures = save_figure(fig, f"{stem}.pdf", f"{stem}.png")
-    atomic_write(f"{stem}.json", lambda tmp: Path(tmp).write_text(text))
-    progress(f"wrote {stem}.json, {figures[0]}, {figures[1]}")
-    return [f"{stem}.json"] + figures
+    paths = save_figure(fig, f"{stem}.pdf", f"{stem}.png",
+                        together=[(f"{stem}.json", lambda tmp: Path(tmp).write_text(text))])
+    progress(f"wrote {', '.join(paths)}")
+    return paths

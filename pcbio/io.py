@@ -5,9 +5,11 @@ import datetime
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -57,21 +59,74 @@ def to_jsonable(obj):
     return obj
 
 
-def atomic_write(path, write):
-    """Call ``write(tmp_path)`` and move the result to ``path`` only if it succeeded."""
+def check_output_path(path, what: str) -> Path:
+    """Refuse, before any computation, an output file that could not be written: ``path`` is an
+    existing folder, or a folder on the way to it is a file, or its folder cannot be written.
+    ``what`` names the option in the message."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
-    os.close(fd)
+    if path.is_dir():
+        raise ValueError(f"{what}: {path} is a folder; give a file name")
+    parent = path.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ValueError(f"{what}: cannot create {path}: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK):
+        raise ValueError(f"{what}: cannot write {path}: no permission to write in {parent}")
+    return path
+
+
+def check_output_folder(folder, what: str) -> Path:
+    """Like :func:`check_output_path`, for a folder that will hold results."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"{what}: {folder} is a file; give a folder")
+    check_output_path(folder / "probe", what)
+    return folder
+
+
+def _commit(pairs):
+    """Move each finished temporary file to its destination with Ctrl-C held back, so that the
+    set of files appears whole."""
+    handler = signal.getsignal(signal.SIGINT)
+    main_thread = threading.current_thread() is threading.main_thread()
+    if main_thread:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
-        write(tmp)
         umask = os.umask(0)
         os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)         # mkstemp's 0600 would hide results from others
-        os.replace(tmp, path)
+        for tmp, path in pairs:
+            os.chmod(tmp, 0o666 & ~umask)     # mkstemp's 0600 would hide results from others
+            os.replace(tmp, path)
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        if main_thread:
+            signal.signal(signal.SIGINT, handler)
+
+
+def write_together(items) -> list[str]:
+    """Write several files so that they appear together or not at all: each ``(path, write)``
+    calls ``write(tmp_path)`` on a temporary file beside ``path``; only when every one succeeded
+    are they moved into place (an error or Ctrl-C before that leaves none of them)."""
+    pairs = []
+    try:
+        for path, write in items:
+            path = Path(path)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
+            os.close(fd)
+            pairs.append((tmp, path))
+            write(tmp)
+        _commit(pairs)
+    finally:
+        for tmp, _ in pairs:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    return [str(path) for _, path in pairs]
+
+
+def atomic_write(path, write):
+    """Call ``write(tmp_path)`` and move the result to ``path`` only if it succeeded."""
+    write_together([(path, write)])
 
 
 def json_text(data):

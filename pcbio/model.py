@@ -53,10 +53,12 @@ class Link:
         ``a`` (default 0), MLP links only.
     name : str
         Used in error messages (a model names unnamed links ``links[l]``).
+    cov_key : str
+        How the noise covariance is called in error messages (``"var"`` when a file said so).
     """
 
     def __init__(self, weights, bias=None, f="identity", cov=1.0, hidden_weights=None,
-                 hidden_bias=None, name="link"):
+                 hidden_bias=None, name="link", cov_key="cov"):
         self.name = name
         self.W = as_array(weights, f"{name}.weights", ndim=2)
         self.d_below, d_in = self.W.shape
@@ -76,7 +78,8 @@ class Link:
             self.a = (np.zeros(d_in) if hidden_bias is None
                       else as_array(hidden_bias, f"{name}.hidden_bias", shape=(d_in,)))
             self.d_above = self.A.shape[1]
-        self.cov = cov if isinstance(cov, Covariance) else Covariance(cov, self.d_below, f"{name}.cov")
+        self.cov = cov if isinstance(cov, Covariance) else Covariance(cov, self.d_below,
+                                                                      f"{name}.{cov_key}")
         if self.cov.dim != self.d_below:
             raise ValueError(f"{name}.cov has dimension {self.cov.dim}, expected {self.d_below}")
 
@@ -248,12 +251,23 @@ class GenerativeModel:
 
     # -- input checking ---------------------------------------------------------------------
     def check_x(self, x, name: str = "x") -> np.ndarray:
-        """Data as an array of shape (batch, d_0); a single vector (d_0,) becomes batch 1."""
+        """Data as an array of shape (batch, d_0); a single vector (d_0,) becomes batch 1.
+
+        Data whose float64 round-off would exceed 1e-4 standard deviations of the data noise
+        (large values against a tiny variance) are refused: every error computed from them would
+        be round-off."""
         x = as_array(x, name, ndim=(1, 2))
         x = x[None, :] if x.ndim == 1 else x
         if x.shape[1] != self.dims[0]:
             raise ValueError(f"{name} must have {self.dims[0]} entries per data point "
                              f"(the model's data dimension), got {x.shape[1]}")
+        noise = np.sqrt(self.links[0].cov.smallest_variance)
+        roundoff = np.finfo(float).eps * np.abs(x).max()
+        if roundoff > 1e-4 * noise:
+            raise ValueError(f"{name} has values up to {np.abs(x).max():.3g}: their float64 "
+                             f"round-off ({roundoff:.2g}) exceeds 1e-4 of the data noise's "
+                             f"standard deviation ({noise:.2g}, {self.links[0].name}); rescale "
+                             "the data or the model")
         return x
 
     def check_latents(self, z, batch: int, name: str = "z") -> list[np.ndarray]:
@@ -386,20 +400,28 @@ class GenerativeModel:
                              "hidden_bias"}, where)
             if "weights" not in ls:
                 raise ValueError(f"{where}: missing required key 'weights'")
-            links.append(Link(ls["weights"], ls.get("bias"), ls.get("f", "identity"),
-                              _cov_entry(ls, where, default=1.0), ls.get("hidden_weights"),
-                              ls.get("hidden_bias"), name=where))
-        return cls(top["mean"], _cov_entry(top, "[top]"), links[::-1],
-                   name=name or spec.get("name", "model"))
+            cov, key = _cov_entry(ls, where, default=1.0)
+            links.append(Link(ls["weights"], ls.get("bias"), ls.get("f", "identity"), cov,
+                              ls.get("hidden_weights"), ls.get("hidden_bias"), name=where,
+                              cov_key=key))
+        cov, key = _cov_entry(top, "[top]")
+        return cls(top["mean"], Covariance(cov, np.size(as_array(top["mean"], "[top].mean")),
+                                           f"[top].{key}"),
+                   links[::-1], name=name or spec.get("name", "model"))
 
     @classmethod
     def load(cls, path) -> "GenerativeModel":
         """Read a TOML model file."""
         path = Path(path)
+        if path.is_dir():
+            raise ValueError(f"{path} is a folder, not a model file (a .toml file or a model "
+                             "name)")
         if not path.is_file():
             raise FileNotFoundError(f"model file not found: {path}")
         try:
-            spec = tomllib.loads(path.read_text())
+            spec = tomllib.loads(path.read_text(encoding="utf-8"))
+        except UnicodeDecodeError:
+            raise ValueError(f"{path}: not a text file (a model file is TOML text)") from None
         except tomllib.TOMLDecodeError as err:
             raise ValueError(f"{path}: not valid TOML ({err})") from None
         try:
@@ -446,15 +468,17 @@ def _check_keys(table, allowed, where):
 
 
 def _cov_entry(table, where, default=None):
+    """The noise entry of a model-file table and the key it was given under (``cov``/``var``)."""
     if "cov" in table and "var" in table:
         raise ValueError(f"{where}: give either 'cov' or 'var', not both")
-    value = table.get("cov", table.get("var", default))
+    key = "cov" if "cov" in table else "var"
+    value = table.get(key, default)
     if value is None:
         raise ValueError(f"{where}: missing 'cov' (matrix) or 'var' (variances or one variance)")
-    if "var" in table and np.ndim(value) == 2:
+    if key == "var" and np.ndim(value) == 2:
         raise ValueError(f"{where}: 'var' must be a number or a list of variances; "
                          "use 'cov' for a matrix")
-    return value
+    return value, key
 
 
 def load_model(path_or_name) -> GenerativeModel:

@@ -41,6 +41,9 @@ def find_model(path_or_name):
     path = Path(path_or_name)
     if path.is_file():
         return path
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder, not a model file (give a .toml file or the name "
+                         "of a model in models/)")
     candidate = models_dir() / f"{path.stem}.toml"
     if path.suffix in ("", ".toml") and candidate.is_file() and path.parent == Path("."):
         return candidate

@@ -8,7 +8,7 @@ import numpy as np
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from .io import atomic_write  # noqa: E402
+from .io import check_output_path, write_together  # noqa: E402
 
 STYLE = {
     "font.size": 8, "axes.titlesize": 9, "axes.labelsize": 8, "legend.fontsize": 7,
@@ -42,23 +42,34 @@ def panel_label(ax, letter):
 FIGURE_FORMATS = ("pdf", "png", "svg")
 
 
-def check_figure_path(path):
-    """The format of a figure path, from its extension; ValueError if it is not one we write."""
+def check_figure_path(path, what: str = "figure file"):
+    """The format of a figure path, from its extension; ValueError if it is not one we write or
+    the file could not be written (checked before any computation)."""
     fmt = str(path).rsplit(".", 1)[-1].lower()
     if fmt not in FIGURE_FORMATS:
-        raise ValueError(f"figure file must end in .pdf, .png or .svg, got {path}")
+        raise ValueError(f"{what} must end in .pdf, .png or .svg, got {path}")
+    check_output_path(path, what)
     return fmt
 
 
-def save_figure(fig, *paths):
-    """Write ``fig`` to every path (format from the extension: vector PDF/SVG, 300-dpi PNG),
-    atomically, then close it; returns the paths."""
-    formats = [check_figure_path(p) for p in paths]
-    with style():
-        for path, fmt in zip(paths, formats):
-            atomic_write(path, lambda tmp, fmt=fmt: fig.savefig(tmp, format=fmt))
-    plt.close(fig)
-    return [str(p) for p in paths]
+def figure_writers(fig, *paths):
+    """``(path, write)`` pairs for :func:`pcbio.io.write_together`: ``fig`` in each format (from
+    the extension: vector PDF/SVG, 300-dpi PNG)."""
+    def writer(fmt):
+        def write(tmp):
+            with style():
+                fig.savefig(tmp, format=fmt)
+        return write
+    return [(p, writer(check_figure_path(p))) for p in paths]
+
+
+def save_figure(fig, *paths, together=()):
+    """Write ``fig`` to every path — and the ``(path, write)`` items of ``together`` (e.g. the
+    JSON behind it) — all together or none, then close it; returns the paths."""
+    try:
+        return write_together(list(together) + figure_writers(fig, *paths))
+    finally:
+        plt.close(fig)
 
 
 def mapping_figure(result, title=None):

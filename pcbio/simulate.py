@@ -42,7 +42,7 @@ def check_stability(circuit: Circuit, x: np.ndarray, z: list, dt, t: float | Non
             if t is None:
                 raise ValueError(f"dt={dt} is too large: explicit Euler needs dt*lambda/{name} < 2 "
                                  f"with lambda={rate:.3g} ({what}) and {name}={tau}; {limit}")
-            raise SimulationError(f"the run became unstable at t = {t:.4g} s: dt*lambda/{name} = "
+            raise SimulationError(f"the run became unstable by t = {t:.4g} s: dt*lambda/{name} = "
                                   f"{float(dt / tau) * rate:.3g} >= 2 with lambda={rate:.3g} ({what} "
                                   f"at the current state); {limit}")
 

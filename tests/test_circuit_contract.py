@@ -9,6 +9,7 @@ import pytest
 from brian2 import ms
 
 from conftest import random_model
+from pcbio import load_model
 from pcbio.circuits import CIRCUITS, CircuitNetwork, build_circuit
 from pcbio.cli import main
 from pcbio.encoding import Encoding
@@ -66,20 +67,21 @@ def test_run_decode_map_and_round_trip(kind, tmp_path):
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_instability_is_detected_during_the_run(kind):
-    """A stimulus that jumps to 1e300 after 2 ms overflows the circuit: the run stops with a
-    SimulationError naming when (the stability guard), whatever the kind.  A network whose state
-    already holds NaN refuses to run on from it."""
-    m = small_model()
-    x = m.sample(1, seed=0)[0]
-    frames = np.stack([x, np.full_like(x, 1e300)])
+    """Bogacz's square link with a stimulus that jumps from 2 to 1e4 after 2 ms: the start is
+    stable (dt·λ/τ = 0.5 at the prior mean), but on the way to v ≈ 100 the curvature
+    λ = 1 + 6v² − 2u grows to ~4e4 and explicit Euler diverges.  The run stops with a
+    SimulationError naming when, whatever the kind.  A network whose state already holds NaN
+    refuses to run on from it."""
+    m = load_model("bogacz2017")
+    frames = np.array([[[2.0]], [[1e4]]])
     with pytest.raises(SimulationError, match="unstable by t = "):
-        simulate(build_circuit(m, kind), frames, stimulus_dt=2 * ms, duration=6 * ms,
+        simulate(build_circuit(m, kind), frames, stimulus_dt=2 * ms, duration=100 * ms,
                  target="numpy")
     net = CircuitNetwork(build_circuit(m, kind), 1, 0.1 * ms, target="numpy")
     pop = next(p for p in net.populations.values() if p.neuron.dynamic)
     setattr(net.groups[pop.name], pop.encoding.variable + "_", np.nan)
     with pytest.raises(SimulationError, match="unstable before the run"):
-        run(net, x, duration=2 * ms)
+        run(net, [[2.0]], duration=2 * ms)
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -27,7 +27,19 @@ CHECK_EVERY = 11
 
 
 class DivergenceError(ValueError):
-    """Gradient iterative inference diverged: the step size is too large for the model."""
+    """Gradient iterative inference diverged: the step size is too large for the model.
+
+    ``template`` is the message with ``{step}`` where the step size is named, so that the
+    command line can name its option: ``str(err)`` says ``step_size=0.2``,
+    ``err.message("--step-size")`` says ``--step-size 0.2``."""
+
+    def __init__(self, template: str, step_size: float):
+        self.template, self.step_size = template, step_size
+        super().__init__(self.message("step_size="))
+
+    def message(self, option: str) -> str:
+        sep = "" if option.endswith("=") else " "
+        return self.template.format(step=f"{option}{sep}{self.step_size:g}")
 
 
 def stability_limit(model, x) -> float | None:
@@ -101,8 +113,8 @@ def gradient_inference(model, x, steps: int = 100, step_size: float = 0.1, init=
     z = model.prior_means(len(x)) if init is None else model.check_latents(init, len(x), "init")
     limit = stability_limit(model, x)
     if limit is not None and alpha >= limit:
-        raise DivergenceError(f"step_size={alpha:g} is beyond this model's stability limit "
-                              f"2/lambda_max = {limit:.4g}; use a step size below it")
+        raise DivergenceError("{step} is beyond this model's stability limit 2/lambda_max = "
+                              f"{limit:.4g}; use a step size below it", alpha)
     dtype = np.dtype(dtype or model.dtype)
     model, x = model.astype(dtype), x.astype(dtype)
     z = [zl.astype(dtype) for zl in z]          # copies: updated in place below
@@ -142,8 +154,8 @@ def gradient_inference(model, x, steps: int = 100, step_size: float = 0.1, init=
                 for zl, gl in zip(z, grad):
                     zl += alpha * gl
     if not all(np.isfinite(zl).all() for zl in z):
-        raise DivergenceError(f"gradient iterative inference diverged (values overflowed; "
-                              f"step_size={alpha:g} is too large for this model)")
+        raise DivergenceError("gradient iterative inference diverged (values overflowed; {step} "
+                              "is too large for this model)", alpha)
     scores = {"log_joint": rec.log_joint}
     if log_var is not None:
         scores["elbo"] = rec.elbo
@@ -187,13 +199,13 @@ def _check_progress(logp, previous, k, alpha):
     k-1 (when both were checked) and raise DivergenceError if it fell beyond round-off."""
     if not np.isfinite(logp).all():
         raise DivergenceError(f"gradient iterative inference diverged at step {k} (log p(x, z) "
-                              f"is not finite; step_size={alpha:g} is too large for this model)")
+                              "is not finite; {step} is too large for this model)", alpha)
     if previous is not None and previous[0] == k - 1:
         tol = 1e-6 if logp.dtype == np.float32 else 1e-10
         fall = previous[1] - logp
         if np.any(fall > tol * (1.0 + np.abs(logp))):
             raise DivergenceError(
                 f"gradient iterative inference is unstable: log p(x, z) fell by "
-                f"{float(fall.max()):.3g} at step {k}; step_size={alpha:g} is too large for this "
-                "model (gradient ascent with a stable step never lowers it) — use a smaller step")
+                f"{float(fall.max()):.3g} at step {k}; {{step}} is too large for this model "
+                "(gradient ascent with a stable step never lowers it); use a smaller step", alpha)
     return k, logp
