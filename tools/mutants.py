@@ -1,0 +1,158 @@
+"""Mutation testing: does the quick test suite catch realistic one-line bugs?
+
+Run:  python tools/mutants.py [--jobs 2] [--only NAME …] [--timeout 300]
+
+Each mutant below changes one line of ``pcbio/`` the way a tired maintainer might — a flipped
+sign, Σ for Π, a dropped factor, an off-by-one, ``>`` for ``>=``.  For each, a copy of the
+project is mutated and ``pytest -m "not slow" -x`` runs on it; the mutant is *killed* when a
+test fails.  The script prints each result and the fraction killed, and exits 1 when that
+fraction is below 90 %.  The working tree is never touched.
+"""
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TARGET = 0.90
+
+#: name -> (file, original text, mutated text); the original must occur exactly once
+MUTANTS = {
+    "residual sign": ("pcbio/model.py", "np.subtract(below, r, out=r)", "np.subtract(r, below, out=r)"),
+    "top residual sign": ("pcbio/model.py", "res.append(z[-1] - self.top_mean)",
+                          "res.append(self.top_mean - z[-1])"),
+    "own error sign": ("pcbio/model.py", "            g -= e\n", "            g += e\n"),
+    "dropped f'": ("pcbio/model.py", "back *= self.nl.df_given(u, fu)", "back *= 1.0"),
+    "weight gradient uses z": ("pcbio/model.py", "_weighted_outer(eps[l], fw.fu[l], weights)",
+                               "_weighted_outer(eps[l], fw.z[l], weights)"),
+    "sampling without noise": ("pcbio/model.py",
+                               "z.insert(0, link.predict(z[0]) + link.cov.sample(rng, n))",
+                               "z.insert(0, link.predict(z[0]))"),
+    "sigma for pi": ("pcbio/covariance.py", "            return r * self._inv_var",
+                     "            return r * self._var"),
+    "log density factor": ("pcbio/covariance.py", "return -0.5 * (np.vecdot(r, eps)",
+                           "return -1.0 * (np.vecdot(r, eps)"),
+    "variance gradient": ("pcbio/covariance.py",
+                          'np.einsum("n,ni,ni->i", w, e, e) - total * self._inv_var',
+                          'np.einsum("n,ni,ni->i", w, e, e) - total * self._var'),
+    "log-determinant factor": ("pcbio/covariance.py", "float(2.0 * np.sum(np.log(np.diag(self.chol))))",
+                               "float(np.sum(np.log(np.diag(self.chol))))"),
+    "tanh derivative": ("pcbio/nonlinearities.py", "lambda u, fu: 1.0 - fu * fu",
+                        "lambda u, fu: 1.0 + fu * fu"),
+    "brian2 sigmoid derivative": ("pcbio/nonlinearities.py", '"(0.25 * (1.0 - tanh(0.5 * {u})**2))"',
+                                  '"(0.5 * (1.0 - tanh(0.5 * {u})**2))"'),
+    "softplus derivative": ("pcbio/nonlinearities.py", "lambda u, fu: _sigmoid(u)",
+                            "lambda u, fu: _sigmoid(-u)"),
+    "log-variance gradient": ("pcbio/inference/elbo.py", "0.5 * q.std() * g_gamma + 0.5",
+                              "0.5 * q.std() * g_gamma + 1.0"),
+    "sigma points scale": ("pcbio/inference/elbo.py", "eye = np.sqrt(q.D) * np.eye(q.D)",
+                           "eye = np.eye(q.D)"),
+    "standard error": ("pcbio/inference/elbo.py", "units.std(axis=0, ddof=1) / np.sqrt(len(units))",
+                       "units.std(axis=0, ddof=1) / len(units)"),
+    "entropy constant": ("pcbio/inference/posterior.py", "self.D * (1.0 + np.log(2.0 * np.pi))",
+                         "self.D * np.log(2.0 * np.pi)"),
+    "evidence log-determinant": ("pcbio/inference/exact.py", "2 * np.log(np.diag(L)).sum()",
+                                 "np.log(np.diag(L)).sum()"),
+    "marginal without noise": ("pcbio/inference/exact.py", "W @ C @ W.T + link.cov.matrix",
+                               "W @ C @ W.T"),
+    "descent instead of ascent": ("pcbio/inference/iterative.py", "zl += alpha * gl",
+                                  "zl -= alpha * gl"),
+    "seed schedule": ("pcbio/inference/iterative.py", "n_samples, seed + k, parameters=False",
+                      "n_samples, seed, parameters=False"),
+    "first recorded step": ("pcbio/inference/iterative.py", "set(range(0, steps + 1, record_every))",
+                            "set(range(1, steps + 1, record_every))"),
+    "hessian step": ("pcbio/inference/laplace.py", "/ (2 * h)", "/ h"),
+    "precision weighting": ("pcbio/circuits/rate.py", "return weights / cov.variances",
+                            "return weights * cov.variances"),
+    "lateral precision sign": ("pcbio/circuits/rate.py",
+                               "-(cov.variances if cov.is_diagonal else cov.matrix)))",
+                               "(cov.variances if cov.is_diagonal else cov.matrix)))"),
+    "prediction bias sign": ("pcbio/circuits/rate.py", 'bias={"I_in": -self._weigh(l, constant',
+                             'bias={"I_in": self._weigh(l, constant'),
+    "own error pathway sign": ("pcbio/circuits/rate.py", '"I_in",\n                                     -np.ones(dims[l])))',
+                               '"I_in",\n                                     np.ones(dims[l])))'),
+    "value unit sign": ("pcbio/neurons/rate.py", "dzdt = (gate * I_bu + I_in) / tau : Hz",
+                        "dzdt = (gate * I_bu - I_in) / tau : Hz"),
+    "interneuron leak sign": ("pcbio/neurons/rate.py", '"dinhdt = (I_in - inh) / tau : Hz"',
+                              '"dinhdt = (I_in + inh) / tau : Hz"'),
+    "stability boundary": ("pcbio/simulate.py", "if float(dt / tau) * rate >= 2:",
+                           "if float(dt / tau) * rate > 2:"),
+    "convergence time off by one": ("pcbio/simulate.py", "return float(traj.t[above[-1] + 1]) if",
+                                    "return float(traj.t[above[-1]]) if"),
+    "relative error": ("pcbio/mapping.py", "rel = _norm(a - b, (-2, -1))", "rel = _norm(a + b, (-2, -1))"),
+    "variance gap log-variance": ("pcbio/mapping.py",
+                                  "q = GaussianPosterior(z, log_var=[np.full_like(zl, 2 * np.log(s))",
+                                  "q = GaussianPosterior(z, log_var=[np.full_like(zl, np.log(s))"),
+    "posterior std dropped": ("pcbio/mapping.py", "gradient_series(c.traj, c.model, c.x, posterior_std,",
+                              "gradient_series(c.traj, c.model, c.x, None,"),
+    "decode gain": ("pcbio/encoding.py", "return (r - float(self.baseline)) / float(self.gain)",
+                    "return (r - float(self.baseline)) * float(self.gain)"),
+    "instant rate code": ("pcbio/encoding.py", 'f"r = {r0} + {gain} * ({value}) : Hz"',
+                          'f"r = {r0} - {gain} * ({value}) : Hz"'),
+    "one-to-one transmission": ("pcbio/circuits/network.py", "np.multiply(pre, w, out=post)",
+                                "np.add(pre, w, out=post)"),
+}
+
+
+def copy_project(dest: Path):
+    for name in ("pcbio", "tests", "models", "experiments", "setup.cfg"):
+        src = ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(src, dest / name)
+
+
+def run_mutant(name, timeout):
+    """``(name, killed, seconds, first failing test or reason)``."""
+    path, original, mutated = MUTANTS[name]
+    with tempfile.TemporaryDirectory(prefix="pcbio-mutant-") as tmp:
+        tmp = Path(tmp)
+        copy_project(tmp)
+        source = (tmp / path).read_text()
+        if source.count(original) != 1:
+            return name, None, 0.0, f"original text occurs {source.count(original)} times in {path}"
+        (tmp / path).write_text(source.replace(original, mutated))
+        env = {**os.environ, "PYTHONPATH": str(tmp), "PCBIO_HOME": str(tmp),
+               "PYTHONDONTWRITEBYTECODE": "1"}
+        t0 = time.monotonic()
+        try:
+            out = subprocess.run([sys.executable, "-m", "pytest", "-m", "not slow", "-x", "-q",
+                                  "-p", "no:cacheprovider", "-p", "no:logging", "tests"], cwd=tmp,
+                                 env=env, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return name, True, time.monotonic() - t0, "timed out (counted as killed)"
+        failed = [line for line in out.stdout.splitlines() if line.startswith("FAILED")]
+        return name, out.returncode != 0, time.monotonic() - t0, (failed[0][7:] if failed else "")
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--jobs", type=int, default=2)
+    p.add_argument("--only", nargs="+", choices=sorted(MUTANTS), default=sorted(MUTANTS))
+    p.add_argument("--timeout", type=float, default=600)
+    args = p.parse_args()
+    killed = tested = 0
+    with ThreadPoolExecutor(args.jobs) as pool:
+        for name, dead, seconds, detail in pool.map(lambda n: run_mutant(n, args.timeout), args.only):
+            if dead is None:
+                print(f"BROKEN   {name}: {detail}", flush=True)
+                continue
+            tested += 1
+            killed += dead
+            print(f"{'killed ' if dead else 'SURVIVED'} {name:32s} {seconds:6.1f} s  {detail}",
+                  flush=True)
+    fraction = killed / max(tested, 1)
+    print(f"\n{killed} of {tested} mutants killed ({100 * fraction:.0f} %; target "
+          f"{100 * TARGET:.0f} %)")
+    return 0 if fraction >= TARGET and tested == len(args.only) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
