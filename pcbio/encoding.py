@@ -13,6 +13,7 @@ from abc import ABC, abstractmethod
 import brian2
 import numpy as np
 from brian2 import Equations
+from scipy.optimize import nnls
 
 
 class Encoding(ABC):
@@ -123,3 +124,101 @@ class RateEncoding(Encoding):
 
     def describe(self):
         return {"kind": "rate", "baseline_Hz": float(self.baseline), "gain_Hz": float(self.gain)}
+
+
+class SpikeTrainEncoding(Encoding):
+    """Model values read out linearly from filtered spike trains.
+
+    Every neuron keeps a synaptic trace ``s`` (Hz): ``ds/dt = −s/τ_s``, ``s += 1/τ_s`` at each of
+    its spikes, so ``s`` is its spike train filtered by an exponential synapse (a firing rate
+    estimate).  A population's outputs are linear read-outs of the traces (:meth:`decode`); the
+    same traces, weighted, are what a downstream synapse with time constant τ_s delivers.
+    Subclasses define the read-out weights.
+    """
+
+    variable = "s"
+    unit = brian2.Hz
+    runaway = 1e4        # Hz: no trace can exceed ~1/t_ref for long; beyond this it has diverged
+
+    def __init__(self, tau_synapse):
+        self.tau_synapse = tau_synapse
+
+    def equations(self, model_var, suffix, derivative=None, value=None):
+        return Equations(f"ds/dt = -s / tau_s_{suffix} : Hz")
+
+    def spike_code(self, suffix: str) -> str:
+        """What a spike adds to the neuron's trace."""
+        return f"s += 1 / tau_s_{suffix}"
+
+    def namespace(self, suffix):
+        return {f"tau_s_{suffix}": self.tau_synapse}
+
+    @abstractmethod
+    def decode(self, raw, output: str | None = None):
+        """Output ``output`` (default: the represented variable) from traces (…, units) in Hz."""
+
+
+class EnsembleEncoding(SpikeTrainEncoding):
+    """Population code: each of ``n_vars`` variables is carried by its own ensemble of N LIF
+    neurons with the same heterogeneous tuning (:class:`pcbio.neurons.lif.Tuning`), representing
+    values in [−radius, radius] (``docs/mathematics.md`` §8).
+
+    ``decoders``: output name → (N,) weights reading that output (model units) from one
+    ensemble's traces; ``radius``: the scale of the represented values (per represented dimension).
+    """
+
+    def __init__(self, tuning, decoders: dict, radius, tau_synapse, default_output: str = "x"):
+        super().__init__(tau_synapse)
+        self.tuning, self.decoders = tuning, decoders
+        self.radius = np.atleast_1d(np.asarray(radius, dtype=float))
+        self.n = len(tuning.gains)
+        self.default_output = default_output
+
+    def encode(self, z):
+        """Steady rates (Hz) of each ensemble's neurons representing ``z`` (…, n_vars) (the
+        first represented dimension for two-dimensional ensembles; the others at 0)."""
+        z = np.asarray(z, dtype=float)
+        points = np.zeros(z.shape + (self.tuning.encoders.shape[1],))
+        points[..., 0] = z / self.radius[0]
+        rates = self.tuning.rates(points.reshape(-1, points.shape[-1]))
+        return rates.reshape(z.shape[:-1] + (z.shape[-1] * self.n,))
+
+    def decode(self, raw, output=None):
+        raw = np.asarray(raw / brian2.Hz if isinstance(raw, brian2.Quantity) else raw, dtype=float)
+        blocks = raw.reshape(raw.shape[:-1] + (-1, self.n))
+        return blocks @ self.decoders[output or self.default_output]
+
+    def describe(self):
+        return {"kind": "ensemble", "neurons_per_variable": self.n,
+                "tau_synapse_ms": float(self.tau_synapse / brian2.ms),
+                "radius": self.radius.tolist(), "outputs": sorted(self.decoders)}
+
+
+class SpikeCodingEncoding(SpikeTrainEncoding):
+    """Spike-coding network read-out (Boerlin, Machens & Denève 2013): ``x̂ = D s`` with one
+    decoding matrix over all the population's neurons (units × variables)."""
+
+    def __init__(self, decoders: np.ndarray, tau_synapse):
+        super().__init__(tau_synapse)
+        self.decoders = decoders
+
+    def encode(self, z):
+        """Non-negative traces (rates, Hz) whose read-out is ``z`` (…, variables): non-negative
+        least squares per data point, with a small ridge so that the activity is shared among
+        the neurons facing ``z`` rather than piled on a few (a starting state)."""
+        z = np.asarray(z, dtype=float)
+        flat = z.reshape(-1, z.shape[-1])
+        D = self.decoders
+        ridge = np.sqrt(1e-2 * np.mean(np.sum(D * D, axis=1)))
+        system = np.vstack([D.T, ridge * np.eye(len(D))])
+        s = np.stack([nnls(system, np.concatenate([row, np.zeros(len(D))]))[0] for row in flat])
+        return s.reshape(z.shape[:-1] + (D.shape[0],))
+
+    def decode(self, raw, output=None):
+        raw = np.asarray(raw / brian2.Hz if isinstance(raw, brian2.Quantity) else raw, dtype=float)
+        return raw @ self.decoders
+
+    def describe(self):
+        return {"kind": "spike_coding", "units": self.decoders.shape[0],
+                "variables": self.decoders.shape[1],
+                "tau_synapse_ms": float(self.tau_synapse / brian2.ms)}

@@ -24,6 +24,7 @@ left out (``skipped_checks``).  Which exactness condition applies is stated in e
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
+from brian2 import second
 
 from .inference import (GaussianPosterior, elbo, elbo_gradient, exact_posterior,
                         gradient_inference, laplace_posterior, log_evidence, map_estimate)
@@ -256,6 +257,47 @@ def _check_variance_gap(c, s_values=(), **_):
         "grad_z log p, at a circuit state away from the fixed point; ~0 as s -> 0 and growing with s")
 
 
+def firing_statistics(traj: Trajectory) -> dict:
+    """Per spiking population: mean and largest rate over its units (Hz), the coefficient of
+    variation of inter-spike intervals (averaged over units with at least 3 spikes; 1 for a
+    Poisson process, 0 for a clock) and the fraction of units that never fired."""
+    out = {}
+    duration = traj.info.duration_s
+    for name, (idx, times) in traj.spikes.items():
+        units = int(np.prod(traj.raw[name].shape[1:]))
+        counts = np.bincount(idx, minlength=units)
+        order = np.lexsort((times, idx))
+        per_unit = np.split(times[order], np.cumsum(counts)[:-1])
+        cvs = [np.std(np.diff(t)) / np.mean(np.diff(t)) for t in per_unit if len(t) >= 3]
+        rates = counts / duration
+        out[name] = {"mean_rate_hz": float(rates.mean()), "max_rate_hz": float(rates.max()),
+                     "cv_isi": float(np.mean(cvs)) if cvs else None,
+                     "fraction_silent": float(np.mean(counts == 0)), "units": units}
+    return out
+
+
+def _check_firing(c, **_):
+    c.report["firing"] = firing_statistics(c.traj)
+
+
+def _check_rate_equivalence(c, **_):
+    """The rate circuit (instantaneous errors) on the same model, data, τ, dt and start: the
+    decoded trajectory's distance from it over time, per level."""
+    from .circuits import build_circuit
+    from .simulate import simulate
+    info = c.traj.info
+    every = max(1, int(round(info.record_dt_s / info.dt_s)))
+    rate = simulate(build_circuit(c.model, "rate", tau=info.tau_s * second), c.x,
+                    duration=info.duration_s * second, dt=info.dt_s * second, target="numpy",
+                    init=c.traj.at(0), record_every=every)
+    T = min(len(rate), len(c.traj))
+    rel = [relative_error(a[:T], b[:T]) for a, b in zip(c.traj.means, rate.means)]
+    for lev, r in zip(c.levels, rel):
+        lev.update(rate_equivalence_rel_err_median=_stat(np.median, r),
+                   rate_equivalence_rel_err_final=_stat(lambda a: a[-1], r))
+    c.series.update(rate_t=rate.t[:T], rate_means=[m[:T] for m in rate.means])
+
+
 #: every comparison the mapping layer knows: name -> (what it compares, function)
 CHECKS = {
     "gradient_flow": ("the circuit's dz/dt against grad_mu ELBO / tau at its own state, per "
@@ -270,6 +312,10 @@ CHECKS = {
                          "alpha = dt/tau", _check_step_equivalence),
     "variance_gap": ("for nonlinear links, grad_mu ELBO at posterior std s against the circuit's "
                      "update grad_z log p, as s grows", _check_variance_gap),
+    "firing": ("per spiking population: mean and largest rate, ISI variability, silent fraction",
+               _check_firing),
+    "rate_equivalence": ("the decoded trajectory against the rate circuit's on the same model, "
+                         "data, tau and start", _check_rate_equivalence),
 }
 
 

@@ -34,8 +34,9 @@ TARGETS = {"auto", "numpy", "cython", "cpp_standalone"}
 
 def check_stability(circuit: Circuit, x: np.ndarray, z: list, dt, t: float | None = None):
     """Explicit Euler is stable only if ``dt·λ/τ < 2`` for every time constant of the circuit
-    (:meth:`Circuit.euler_limits` at data ``x`` and latent state ``z``).  Before a run (``t`` None)
-    a violation is a ValueError naming dt; during a run (at time ``t``) a SimulationError."""
+    (:meth:`Circuit.euler_limits` at data ``x`` and latent state ``z``), and feedback through
+    synapses only if ``λ·lag/τ < 1`` (:meth:`Circuit.lag_limits`).  Before a run (``t`` None) a
+    violation is a ValueError naming dt or τ; during a run (at time ``t``) a SimulationError."""
     for name, tau, rate, what in circuit.euler_limits(x, z):
         if float(dt / tau) * rate >= 2:
             limit = f"use dt < {2 * float(tau / ms) / rate:.3g} ms"
@@ -45,6 +46,13 @@ def check_stability(circuit: Circuit, x: np.ndarray, z: list, dt, t: float | Non
             raise SimulationError(f"the run became unstable by t = {t:.4g} s: dt*lambda/{name} = "
                                   f"{float(dt / tau) * rate:.3g} >= 2 with lambda={rate:.3g} ({what} "
                                   f"at the current state); {limit}")
+    for tau, rate, lag, what in circuit.lag_limits(x, z):
+        if rate * float(lag / tau) >= 1:
+            advice = (f"feedback through synapses of {lag} total at curvature lambda={rate:.3g} "
+                      f"({what}) needs lambda*lag/tau < 1; use tau > {rate * float(lag / ms):.3g} ms")
+            if t is None:
+                raise ValueError(f"tau={tau} is too fast for this circuit: {advice}")
+            raise SimulationError(f"the run became unstable by t = {t:.4g} s: {advice}")
 
 
 @dataclass
@@ -211,6 +219,8 @@ def _run(network, request, interval, progress):
             network.network.remove(switch.operation)
     recordings = network.recordings(start_record)
     recordings["t"] = recordings["t"] - t_start
+    recordings["spikes"] = {name: (idx, times - t_start)
+                            for name, (idx, times) in recordings["spikes"].items()}
     info.duration_s = elapsed
     return _finish(circuit, recordings, info, stopped_early, request.tol)
 
@@ -368,4 +378,5 @@ def infer_with_circuit(model, x, circuit: str = "rate", duration=1000 * ms, dt=0
     circ = build_circuit(model, circuit, **params)
     traj = simulate(circ, x, duration=duration, dt=dt, target=target, record_every=10,
                     until_converged=True, tol=tol, progress=progress)
-    return traj.final_means(), {**traj.info.summary(), **circ.describe()}
+    means, how = circ.estimate(traj)
+    return means, {**traj.info.summary(), **circ.describe(), **how}

@@ -253,3 +253,15 @@ def test_trajectory_round_trips_through_a_file(tmp_path):
         np.testing.assert_array_equal(a, b)
     assert back.info == traj.info and back.info.circuit["errors"] == "dynamic"
     assert back.provenance["seed"] == 0 and back.log_var is None and back.time_unit == "s"
+
+
+def test_curvature_growing_on_the_way_is_caught_during_the_run():
+    """Bogacz's square link with a stimulus that jumps from 2 to 1e4 after 2 ms: the start is
+    stable (dt·λ/τ = 0.5 at the prior mean), but on the way to v ≈ 100 the curvature
+    λ = 1 + 6v² − 2u grows to ~4e4 and explicit Euler diverges: the run stops with a
+    SimulationError naming when, not with a result."""
+    m = load_model("bogacz2017")
+    frames = np.array([[[2.0]], [[1e4]]])
+    with pytest.raises(SimulationError, match="unstable by t = "):
+        simulate(build_circuit(m, "rate"), frames, stimulus_dt=2 * ms, duration=100 * ms,
+                 target="numpy")

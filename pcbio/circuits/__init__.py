@@ -10,6 +10,7 @@ from ..checks import one_of
 from .base import CIRCUITS, Circuit, register
 from .network import CircuitNetwork
 from .rate import RateCircuit
+from .spiking import SpikingCircuit
 
 
 def build_circuit(model, kind: str = "rate", **params) -> Circuit:
@@ -19,4 +20,5 @@ def build_circuit(model, kind: str = "rate", **params) -> Circuit:
     return CIRCUITS[kind](model, **params)
 
 
-__all__ = ["CIRCUITS", "Circuit", "CircuitNetwork", "RateCircuit", "build_circuit", "register"]
+__all__ = ["CIRCUITS", "Circuit", "CircuitNetwork", "RateCircuit", "SpikingCircuit",
+           "build_circuit", "register"]

@@ -44,6 +44,8 @@ class Circuit(ABC):
     kind: ClassVar[str] = "circuit"
     description: ClassVar[str] = ""
     PARAMETERS: ClassVar[tuple[Parameter, ...]] = ()
+    #: parameter sets that change the circuit's structure; the contract tests run each
+    VARIANTS: ClassVar[tuple[dict, ...]] = ({},)
 
     def __init__(self, model: GenerativeModel, **params):
         if not isinstance(model, GenerativeModel):
@@ -77,8 +79,19 @@ class Circuit(ABC):
         ``dt·λ/τ < 2`` for each entry, at data ``x`` (batch, d_0) and latent state ``z``."""
         return []
 
+    def lag_limits(self, x: np.ndarray, z: list) -> list:
+        """``[(τ, λ, lag, what), …]``: feedback that reaches the value units through synapses
+        with a total time constant ``lag`` is stable only if ``λ·lag/τ < 1`` (a delayed gradient
+        flow ``τ dz/dt = −λ z(t − lag)`` oscillates and grows beyond that)."""
+        return []
+
     def check_coupling(self, coupling: str) -> None:
         """Raise ValueError if this circuit cannot use ``coupling``."""
+
+    def estimate(self, traj: Trajectory) -> tuple[list, dict]:
+        """The circuit's latent estimates from a run (list of (batch, d_l)) and how they were
+        read (JSON-ready): the final state by default."""
+        return traj.final_means(), {}
 
     # -- shared ---------------------------------------------------------------------------------
     def structure(self):
@@ -100,7 +113,7 @@ class Circuit(ABC):
     def initial_values(self, init: list, batch: int) -> dict:
         """Model values every integrated population starts from: value units at ``init`` (list
         of (batch, d_l)), everything else at 0.  Returns name → (batch, size)."""
-        return {p.name: (init[p.level - 1] if p.role == "value" else np.zeros((batch, p.size)))
+        return {p.name: (init[p.level - 1] if p.role == "value" else np.zeros((batch, p.dims)))
                 for p in self.populations()}
 
     def trajectory(self, recordings: dict, info) -> Trajectory:
@@ -112,14 +125,14 @@ class Circuit(ABC):
             pops = self.populations(role)
             return [p.encoding.decode(recordings[p.name][p.encoding.variable]) for p in pops] or None
         t, means = recordings["t"], decoded("value")
-        dzdt = [recordings[p.name][p.neuron.derivative] if p.neuron.dynamic
+        dzdt = [recordings[p.name][p.neuron.derivative] if p.neuron.derivative
                 else p.encoding.derivative(m, t)
                 for p, m in zip(self.populations("value"), means or [])] or None
         raw = {p.name: recordings[p.name][p.encoding.variable] for p in self.populations()}
         info.activity_range = {name: [float(a.min()), float(a.max())] for name, a in raw.items()}
         info.raw_units = {p.name: str(p.encoding.unit) for p in self.populations()}
         return Trajectory(t=t, time_unit="s", means=means, errors=decoded("error"), dzdt=dzdt,
-                          info=info, raw=raw)
+                          info=info, raw=raw, spikes=recordings.get("spikes", {}))
 
     def __repr__(self):
         return f"{type(self).__name__}({self.model.name!r}, {self.describe()})"

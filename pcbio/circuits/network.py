@@ -38,12 +38,15 @@ def _stage_order(stage, delivery=False):
 
 
 def _deliverer(jobs):
-    """The body of a matrix-coupling operation: ``post = pre @ Wᵀ`` (or ``pre ⊙ w`` one-to-one)
-    for each (presynaptic reader, post view, weights, one_to_one) job."""
+    """The body of a matrix-coupling operation: ``post = pre @ Wᵀ`` (or ``pre ⊙ w`` one-to-one),
+    spread over the postsynaptic units where they are more than its variables, for each
+    (presynaptic reader, post view, weights, one_to_one, spread or None) job."""
     def deliver():
-        for read, post, w, one_to_one in jobs:
+        for read, post, w, one_to_one, spread in jobs:
             pre = read()
-            if one_to_one:
+            if spread is not None:
+                post[:] = spread(pre * w if one_to_one else pre @ w)
+            elif one_to_one:
                 np.multiply(pre, w, out=post)
             else:
                 np.matmul(pre, w, out=post)
@@ -88,33 +91,26 @@ class CircuitNetwork:
                        if self.populations[pop].neuron.output_source(out) == ("copy",)}
         self.groups, self.namespaces, objects = {}, {}, []
         for pop in pops:
-            terms = {port: [pop.port_term(pw.name) for pw in paths
-                            if pw.post == pop.name and pw.port == port] for port in pop.neuron.ports}
-            copies = [out for out in pop.neuron.outputs if (pop.name, out) in self.copied]
-            eqs, ns = pop.neuron.bind(pop.name, pop.encoding, terms,
-                                      tuple(f"mat_{out}" for out in copies))
-            group = brian2.NeuronGroup(batch * pop.size, eqs, method=pop.neuron.method, clock=self.clock,
-                                       order=ORDER_STATE, name=pop.name, namespace=ns)
-            for port, value in pop.bias.items():
-                setattr(group, f"bias_{port}", np.tile(value, batch))
-            for stage in sorted({out_stage[(pop.name, out)] for out in copies}):
-                group.run_regularly("\n".join(f"mat_{out} = {out}" for out in copies
-                                              if out_stage[(pop.name, out)] == stage),
-                                    when="groups", order=_stage_order(stage),
-                                    name=f"{pop.name}_copy_{stage}")
-            self.groups[pop.name], self.namespaces[pop.name] = group, ns
+            group = self._group(pop, paths, out_stage)
+            self.groups[pop.name] = group
             objects.append(group)
         if coupling == "matrix":
-            objects += self._matrix_coupling(paths)
+            objects += self._matrix_coupling([pw for pw in paths if pw.kind != "jump"])
+            objects += [self._jump_operation(pw) for pw in paths if pw.kind == "jump"]
         else:
             objects += [self._synapses(pw) for pw in paths]
-        self.monitors = {}
+        objects += [self._winner_operation(pop) for pop in pops if pop.neuron.one_spike_per_step]
+        self.monitors, self.spike_monitors = {}, {}
         for pop in pops:
-            variables = [pop.encoding.variable] + ([pop.neuron.derivative] if pop.neuron.dynamic else [])
+            variables = [pop.encoding.variable] + ([pop.neuron.derivative]
+                                                   if pop.neuron.derivative else [])
             self.monitors[pop.name] = brian2.StateMonitor(
-                self.groups[pop.name], variables, record=True, clock=self.record_clock, when="groups",
-                order=ORDER_MONITOR, name=f"monitor_{pop.name}")
-        objects += list(self.monitors.values())
+                self.groups[pop.name], variables, record=True, clock=self.record_clock,
+                when="groups", order=ORDER_MONITOR, name=f"monitor_{pop.name}")
+            if pop.neuron.spiking:
+                self.spike_monitors[pop.name] = brian2.SpikeMonitor(
+                    self.groups[pop.name], name=f"spikes_{pop.name}")
+        objects += list(self.monitors.values()) + list(self.spike_monitors.values())
         if not standalone:
             objects.append(brian2.NetworkOperation(self.check_stable, clock=self.guard_clock,
                                                    when="groups", order=ORDER_GUARD,
@@ -122,58 +118,153 @@ class CircuitNetwork:
         self.network = brian2.Network(*objects)
         self.reset(circuit.model.prior_means(batch))
 
+    def _group(self, pop, paths, out_stage):
+        """The NeuronGroup of one population: its neuron bound to its encoding and to the
+        pathways delivering into its ports, per-unit constants set, copies of outputs that a
+        matrix coupling reads written at their stage."""
+        terms = {port: [(pop.port_term(pw.name), self._synaptic_filter(pw)) for pw in paths
+                        if pw.post == pop.name and pw.port == port and pw.kind != "jump"]
+                 for port in pop.neuron.ports}
+        copies = [out for out in pop.neuron.outputs if (pop.name, out) in self.copied]
+        eqs, ns = pop.neuron.bind(pop.name, pop.encoding, terms, tuple(f"mat_{o}" for o in copies))
+        spiking = {}
+        if pop.neuron.spiking:
+            spiking = dict(threshold=pop.neuron.threshold, refractory=pop.neuron.refractory or False,
+                           reset="\n".join(c for c in (pop.neuron.reset,
+                                                         pop.encoding.spike_code(pop.name)) if c))
+        group = brian2.NeuronGroup(self.batch * pop.size, eqs, method=pop.neuron.method,
+                                   clock=self.clock, order=ORDER_STATE, name=pop.name,
+                                   namespace=ns, **spiking)
+        for name, values in pop.params.items():
+            setattr(group, name, np.tile(values, self.batch))
+        for port, value in pop.bias.items():
+            setattr(group, f"bias_{port}", np.tile(pop.spread(np.asarray(value)), self.batch))
+        for stage in sorted({out_stage[(pop.name, out)] for out in copies}):
+            group.run_regularly("\n".join(f"mat_{out} = {out}" for out in copies
+                                          if out_stage[(pop.name, out)] == stage),
+                                when="groups", order=_stage_order(stage),
+                                name=f"{pop.name}_copy_{stage}")
+        self.namespaces[pop.name] = ns
+        return group
+
+    def _synaptic_filter(self, pw):
+        """The time constant of the synaptic current a spiking source's pathway feeds under the
+        Synapses coupling (None where the pathway writes its input directly)."""
+        pre = self.populations[pw.pre]
+        if self.coupling == "synapses" and pre.neuron.spiking:
+            return pre.encoding.tau_synapse
+        return None
+
     # -- transmission ---------------------------------------------------------------------------
     def _view(self, pop, variable):
         """The runtime storage of a group variable as a (batch, size) view (writes reach brian2)."""
         return self.groups[pop].variables[variable].get_value().reshape(self.batch, -1)
 
     def _reader(self, pop_name, output):
-        """A function returning the current value of a population's output, (batch, size)."""
+        """A function returning the current value of a population's output, (batch, dims)."""
         pop = self.populations[pop_name]
         source = pop.neuron.output_source(output)
+        if source[0] == "decoded":
+            traces, decode = self._view(pop_name, pop.encoding.variable), pop.encoding.decode
+            return lambda: decode(traces, output)
         if source[0] == "state":
             state, decode = self._view(pop_name, pop.encoding.variable), pop.encoding.decode
             return lambda: decode(state)
         if source[0] == "port":
             parts = [self._view(pop_name, f"bias_{source[1]}")] + [
                 self._view(pop_name, pop.port_term(pw.name)) for pw in self.pathways.values()
-                if pw.post == pop_name and pw.port == source[1]]
+                if pw.post == pop_name and pw.port == source[1] and pw.kind != "jump"]
             return lambda: sum(parts[1:], parts[0])
         copy = self._view(pop_name, f"mat_{output}")
         return lambda: copy
 
     def _matrix_coupling(self, paths):
-        """One network_operation per stage: ``in_post = out_pre @ Wᵀ`` for its pathways."""
+        """One network_operation per stage: ``in_post = spread(out_pre @ Wᵀ)`` for its pathways."""
         ops = []
-        for stage in sorted(set(self.pathway_stage.values())):
+        for stage in sorted({self.pathway_stage[pw.name] for pw in paths}):
             jobs = []
             for pw in paths:
                 if self.pathway_stage[pw.name] == stage:
-                    post = self._view(pw.post, self.populations[pw.post].port_term(pw.name))
+                    post_pop = self.populations[pw.post]
+                    post = self._view(pw.post, post_pop.port_term(pw.name))
                     w = pw.weights if pw.one_to_one else np.ascontiguousarray(pw.weights.T)
-                    jobs.append((self._reader(pw.pre, pw.output), post, w, pw.one_to_one))
-
+                    spread = None if post_pop.input_map is None else post_pop.spread
+                    jobs.append((self._reader(pw.pre, pw.output), post, w, pw.one_to_one, spread))
             ops.append(brian2.NetworkOperation(_deliverer(jobs), clock=self.clock, when="groups",
                                                order=_stage_order(stage, delivery=True),
                                                name=f"matrix_coupling_{stage}"))
         return ops
 
+    def _spike_increments(self, pop, output):
+        """(units, dims): what one spike of each unit adds to the population's read-out."""
+        return pop.encoding.decode(np.eye(pop.size) / float(pop.encoding.tau_synapse), output)
+
+    def _jump_operation(self, pw):
+        """After each step's spikes: ``post += spread(Δread-out @ Wᵀ)`` for a jump pathway."""
+        pre, post_pop = self.populations[pw.pre], self.populations[pw.post]
+        spikespace = self.groups[pw.pre].variables["_spikespace"].get_value()
+        target = self._view(pw.post, pw.port)
+        per_spike = self._spike_increments(pre, pw.output) @ pw.dense_matrix().T   # (units, dims)
+        per_spike = np.stack([post_pop.spread(row) for row in per_spike])         # (units, size)
+        batch, size = self.batch, pre.size
+
+        def jump():
+            n = spikespace[-1]
+            if n:
+                units = spikespace[:n]
+                np.add.at(target, (units // size,), per_spike[units % size])
+        return brian2.NetworkOperation(jump, clock=self.clock, when="synapses",
+                                       name=f"jump_{pw.name}")
+
+    def _winner_operation(self, pop):
+        """Before each step's threshold test: ``winner = 1`` for the one neuron per data point
+        furthest above its threshold (among those not refractory), 0 for every other."""
+        if self.standalone:
+            raise ValueError(f"{pop.name}: one spike per step needs a runtime target (numpy or "
+                             "cython), not cpp_standalone")
+        v, vth = self._view(pop.name, "v"), self._view(pop.name, "vth")
+        winner = self._view(pop.name, "winner")
+        ready = (self._view(pop.name, "not_refractory") if pop.neuron.refractory is not None
+                 else np.ones_like(v, dtype=bool))
+        rows = np.arange(self.batch)
+
+        def choose():
+            excess = np.where(ready, v - vth, -np.inf)
+            best = excess.argmax(axis=1)
+            winner[:] = 0.0
+            winner[rows, best] = excess[rows, best] > 0
+        return brian2.NetworkOperation(choose, clock=self.clock, when="thresholds", order=0,
+                                       name=f"winner_{pop.name}")
+
     def _synapses(self, pw):
-        """Block-diagonal (per data point) Synapses with a summed variable, one synapse per
-        non-zero weight."""
+        """Block-diagonal (per data point) Synapses, one synapse per non-zero weight between
+        units: a summed variable for continuous sources, ``on_pre`` increments of a decaying
+        synaptic current (or of the target state, for jumps) for spiking ones."""
         pre_pop, post_pop = self.populations[pw.pre], self.populations[pw.post]
-        term = post_pop.port_term(pw.name)
-        syn = brian2.Synapses(self.groups[pw.pre], self.groups[pw.post],
-                              model=f"w : 1 (constant)\n{term}_post = w * {pw.output}_pre : 1 (summed)",
-                              clock=self.clock, name=pw.name,
-                              namespace={**self.namespaces[pw.pre], **self.namespaces[pw.post]})
-        W = pw.dense_matrix()
+        if pre_pop.neuron.spiking:
+            per_spike = self._spike_increments(pre_pop, pw.output)            # (pre units, dims)
+            W = post_pop.spread_matrix() @ pw.dense_matrix() @ per_spike.T
+        else:
+            W = post_pop.spread_matrix() @ pw.dense_matrix()
+        ns = {**self.namespaces[pw.pre], **self.namespaces[pw.post]}
+        if pw.kind == "jump":
+            kw = dict(model="w : 1 (constant)", on_pre=f"{pw.port}_post += w")
+        elif pre_pop.neuron.spiking:
+            kw = dict(model="w : 1 (constant)", on_pre=f"{post_pop.port_term(pw.name)}_post += w")
+        else:
+            term = post_pop.port_term(pw.name)
+            kw = dict(model=f"w : 1 (constant)\n{term}_post = w * {pw.output}_pre : 1 (summed)")
+        syn = brian2.Synapses(self.groups[pw.pre], self.groups[pw.post], clock=self.clock,
+                              name=pw.name, namespace=ns, **kw)
         post_k, pre_k = np.nonzero(W)
         offsets = np.arange(self.batch)[:, None]
         syn.connect(i=(offsets * pre_pop.size + pre_k).ravel(),
                     j=(offsets * post_pop.size + post_k).ravel())
         syn.w = np.tile(W[post_k, pre_k], self.batch)
-        syn.summed_updaters[f"{term}_post"].order = _stage_order(self.pathway_stage[pw.name], True)
+        if pw.kind == "continuous" and not pre_pop.neuron.spiking:
+            term = post_pop.port_term(pw.name)
+            syn.summed_updaters[f"{term}_post"].order = _stage_order(self.pathway_stage[pw.name],
+                                                                     True)
         return syn
 
     # -- stability ------------------------------------------------------------------------------
@@ -183,10 +274,15 @@ class CircuitNetwork:
         FloatingPointError.  Runs every GUARD_STEPS steps inside a run and after each run
         (:func:`pcbio.simulate.run` reports it as a SimulationError)."""
         for name, pop in self.populations.items():
-            if pop.neuron.dynamic:
-                values = self.groups[name].variables[pop.encoding.variable].get_value()
-                if not np.abs(values).max(initial=0.0) <= pop.encoding.runaway:   # NaN too
-                    raise FloatingPointError(f"NaN, Inf or runaway activity in {name}")
+            if not pop.neuron.dynamic:
+                continue
+            group = self.groups[name]
+            values = group.variables[pop.encoding.variable].get_value()
+            if not np.abs(values).max(initial=0.0) <= pop.encoding.runaway:   # NaN too
+                raise FloatingPointError(f"NaN, Inf or runaway activity in {name}")
+            for var in group.equations.diff_eq_names:
+                if not np.isfinite(group.variables[var].get_value()).all():
+                    raise FloatingPointError(f"NaN or Inf in {name}.{var}")
 
     def max_drift(self):
         """max |τ dx/dt| over every integrated population with a time constant ``tau``, at the
@@ -194,7 +290,7 @@ class CircuitNetwork:
         drifts = [np.abs(getattr(self.monitors[name], p.neuron.derivative + "_")[:, -1]).max()
                   * float(p.neuron.constants["tau"])
                   for name, p in self.populations.items()
-                  if p.neuron.dynamic and "tau" in p.neuron.constants]
+                  if p.neuron.derivative and "tau" in p.neuron.constants]
         return max(drifts, default=0.0)
 
     # -- state ----------------------------------------------------------------------------------
@@ -216,19 +312,30 @@ class CircuitNetwork:
                 self._set(pop, np.asarray(x).reshape(self.batch, -1))
 
     def reset(self, init):
-        """Set every integrated population to the circuit's initial values for the latent
-        estimates ``init`` (list of (batch, d_l))."""
+        """A clean start from the latent estimates ``init`` (list of (batch, d_l)): every
+        integrated state at rest (membranes, synaptic currents, refractoriness), then each
+        population's coded state at the circuit's initial values."""
         values = self.circuit.initial_values(init, self.batch)
         for name, pop in self.populations.items():
-            if pop.neuron.dynamic:
-                self._set(pop, values[name])
+            if not pop.neuron.dynamic:
+                continue
+            group = self.groups[name]
+            for var in group.equations.diff_eq_names:
+                self._assign(group, var, 0.0)
+            if "not_refractory" in group.variables:
+                self._assign(group, "not_refractory", True)
+                self._assign(group, "lastspike", -1e4)
+            self._set(pop, values[name])
 
     def _set(self, pop, model_values):
-        values = pop.encoding.encode(model_values).ravel()
+        self._assign(self.groups[pop.name], pop.encoding.variable,
+                     pop.encoding.encode(model_values).ravel())
+
+    def _assign(self, group, var, values):
         if self.standalone:        # recorded as an assignment in the standalone project
-            setattr(self.groups[pop.name], pop.encoding.variable + "_", values)
+            setattr(group, var + "_", values)
         else:
-            self.groups[pop.name].variables[pop.encoding.variable].get_value()[:] = values
+            group.variables[var].get_value()[:] = values
 
     def store(self, name="default"):
         self.network.store(name)
@@ -238,13 +345,20 @@ class CircuitNetwork:
 
     # -- recordings -----------------------------------------------------------------------------
     def record_count(self):
-        return len(next(iter(self.monitors.values())).t_)
+        """A bookmark of what the monitors hold now (give it to :meth:`recordings`)."""
+        return (len(next(iter(self.monitors.values())).t_),
+                {name: int(m.num_spikes) for name, m in self.spike_monitors.items()})
 
-    def recordings(self, start=0):
-        """Monitor contents from record ``start`` on, as plain arrays: ``t`` (T,) seconds and,
-        per population, per recorded variable, (T, batch, size) in SI units."""
-        out = {"t": np.array(next(iter(self.monitors.values())).t_[start:])}
+    def recordings(self, start=(0, {})):
+        """Monitor contents since the bookmark ``start``, as plain arrays: ``t`` (T,) seconds;
+        per population, per recorded variable, (T, batch, size) in SI units; and under
+        ``"spikes"``, per spiking population, (unit indices, times in s)."""
+        first, spikes_from = start
+        out = {"t": np.array(next(iter(self.monitors.values())).t_[first:])}
         for name, mon in self.monitors.items():
-            out[name] = {var: np.array(getattr(mon, var + "_")[:, start:]).T.reshape(
+            out[name] = {var: np.array(getattr(mon, var + "_")[:, first:]).T.reshape(
                 len(out["t"]), self.batch, -1) for var in mon.record_variables}
+        out["spikes"] = {name: (np.array(m.i_[spikes_from.get(name, 0):]),
+                                np.array(m.t_[spikes_from.get(name, 0):]))
+                         for name, m in self.spike_monitors.items()}
         return out

@@ -29,7 +29,8 @@ class Parameter:
     """One circuit parameter.
 
     kind: ``"time"`` / ``"rate"`` (a positive brian2 quantity), ``"choice"`` (one of
-    ``choices``), ``"int"`` (>= 1), ``"number"`` (> 0), ``"encoding"`` (an
+    ``choices``), ``"int"`` (>= 1), ``"seed"`` (an integer >= 0), ``"number"`` (> 0),
+    ``"encoding"`` (an
     :class:`~pcbio.encoding.Encoding` or None; Python only, not on the command line).
     """
     name: str
@@ -57,6 +58,8 @@ class Parameter:
             return one_of(value, where, self.choices)
         if self.kind == "int":
             return positive_int(value, where)
+        if self.kind == "seed":
+            return positive_int(value, where, minimum=0)
         if self.kind == "number":
             return positive_number(value, where)
         if value is not None and not isinstance(value, Encoding):     # "encoding"
@@ -74,13 +77,14 @@ class Parameter:
             except ValueError:
                 pass
             raise ValueError(f"{self.option} must be a positive {noun} like '{example}', got {text!r}")
-        convert = {"int": int, "number": float}.get(self.kind)
+        convert = {"int": int, "seed": int, "number": float}.get(self.kind)
         if convert is None:
             return self.check(text, self.option)
         try:
             return self.check(convert(text), self.option)
         except (ValueError, TypeError):
-            bound = "an integer >= 1" if self.kind == "int" else "a number > 0"
+            bound = {"int": "an integer >= 1", "seed": "an integer >= 0"}.get(self.kind,
+                                                                           "a number > 0")
             raise ValueError(f"{self.option} must be {bound}, got {text!r}") from None
 
     def to_json(self, value):

@@ -38,6 +38,7 @@ class RateCircuit(Circuit):
     """A rate-neuron predictive-coding circuit for ``model`` (see the module docstring)."""
 
     kind = "rate"
+    VARIANTS = ({}, {"errors": "dynamic", "precision": "interneuron"})
     description = "rate neurons: value, error and optional precision-interneuron populations"
     PARAMETERS = (
         Parameter("tau", "time", 10 * ms, "value-unit time constant (tau dz/dt = grad_z log p)"),

@@ -29,12 +29,20 @@ class Population:
     level : int
         Model level (0 = data).
     size : int
-        Units per data point; the network holds ``batch × size`` units (unit ``b·size + k`` is
-        unit k for data point b).
+        Units (neurons) per data point; the network holds ``batch × size`` units (unit
+        ``b·size + k`` is unit k for data point b).
     neuron : NeuronModel
     encoding : Encoding
     bias : dict
-        Port name → constant input (size,), added to that port's sum.
+        Port name → constant input (dims,) in model units, added to that port's sum.
+    dims : int
+        Model variables the population codes (default ``size``: one unit per variable).
+    params : dict
+        Per-unit constants of the neuron (``NeuronModel.params``): name → (size,).
+    input_map : None, ``("repeat", n)`` or a (size, dims) matrix
+        How an input in model variables reaches the units: one unit per variable (None), each
+        variable's n units alike (``("repeat", n)``), or a projection (e.g. a spike-coding
+        network's decoding weights, transposed).
     """
     name: str
     role: str
@@ -43,20 +51,44 @@ class Population:
     neuron: NeuronModel
     encoding: Encoding
     bias: dict = field(default_factory=dict)
+    dims: int | None = None
+    params: dict = field(default_factory=dict)
+    input_map: object = None
+
+    def __post_init__(self):
+        if self.dims is None:
+            self.dims = self.size
 
     def port_term(self, pathway_name: str) -> str:
-        """The parameter a pathway delivers into."""
+        """The variable a pathway delivers into."""
         return f"in_{pathway_name}"
+
+    def spread(self, values: np.ndarray) -> np.ndarray:
+        """Per-unit input (…, size) from an input in model variables (…, dims)."""
+        if self.input_map is None:
+            return values
+        if isinstance(self.input_map, tuple):
+            return np.repeat(values, self.input_map[1], axis=-1)
+        return values @ self.input_map.T
+
+    def spread_matrix(self) -> np.ndarray:
+        """:meth:`spread` as a (size, dims) matrix."""
+        return self.spread(np.eye(self.dims)).T
 
 
 @dataclass
 class Pathway:
-    """Synaptic transmission from one population's output to another population's port.
+    """Synaptic transmission from one population's output to another population.
 
-    ``weights`` (per data point) is a (post size, pre size) matrix — dense transmission, a
-    matrix product — or a (size,) vector for one-to-one connections (pre and post of equal
-    size).  Zero entries are absent synapses.  Every data point of a batch gets its own copy
-    (block-diagonal connectivity).
+    ``weights`` act on model variables: a (post dims, pre dims) matrix — dense transmission, a
+    matrix product — or a (dims,) vector for one-to-one connections.  Zero entries are absent
+    synapses.  Every data point of a batch gets its own copy (block-diagonal connectivity).
+
+    ``kind``: ``"continuous"`` — the presynaptic output, read out of the population, is delivered
+    into ``port`` every step; for spiking presynaptic neurons that read-out is their filtered
+    spike trains, which is what exponential synapses with the encoding's time constant deliver;
+    ``"jump"`` — each presynaptic spike adds its (weighted, read-out) contribution to the
+    postsynaptic state variable ``port`` at once (fast inhibition in a spike-coding network).
     """
     name: str
     pre: str
@@ -64,6 +96,7 @@ class Pathway:
     post: str
     port: str
     weights: np.ndarray
+    kind: str = "continuous"
 
     @property
     def one_to_one(self) -> bool:
@@ -87,11 +120,13 @@ def check_structure(populations, pathways):
         if pw.output not in pre.neuron.outputs:
             raise ValueError(f"pathway {pw.name}: {pre.name} has no output {pw.output!r} "
                              f"(outputs: {pre.neuron.outputs})")
-        if pw.port not in post.neuron.ports:
+        if pw.kind == "jump" and not pre.neuron.spiking:
+            raise ValueError(f"pathway {pw.name}: a jump needs a spiking source")
+        if pw.kind != "jump" and pw.port not in post.neuron.ports:
             raise ValueError(f"pathway {pw.name}: {post.name} has no port {pw.port!r} "
                              f"(ports: {post.neuron.ports})")
-        want = (post.size,) if pw.one_to_one else (post.size, pre.size)
-        if pw.one_to_one and pre.size != post.size:
+        want = (post.dims,) if pw.one_to_one else (post.dims, pre.dims)
+        if pw.one_to_one and pre.dims != post.dims:
             raise ValueError(f"pathway {pw.name}: one-to-one needs equal sizes")
         if np.shape(pw.weights) != want:
             raise ValueError(f"pathway {pw.name}: weights have shape {np.shape(pw.weights)}, "
@@ -100,7 +135,10 @@ def check_structure(populations, pathways):
 
 def _depends_on_ports(pop: Population, name: str) -> set:
     """The ports that the variable ``name`` of ``pop`` depends on within one time step
-    (through subexpressions; integrated state variables depend on nothing within a step)."""
+    (through subexpressions; integrated state variables depend on nothing within a step, and
+    a spiking population's read-out is of its filtered spike trains, which are state)."""
+    if pop.neuron.spiking:
+        return set()
     eqs = Equations(pop.neuron.equations) if pop.neuron.equations.strip() else Equations("")
     eqs += pop.encoding.equations(pop.neuron.model_var, "s", derivative=pop.neuron.derivative,
                                   value=pop.neuron.value)
@@ -131,7 +169,8 @@ def schedule(populations, pathways):
     deps = {(p.name, out): _depends_on_ports(p, out) for p in populations for out in p.neuron.outputs}
     into = {}
     for pw in pathways:
-        into.setdefault((pw.post, pw.port), []).append(pw)
+        if pw.kind != "jump":         # jumps act after the spikes of a step, not within it
+            into.setdefault((pw.post, pw.port), []).append(pw)
     out_stage = {key: 0 for key in deps}
     for _ in range(len(out_stage) + 1):
         changed = False
