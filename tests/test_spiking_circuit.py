@@ -1,0 +1,142 @@
+"""Spiking circuits: LIF neurons against their closed-form rate, ensembles' read-out, and the
+decoded fixed points against the exact posterior / MAP for both codes."""
+
+import brian2
+import numpy as np
+import pytest
+from brian2 import ms
+
+from conftest import bogacz_posterior_mode
+from pcbio import load_model
+from pcbio.circuits import build_circuit
+from pcbio.inference import exact_posterior, map_estimate
+from pcbio.mapping import firing_statistics
+from pcbio.neurons import lif
+from pcbio.simulate import simulate
+
+
+def rel_err(a, b):
+    return float(np.linalg.norm(a - b) / np.linalg.norm(b))
+
+
+def test_lif_neurons_fire_at_the_closed_form_rate():
+    """τ_m dv/dt = J − v with threshold 1, reset 0 and refractory t_ref fires at
+    1/(t_ref − τ_m log(1 − 1/J)) for constant J > 1 (and not at all below 1): brian2's LIF
+    neurons, as pcbio builds them, against the formula over 1 s (Euler at dt = 0.02 ms)."""
+    J = np.array([0.9, 1.05, 1.5, 3.0, 10.0])
+    neuron = lif.ensemble_neuron(1, 1.0, 20 * ms, 2 * ms)
+    group = brian2.NeuronGroup(len(J), neuron.equations + "\nI_in : 1\nenc0 : 1\ngain : 1\nbias : 1",
+                               threshold=neuron.threshold, reset=neuron.reset,
+                               refractory=neuron.refractory, method="euler",
+                               namespace={"tau_m": 20 * ms, "radius0": 1.0}, dt=0.02 * ms,
+                               codeobj_class=brian2.NumpyCodeObject)
+    group.bias = J
+    spikes = brian2.SpikeMonitor(group, codeobj_class=brian2.NumpyCodeObject)
+    brian2.Network(group, spikes).run(1 * brian2.second, namespace={})
+    trains = spikes.spike_trains()
+    measured = [1 / np.mean(np.diff(trains[k] / brian2.second)) if len(trains[k]) > 1 else 0.0
+                for k in range(len(J))]                     # 1 / mean inter-spike interval
+    np.testing.assert_allclose(measured, lif.lif_rate(J, 0.02, 0.002), rtol=0.01)
+
+
+def test_ensemble_read_out_recovers_its_functions():
+    """Decoders fitted to 100 LIF tuning curves read x, x² and the product x·y back from the
+    steady rates to within a few per cent of the represented range (the NEF's static error)."""
+    one = lif.Tuning.random(100, 1, seed=3, tau_m=0.02, t_ref=0.002)
+    pts = lif.evaluation_points(1, 0)
+    for target in (pts, pts ** 2):
+        d = one.decoders(pts, target)
+        assert np.sqrt(np.mean((one.rates(pts) @ d - target) ** 2)) < 0.03
+    two = lif.Tuning.random(200, 2, seed=4, tau_m=0.02, t_ref=0.002)
+    pts = lif.evaluation_points(2, 1)
+    product = pts[:, :1] * pts[:, 1:]
+    d = two.decoders(pts, product)
+    assert np.sqrt(np.mean((two.rates(pts) @ d - product) ** 2)) < 0.05
+
+
+@pytest.mark.parametrize("code", ["population", "scn"])
+def test_linear_fixed_point_is_the_exact_posterior_mean(code):
+    """2-level linear-Gaussian model: the decoded estimate (averaged over the last 300 ms of
+    1.5 s) is within 10 % of the exact posterior mean with 200 neurons per variable, and every
+    population fires at physiological rates: none silent, none saturated, mean below 100 Hz."""
+    m = load_model("linear_gaussian_2d")
+    x = np.array([[1.0, -2.0, 0.5]])
+    circuit = build_circuit(m, "spiking", code=code, neurons_per_unit=200,
+                            readout_window=300 * ms)
+    traj = simulate(circuit, x, duration=1500 * ms, target="numpy", record_every=10)
+    estimate, how = circuit.estimate(traj)
+    assert rel_err(estimate[0], exact_posterior(m, x).means[0]) < 0.1
+    assert how["readout_window_s"] == pytest.approx(0.3, abs=1e-3)
+    for name, stats in firing_statistics(traj).items():
+        assert stats["fraction_silent"] < 1.0 and 0.1 < stats["mean_rate_hz"] < 100, (name, stats)
+        assert stats["max_rate_hz"] < 1 / 0.002 / 2, (name, stats)
+
+
+def test_spike_coding_network_refuses_nonlinear_links():
+    """A spike-coding network implements linear dynamics: a tanh link is refused up front,
+    naming the population code as the alternative."""
+    with pytest.raises(ValueError, match="use code='population'"):
+        build_circuit(load_model("tanh_2level"), "spiking", code="scn")
+
+
+def test_feedback_too_fast_for_the_synapses_is_refused():
+    """Bogacz's square link at the prior mean has curvature λ = 51; through the error and hidden
+    ensembles' synapses (τ_s = 10 ms each) the loop needs λ τ_s/(2τ) < 1 (Routh–Hurwitz), so
+    τ = 100 ms is refused before running, naming the τ that would do."""
+    circuit = build_circuit(load_model("bogacz2017"), "spiking")
+    with pytest.raises(ValueError, match="use tau > 255 ms"):
+        simulate(circuit, [[2.0]], duration=10 * ms, target="numpy")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("code", ["population", "scn"])
+def test_error_shrinks_with_the_number_of_neurons(code):
+    """Across two tuning seeds, the mean fixed-point error with 400 neurons per variable is
+    smaller than with 20 (decoding error and spike noise fall with N)."""
+    m = load_model("linear_gaussian_2d")
+    x = np.array([[1.0, -2.0, 0.5]])
+    want = exact_posterior(m, x).means[0]
+    errors = {}
+    for n in (20, 400):
+        errs = []
+        for seed in (0, 1):
+            circuit = build_circuit(m, "spiking", code=code, neurons_per_unit=n,
+                                    tuning_seed=seed, readout_window=300 * ms)
+            traj = simulate(circuit, x, duration=1500 * ms, target="numpy", record_every=10)
+            errs.append(rel_err(circuit.estimate(traj)[0][0], want))
+        errors[n] = np.mean(errs)
+    assert errors[400] < errors[20]
+
+
+@pytest.mark.slow
+def test_bogacz_population_code_lands_near_the_posterior_mode():
+    """Bogacz (2017)'s example (u = 2, g(v) = v²) as a population code, with τ slow enough for
+    its curvature (400 ms): the decoded estimate lands within 5 % of the exact posterior mode."""
+    circuit = build_circuit(load_model("bogacz2017"), "spiking", neurons_per_unit=200,
+                            tau=400 * ms, readout_window=400 * ms)
+    traj = simulate(circuit, [[2.0]], duration=2500 * ms, target="numpy", record_every=10)
+    assert circuit.estimate(traj)[0][0][0, 0] == pytest.approx(bogacz_posterior_mode(), rel=0.05)
+
+
+@pytest.mark.slow
+def test_tanh_population_code_approaches_the_map():
+    """tanh link through two-dimensional (dendrite-like) ensembles reading out f(u) and
+    f'(u)·Wᵀε: the decoded fixed point is within 10 % of the MAP estimate."""
+    m = load_model("tanh_2level")
+    x = np.array([[1.0, 0.5, -0.8]])
+    circuit = build_circuit(m, "spiking", neurons_per_unit=200, tau=400 * ms,
+                            readout_window=400 * ms)
+    traj = simulate(circuit, x, duration=2500 * ms, target="numpy", record_every=10)
+    assert rel_err(circuit.estimate(traj)[0][0], map_estimate(m, x)[0][0]) < 0.1
+
+
+@pytest.mark.standalone
+def test_population_code_under_cpp_standalone():
+    """Synapses with post-synaptic currents (cpp_standalone) implement the same filtered
+    transmission as the runtime's read-outs of pre-synaptic traces: the standalone run lands at
+    the exact posterior mean too."""
+    m = load_model("linear_gaussian_2d")
+    x = np.array([[1.0, -2.0, 0.5]])
+    circuit = build_circuit(m, "spiking", neurons_per_unit=50, readout_window=300 * ms)
+    traj = simulate(circuit, x, duration=1000 * ms, target="cpp_standalone", record_every=10)
+    assert rel_err(circuit.estimate(traj)[0][0], exact_posterior(m, x).means[0]) < 0.15
