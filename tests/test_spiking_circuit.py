@@ -140,3 +140,21 @@ def test_population_code_under_cpp_standalone():
     circuit = build_circuit(m, "spiking", neurons_per_unit=50, readout_window=300 * ms)
     traj = simulate(circuit, x, duration=1000 * ms, target="cpp_standalone", record_every=10)
     assert rel_err(circuit.estimate(traj)[0][0], exact_posterior(m, x).means[0]) < 0.15
+
+
+@pytest.mark.slow
+def test_spiking_vs_elbo_experiment(tmp_path):
+    """`pcbio run spiking_vs_elbo --quick`: the JSON holds, per code, neurons_per_unit and
+    fixed_point_rel_err of equal length, a negative slope (error falls with N), physiological
+    mean rates, and the mapping of each example run against the rate circuit."""
+    import json
+
+    from pcbio.experiment import run_experiment
+    run_experiment("spiking_vs_elbo", tmp_path, quick=True, seed=0)
+    res = json.loads((tmp_path / "spiking_vs_elbo.json").read_text())["results"]
+    for code in ("population", "scn"):
+        c = res[code]
+        assert len(c["neurons_per_unit"]) == len(c["fixed_point_rel_err"]) >= 3
+        assert c["fixed_point_rel_err"][-1] < c["fixed_point_rel_err"][0] and c["slope"] < 0
+        assert res["slope"][code] == c["slope"] and 0.1 < res["mean_rate_hz"][code] < 100
+        assert "rate_equivalence" in res["examples"][code]["applicable_checks"]
