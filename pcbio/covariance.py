@@ -100,6 +100,14 @@ class Covariance:
             return r * self._inv_var
         return r @ self.precision
 
+    def weigh(self, weights):
+        """``Π W`` for synaptic weights onto this level: ``weights`` a (dim, n) matrix, or a
+        (dim,) vector of one-to-one weights (a diagonal Π keeps them one-to-one; a full Π makes
+        them a (dim, dim) matrix).  Circuits weigh every pathway into an error population here."""
+        if np.ndim(weights) == 1:
+            return weights * self._inv_var if self.is_diagonal else self.precision * weights
+        return self.apply_precision(weights.T).T
+
     def apply(self, e):
         """``Σ e`` for vectors of shape (..., dim)."""
         if self.is_unit:

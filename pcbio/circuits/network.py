@@ -206,7 +206,7 @@ class CircuitNetwork:
         target = self._view(pw.post, pw.port)
         per_spike = self._spike_increments(pre, pw.output) @ pw.dense_matrix().T   # (units, dims)
         per_spike = np.stack([post_pop.spread(row) for row in per_spike])         # (units, size)
-        batch, size = self.batch, pre.size
+        size = pre.size
 
         def jump():
             n = spikespace[-1]

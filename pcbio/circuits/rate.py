@@ -103,15 +103,10 @@ class RateCircuit(Circuit):
 
     # -- structure -------------------------------------------------------------------------------
     def _weigh(self, l, weights):
-        """Weights of a pathway into error_l: ``Π_l W`` for instantaneous errors (the one place
-        precision weighting happens), W itself for dynamic ones (Σ then acts laterally).
+        """Weights of a pathway into error_l: ``Π_l W`` for instantaneous errors
+        (:meth:`Covariance.weigh`), W itself for dynamic ones (Σ then acts laterally).
         ``weights``: (d_l, n) matrix or (d_l,) one-to-one vector."""
-        if not self.instant:
-            return weights
-        cov = self.model.level_covariance(l)
-        if np.ndim(weights) == 1:
-            return weights / cov.variances if cov.is_diagonal else cov.precision * weights
-        return cov.apply_precision(weights.T).T
+        return self.model.level_covariance(l).weigh(weights) if self.instant else weights
 
     def build_structure(self):
         m, p = self.model, self.params

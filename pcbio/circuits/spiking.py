@@ -38,7 +38,6 @@ from ..encoding import EnsembleEncoding, RateEncoding, SpikeCodingEncoding
 from ..inference import neg_hessian, posterior_precision
 from ..neurons import lif
 from ..neurons import rate as rate_neurons
-from ..nonlinearities import NONLINEARITIES
 from .base import Circuit, register
 from .parameters import Parameter
 from .structure import Pathway, Population
@@ -184,11 +183,8 @@ class SpikingCircuit(Circuit):
                           input_map=("repeat", n))
 
     def _weigh(self, l, weights):
-        """Pathway weights into error_l: ``Π_l W`` (the one place precision weighting happens)."""
-        cov = self.model.level_covariance(l)
-        if np.ndim(weights) == 1:
-            return weights / cov.variances if cov.is_diagonal else cov.precision * weights
-        return cov.apply_precision(weights.T).T
+        """Pathway weights into error_l: ``Π_l W`` (:meth:`Covariance.weigh`)."""
+        return self.model.level_covariance(l).weigh(weights)
 
     def _population_code(self):
         m, p = self.model, self.params
