@@ -1,6 +1,6 @@
 """Spiking circuits: speed per simulated second, against a bare brian2 network of the same size.
 
-Run:  python benchmarks/bench_spiking.py [--sizes 33 100 333] [--seconds 1.0]
+Run:  python benchmarks/bench_spiking.py [--sizes 33 100 333] [--seconds 1.0] [--density 1.0]
 
 The workload is the population code of a linear model with 10 data and 10 latent variables and
 a diagonal (sparse) weight matrix, so that the synapse count stays within what per-pair
@@ -114,6 +114,8 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sizes", type=int, nargs="+", default=[33, 100, 333])
     p.add_argument("--seconds", type=float, default=1.0)
+    p.add_argument("--density", type=float, default=1.0,
+                   help="synapse_density: fraction of neuron pairs given a synapse")
     args = p.parse_args()
     model = sparse_model()
     xs = model.sample(3, seed=1)[0]
@@ -121,7 +123,8 @@ def main():
           f"{'compile (s)':>11s} {'pcbio C++ (s/s)':>15s} {'bare C++ (s/s)':>14s} "
           f"{'pcbio/bare':>10s}")
     for n in args.sizes:
-        circuit = build_circuit(model, "spiking", neurons_per_unit=n)
+        circuit = build_circuit(model, "spiking", neurons_per_unit=n,
+                                synapse_density=args.density)
         groups, synapses = structure_of(circuit)
         neurons = sum(g["N"] for g in groups.values())
         count = sum(len(s["i"]) for s in synapses)

@@ -158,3 +158,25 @@ def test_spiking_vs_elbo_experiment(tmp_path):
         assert c["fixed_point_rel_err"][-1] < c["fixed_point_rel_err"][0] and c["slope"] < 0
         assert res["slope"][code] == c["slope"] and 0.1 < res["mean_rate_hz"][code] < 100
         assert "rate_equivalence" in res["examples"][code]["applicable_checks"]
+
+
+@pytest.mark.slow
+def test_thinned_synapses_keep_the_mean_transmission():
+    """synapse_density = 0.5 under the Synapses coupling keeps half of the neuron pairs (within a
+    few per cent) with doubled weights: the mean transmission is unchanged, so the decoded fixed
+    point still lands near the exact posterior mean."""
+    import brian2
+    from pcbio.circuits import CircuitNetwork
+    m = load_model("linear_gaussian_2d")
+    x = np.array([[1.0, -2.0, 0.5]])
+    counts = {}
+    for density in (1.0, 0.5):
+        circuit = build_circuit(m, "spiking", neurons_per_unit=50, synapse_density=density,
+                                readout_window=300 * ms)
+        net = CircuitNetwork(circuit, 1, 0.1 * ms, "synapses", target="numpy")
+        counts[density] = sum(len(o) for o in net.network.objects if isinstance(o, brian2.Synapses)
+                              and o.source.name != "data")
+    assert counts[0.5] / counts[1.0] == pytest.approx(0.5, abs=0.03)
+    traj = simulate(circuit, x, duration=1000 * ms, target="numpy", coupling="synapses",
+                    record_every=10)
+    assert rel_err(circuit.estimate(traj)[0][0], exact_posterior(m, x).means[0]) < 0.15

@@ -24,6 +24,8 @@ record (990) and the groups integrate (1000).  Every recorded value and every up
 uses the state at the start of the step: an explicit Euler step of the circuit's ODE.
 """
 
+import zlib
+
 import brian2
 import numpy as np
 
@@ -244,6 +246,9 @@ class CircuitNetwork:
         if pre_pop.neuron.spiking:
             per_spike = self._spike_increments(pre_pop, pw.output)            # (pre units, dims)
             W = post_pop.spread_matrix() @ pw.dense_matrix() @ per_spike.T
+            if pw.density < 1:
+                keep = np.random.default_rng(zlib.crc32(pw.name.encode())).random(W.shape)
+                W = np.where(keep < pw.density, W / pw.density, 0.0)
         else:
             W = post_pop.spread_matrix() @ pw.dense_matrix()
         ns = {**self.namespaces[pw.pre], **self.namespaces[pw.post]}

@@ -82,12 +82,17 @@ class SpikingCircuit(Circuit):
                   "over this last part of a run"),
         Parameter("radius_scale", "number", 1.0, "scales the represented ranges estimated "
                   "from the model"),
+        Parameter("synapse_density", "number", 1.0, "fraction of neuron pairs that get a synapse "
+                  "when pathways become per-pair Synapses (cpp_standalone), weights scaled up to "
+                  "match; in (0, 1]"),
         Parameter("tuning_seed", "seed", 0, "seed of the neurons' heterogeneous tuning and the "
                   "spike-coding network's read-out directions"),
     )
 
     def __init__(self, model, **params):
         super().__init__(model, **params)
+        if self.params["synapse_density"] > 1:
+            raise ValueError(f"synapse_density must be in (0, 1], got {self.params['synapse_density']}")
         if self.params["code"] == "scn" and not model.is_linear:
             raise ValueError(f"code='scn' (a spike-coding network) implements linear dynamics; "
                              f"{model.name} has nonlinear links — use code='population'")
@@ -142,9 +147,13 @@ class SpikingCircuit(Circuit):
 
     # -- structure -------------------------------------------------------------------------------
     def build_structure(self):
-        if self.params["code"] == "scn":
-            return self._spike_coding_network()
-        return self._population_code()
+        pops, paths = (self._spike_coding_network() if self.params["code"] == "scn"
+                       else self._population_code())
+        spiking = {p.name for p in pops if p.neuron.spiking}
+        for pw in paths:
+            if pw.pre in spiking and pw.kind == "continuous":
+                pw.density = self.params["synapse_density"]
+        return pops, paths
 
     def radii(self):
         """Represented ranges per level: values (levels 1 … L), errors (0 … L), and per link the

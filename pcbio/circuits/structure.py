@@ -89,6 +89,11 @@ class Pathway:
     spike trains, which is what exponential synapses with the encoding's time constant deliver;
     ``"jump"`` — each presynaptic spike adds its (weighted, read-out) contribution to the
     postsynaptic state variable ``port`` at once (fast inhibition in a spike-coding network).
+
+    ``density`` < 1 thins the per-pair synapses a spiking source's pathway becomes under the
+    Synapses coupling: each pair is kept with that probability (seeded by the pathway's name)
+    and its weight divided by it — the same mean transmission through fewer synapses, with more
+    noise.  The matrix coupling transmits read-outs and ignores it.
     """
     name: str
     pre: str
@@ -97,6 +102,7 @@ class Pathway:
     port: str
     weights: np.ndarray
     kind: str = "continuous"
+    density: float = 1.0
 
     @property
     def one_to_one(self) -> bool:
