@@ -5,7 +5,8 @@ population code's value and error ensembles; (b) its decoded latent estimates ag
 circuit (the ELBO gradient flow of the same τ, from the same start) and the exact posterior
 mean; (c) the same for the spike-coding network; (d) the decoded fixed point's relative error
 against neurons per model variable, log-log, for both codes, with fitted slopes (a rate code
-is expected near −½).
+is expected near −½).  The runs behind (d) are independent: they go to the pool the experiment
+is given (``pcbio run spiking_vs_elbo --workers 2`` or ``--scheduler ADDRESS``).
 """
 
 import numpy as np
@@ -18,13 +19,29 @@ from pcbio.mapping import firing_statistics, map_trajectory
 from pcbio.plotting import CIRCUIT, REFERENCE, VAE, figure, panel_label, style
 from pcbio.progress import SILENT
 from pcbio.simulate import simulate
+from pcbio.sweep import Pool
 
 DESCRIPTION = "spiking population code and spike-coding network vs rate circuit and ELBO"
 TARGET = "numpy"
 X = [[1.0, -2.0, 0.5]]
 
 
-def run(quick=False, seed=0, progress=SILENT):
+def scaling_point(task):
+    """One run of the sweep over codes, neurons per variable and tuning seeds: the decoded
+    fixed point's relative error and the mean firing rate (a task for any Pool)."""
+    code, n, seed, duration_ms, window_ms = task
+    model = load_model("linear_gaussian_2d")
+    x = np.array(X)
+    truth = exact_posterior(model, x).means[0][0]
+    circuit = build_circuit(model, "spiking", code=code, neurons_per_unit=n, tuning_seed=seed,
+                            readout_window=window_ms * ms)
+    traj = simulate(circuit, x, duration=duration_ms * ms, target=TARGET, record_every=10)
+    est = circuit.estimate(traj)[0][0][0]
+    rate = np.mean([f["mean_rate_hz"] for f in firing_statistics(traj).values()])
+    return float(np.linalg.norm(est - truth) / np.linalg.norm(truth)), float(rate)
+
+
+def run(quick=False, seed=0, progress=SILENT, pool=None):
     model = load_model("linear_gaussian_2d")
     x = np.array(X)
     truth = exact_posterior(model, x).means[0][0]
@@ -32,20 +49,15 @@ def run(quick=False, seed=0, progress=SILENT):
     seeds = [seed] if quick else [seed, seed + 1, seed + 2]
     duration = (800 if quick else 1500) * ms
     window = 300 * ms
+    tasks = [(code, n, s, float(duration / ms), float(window / ms))
+             for code in ("population", "scn") for n in neurons for s in seeds]
+    progress(f"{len(tasks)} runs: both codes, {neurons} neurons per variable, seeds {seeds}")
+    outcome = dict(zip(tasks, (pool or Pool()).map(scaling_point, tasks)))
     codes = {}
     for code in ("population", "scn"):
-        errors, rates = [], []
-        for n in neurons:
-            per_seed = []
-            for s in seeds:
-                progress(f"{code}: {n} neurons per variable, tuning seed {s}")
-                circuit = build_circuit(model, "spiking", code=code, neurons_per_unit=n,
-                                        tuning_seed=s, readout_window=window)
-                traj = simulate(circuit, x, duration=duration, target=TARGET, record_every=10)
-                est = circuit.estimate(traj)[0][0][0]
-                per_seed.append(np.linalg.norm(est - truth) / np.linalg.norm(truth))
-                rates.append(np.mean([f["mean_rate_hz"] for f in firing_statistics(traj).values()]))
-            errors.append(float(np.mean(per_seed)))
+        errors = [float(np.mean([outcome[t][0] for t in tasks if t[:2] == (code, n)]))
+                  for n in neurons]
+        rates = [outcome[t][1] for t in tasks if t[0] == code]
         slope = float(np.polyfit(np.log(neurons), np.log(errors), 1)[0])
         codes[code] = {"neurons_per_unit": neurons, "fixed_point_rel_err": errors,
                        "slope": slope, "mean_rate_hz": float(np.mean(rates))}

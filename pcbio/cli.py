@@ -1,4 +1,4 @@
-"""The ``pcbio`` command: ``infer``, ``map``, ``list``, ``run``.
+"""The ``pcbio`` command: ``infer``, ``map``, ``list``, ``run``, ``sweep``.
 
 Errors in the input (a bad model file, a bad ``--x``, a bad option value) exit with status 2 and a
 one-line message on stderr, never a traceback.
@@ -232,14 +232,30 @@ def cmd_run(args):
     from .experiment import run_experiment
     from .io import check_output_folder
     from .paths import find_experiment, list_experiments
+    from .sweep import Pool
     names = list_experiments() if args.experiment == "all" else [args.experiment]
     for name in names:                       # every name and the folder, before any runs
         find_experiment(name)
     check_output_folder(args.out, "--out")
-    for name in names:
-        paths = run_experiment(name, args.out, quick=args.quick, seed=args.seed,
-                               progress=Progress(quiet=args.quiet))
-        print("\n".join(paths))
+    with Pool(workers=args.workers, scheduler=args.scheduler) as pool:
+        for name in names:
+            paths = run_experiment(name, args.out, quick=args.quick, seed=args.seed,
+                                   progress=Progress(quiet=args.quiet), pool=pool)
+            print("\n".join(paths))
+    return 0
+
+
+def cmd_sweep(args):
+    from .sweep import run_sweep
+    summary = run_sweep(args.file, args.out, scheduler=args.scheduler, workers=args.workers,
+                        force=args.force, progress=Progress(quiet=args.quiet))
+    print(f"{summary['total']} points: ran {summary['ran']}, skipped {summary['skipped']} "
+          f"(finished before), failed {summary['failed']}; results in "
+          f"{Path(args.out) / 'results.csv'}")
+    if summary["failed"]:
+        from .simulate import SimulationError
+        raise SimulationError(f"{summary['failed']} of {summary['total']} points failed (their "
+                              "errors are in results.csv); run the sweep again to retry them")
     return 0
 
 
@@ -310,12 +326,29 @@ def build_parser():
     sp = sub.add_parser("list", help="list models and experiments")
     sp.set_defaults(func=cmd_list)
 
+    def parallel(sp, default_help):
+        sp.add_argument("--workers", type=_number(int, "--workers", 1, strict=False),
+                        default=None, help=f"run on a local Dask cluster of this many worker "
+                                           f"processes ({default_help})")
+        sp.add_argument("--scheduler", default=None, help="address of an existing Dask "
+                        "scheduler (e.g. tcp://host:8786) to send the work to")
+
     sp = sub.add_parser("run", help="run an experiment (a paper figure); 'all' runs every one")
     sp.add_argument("experiment")
     sp.add_argument("--quick", action="store_true", help="smaller, faster version")
     sp.add_argument("--out", default="results", help="output folder")
     common(sp)
+    parallel(sp, "default: in this process")
     sp.set_defaults(func=cmd_run)
+
+    sp = sub.add_parser("sweep", help="run every point of a parameter sweep file on Dask")
+    sp.add_argument("file", help="sweep file (TOML): command, model/experiment, [fixed], [grid], "
+                                 "[zip]")
+    sp.add_argument("--out", required=True, help="folder for points/*.json and results.csv")
+    sp.add_argument("--quiet", action="store_true", help="no progress messages")
+    sp.add_argument("--force", action="store_true", help="run a grid of more than 100,000 points")
+    parallel(sp, "default: one per core")
+    sp.set_defaults(func=cmd_sweep)
     return p
 
 

@@ -1,18 +1,22 @@
 """Running a figure script from ``experiments/``.
 
 An experiment is a module ``experiments/NAME.py`` with a one-line ``DESCRIPTION`` and a function
-``run(quick, seed, progress) -> (figure, data, parameters)``.  :func:`run_experiment` calls it and
+``run(quick, seed, progress) -> (figure, data, parameters)``; one that sweeps also takes
+``pool`` (a :class:`pcbio.sweep.Pool`) and maps its independent runs over it, so that it runs
+serially, on a local Dask cluster or on a remote one alike.  :func:`run_experiment` calls it and
 writes ``OUT/NAME.json`` (the numbers behind the figure plus provenance) and ``OUT/NAME.pdf`` /
 ``OUT/NAME.png`` — nothing is written unless the run succeeds.
 """
 
 import importlib.util
+import inspect
 from pathlib import Path
 
 from .io import check_output_folder, check_output_path, json_text, provenance
 from .paths import find_experiment
 from .plotting import save_figure
 from .progress import SILENT
+from .sweep import Pool
 
 
 def load_experiment(name):
@@ -23,14 +27,16 @@ def load_experiment(name):
     return module
 
 
-def run_experiment(name, out_dir="results", quick=False, seed=0, progress=SILENT):
-    """Run experiment ``name``; returns the paths written (json, pdf, png)."""
+def run_experiment(name, out_dir="results", quick=False, seed=0, progress=SILENT, pool=None):
+    """Run experiment ``name`` (its sweeps on ``pool`` if it takes one; default serially here);
+    returns the paths written (json, pdf, png)."""
     module = load_experiment(name)
     stem = check_output_folder(out_dir, "--out") / name
     for suffix in (".json", ".pdf", ".png"):
         check_output_path(f"{stem}{suffix}", "--out")
     progress(f"experiment {name}: {module.DESCRIPTION}")
-    fig, data, parameters = module.run(quick=quick, seed=seed, progress=progress)
+    kwargs = {"pool": pool or Pool()} if "pool" in inspect.signature(module.run).parameters else {}
+    fig, data, parameters = module.run(quick=quick, seed=seed, progress=progress, **kwargs)
     text = json_text({"experiment": name, "description": module.DESCRIPTION, "quick": quick,
                       **provenance(seed, parameters), "results": data})   # fails before writing
     paths = save_figure(fig, f"{stem}.pdf", f"{stem}.png",

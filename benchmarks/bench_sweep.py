@@ -1,0 +1,71 @@
+"""A sweep on a 2-worker local Dask cluster against the same points run serially in one process.
+
+Run:  python benchmarks/bench_sweep.py [--points 20]
+
+Each point infers the linear_gaussian_2d model's latents for one data point with the spiking
+population code (100 neurons per variable, 1 s, numpy target) — a few seconds of work.  Timed in the same
+process: (1) the points' commands run one after another here (``run_point``), (2) ``run_sweep``
+on a local cluster of 2 worker processes (cluster start-up, worker imports and result files
+included), (3) one direct ``infer_with_circuit`` call, for the per-point overhead of going
+through the command line and the sweep's bookkeeping.
+"""
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from brian2 import ms
+
+from pcbio import load_model
+from pcbio.simulate import infer_with_circuit
+from pcbio.sweep import load_sweep, run_point, run_sweep
+
+SWEEP = '''command = "infer"
+model = "linear_gaussian_2d"
+[fixed]
+method = "spiking"
+neurons_per_unit = 100
+target = "numpy"
+duration = "1000ms"
+[grid]
+x = {xs}
+'''
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--points", type=int, default=20)
+    args = p.parse_args()
+    model = load_model("linear_gaussian_2d")
+    xs = model.sample(args.points, seed=3)[0]
+    texts = [",".join(f"{v:.6f}" for v in x) for x in xs]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "sweep.toml"
+        path.write_text(SWEEP.format(xs="[" + ", ".join(f'"{t}"' for t in texts) + "]"))
+        _, points = load_sweep(path)
+        run_point(points[0].argv)                                  # warm caches
+        t0 = time.perf_counter()
+        serial = [run_point(pt.argv) for pt in points]
+        serial_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        summary = run_sweep(path, Path(tmp) / "out", workers=2)
+        parallel_s = time.perf_counter() - t0
+        assert summary["failed"] == 0 and all(r["status"] == "ok" for r in serial)
+        t0 = time.perf_counter()
+        for x in xs[:5]:
+            infer_with_circuit(model, x[None], "spiking", duration=1000 * ms, target="numpy",
+                               neurons_per_unit=100)
+        direct_s = (time.perf_counter() - t0) / 5
+    per_point = serial_s / len(points)
+    print(f"{len(points)} points: serial in one process {serial_s:.1f} s, 2-worker Dask cluster "
+          f"{parallel_s:.1f} s (speed-up {serial_s / parallel_s:.2f}x, cluster start-up "
+          "included)")
+    print(f"per point: direct call {direct_s:.3f} s, through the command line {per_point:.3f} s "
+          f"(overhead {per_point - direct_s:+.3f} s)")
+    print(f"point times on the workers: median {np.median([r['seconds'] for r in serial]):.2f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,102 @@
+"""Parameter sweeps: the sweep file, a 2-worker Dask cluster against running the points one by
+one, resuming, failing points, bad files."""
+
+import csv
+import json
+
+import pytest
+
+from pcbio.cli import main
+from pcbio.sweep import load_sweep, run_point, run_sweep
+
+EXAMPLE = '''command = "infer"
+model = "linear_gaussian_2d"
+[fixed]
+x = "1,-2,0.5"
+method = "gradient"
+[grid]
+steps = [10, 100, 1000]
+step_size = [0.05, 0.1]
+'''
+
+
+def write(tmp_path, text, name="sweep.toml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_the_issue_example_has_every_combination(tmp_path):
+    """[grid] is the Cartesian product (3 × 2 points), [fixed] goes to every point, and each
+    point is the command line the user would type."""
+    _, points = load_sweep(write(tmp_path, EXAMPLE))
+    assert len(points) == 6 and len({p.key for p in points}) == 6
+    assert {(p.params["steps"], p.params["step_size"]) for p in points} == {
+        (s, a) for s in (10, 100, 1000) for a in (0.05, 0.1)}
+    assert points[0].argv[:2] == ["infer", "linear_gaussian_2d"] and "--method=gradient" in points[0].argv
+
+
+def test_zipped_lists_go_together(tmp_path):
+    """[zip] lists are taken element by element (2 points per grid combination, not 4)."""
+    _, points = load_sweep(write(tmp_path, EXAMPLE.replace("[grid]\nsteps = [10, 100, 1000]\n"
+                                                           "step_size = [0.05, 0.1]",
+                                                           "[zip]\nseed = [0, 1]\nsteps = [5, 7]")))
+    assert [(p.params["seed"], p.params["steps"]) for p in points] == [(0, 5), (1, 7)]
+
+
+@pytest.mark.parametrize("text, message", [
+    ('command = "train"\nmodel = "linear_gaussian_2d"\n', "command must be one of"),
+    (EXAMPLE.replace("steps = [10", "stepz = [10"), "unrecognized arguments: --stepz"),
+    (EXAMPLE.replace("[10, 100, 1000]", "[]"), "[grid].steps must be a non-empty list"),
+    (EXAMPLE + "[zip]\nseed = [0, 1]\ntol = [1e-6]\n", "must have equal lengths"),
+    (EXAMPLE.replace('model = "linear_gaussian_2d"\n', ""), 'needs model = "NAME"'),
+    (EXAMPLE.replace("step_size = [0.05, 0.1]", "step_size = [-1.0]"), "--step-size"),
+    (EXAMPLE.replace("[grid]", "[grid]\na = " + str(list(range(400))) + "\nb = "
+                     + str(list(range(400))) + "\n"), "960,000 points"),
+    ("command = [", "not a valid TOML sweep file"),
+])
+def test_bad_sweep_files_fail_in_one_line(tmp_path, capsys, text, message):
+    """A bad sweep file is refused before anything runs: status 2, one line naming the file and
+    the problem, no output folder."""
+    code = main(["sweep", str(write(tmp_path, text)), "--out", str(tmp_path / "out"), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert message in err and "sweep.toml" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_resume_and_failing_points(tmp_path, capsys):
+    """Serially in this process: a point beyond the stability limit fails with its one-line
+    error while the others finish (status 1 from the command line); running again skips the
+    finished points and retries only the failed one; deleting a finished point (as an
+    interrupt would leave it) reruns just that one.  results.csv has a row per point."""
+    path = write(tmp_path, EXAMPLE.replace("[0.05, 0.1]", "[0.05, 0.5]"))
+    out = tmp_path / "out"
+    first = run_sweep(path, out, workers=0)
+    assert first == {"total": 6, "skipped": 0, "ran": 6, "failed": 3}
+    rows = list(csv.DictReader((out / "results.csv").open()))
+    assert len(rows) == 6
+    failed = [r for r in rows if r["status"] == "error"]
+    assert len(failed) == 3 and all("--step-size 0.5 is beyond" in r["error"] for r in failed)
+    assert all(r["result.means.level1.0"] for r in rows if r["status"] == "ok")
+    again = run_sweep(path, out, workers=0)
+    assert again == {"total": 6, "skipped": 3, "ran": 3, "failed": 3}
+    victim = next(p for p in (out / "points").glob("*.json")
+                  if json.loads(p.read_text())["status"] == "ok")
+    victim.unlink()
+    assert run_sweep(path, out, workers=0)["ran"] == 4
+    assert main(["sweep", str(path), "--out", str(out), "--quiet"]) == 1
+    assert "3 of 6 points failed" in capsys.readouterr().err
+
+
+def test_dask_cluster_gives_the_same_results_as_one_by_one(tmp_path):
+    """On a local Dask cluster of 2 worker processes every point's result equals running its
+    command here, one by one (the points are deterministic)."""
+    path = write(tmp_path, EXAMPLE)
+    run_sweep(path, tmp_path / "out", workers=2)
+    _, points = load_sweep(path)
+    for p in points:
+        record = json.loads((tmp_path / "out" / "points" / f"{p.key}.json").read_text())
+        assert record["status"] == "ok" and record["parameters"] == p.params
+        assert record["result"] == run_point(p.argv)["result"]
+        assert record["pcbio_version"] and record["git_commit"]
