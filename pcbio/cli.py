@@ -1,4 +1,4 @@
-"""The ``pcbio`` command: ``infer``, ``map``, ``list``, ``run``, ``sweep``.
+"""The ``pcbio`` command: ``infer``, ``map``, ``learn``, ``list``, ``run``, ``sweep``.
 
 Errors in the input (a bad model file, a bad ``--x``, a bad option value) exit with status 2 and a
 one-line message on stderr, never a traceback.
@@ -214,6 +214,44 @@ def cmd_map(args):
     return 0
 
 
+#: options of ``pcbio learn`` for the rate circuit, with their defaults
+LEARN_CIRCUIT_OPTIONS = (("settle", "45ms"), ("dt", "0.015ms"), ("tau", "10ms"),
+                         ("temperature", 1.0), ("errors", "instant"),
+                         ("precision", "synaptic"), ("target", "auto"), ("compare_every", 1))
+
+
+def cmd_learn(args):
+    from .learning import LearningRates
+    from .learning.session import learn
+    from .model import load_model
+    model = load_model(args.model)
+    rates = LearningRates(weights=args.lr_weights, bias=args.lr_bias, cov=args.lr_cov,
+                          top_mean=args.lr_top_mean, top_cov=args.lr_top_cov,
+                          variance_floor=args.variance_floor)
+    given = {name: getattr(args, name) for name, _ in LEARN_CIRCUIT_OPTIONS
+             if getattr(args, name) is not None}
+    options = None
+    if args.circuit == "rate":
+        values = {**dict(LEARN_CIRCUIT_OPTIONS), **given}
+        options = {"settle": quantity(values["settle"], "duration", "--settle"),
+                   "dt": quantity(values["dt"], "time step", "--dt"),
+                   "tau": quantity(values["tau"], "time constant", "--tau"),
+                   **{k: values[k] for k in ("temperature", "errors", "precision", "target",
+                                             "compare_every")}}
+    elif given:
+        raise UsageError(f"--{next(iter(given)).replace('_', '-')} applies to --circuit rate only")
+    summary = learn(model, args.data, args.out, learner=args.circuit, epochs=args.epochs,
+                    batch=args.batch, rates=rates, rate_decay=args.rate_decay,
+                    test_fraction=args.test_fraction, seed=args.seed, circuit_options=options,
+                    progress=Progress(quiet=args.quiet))
+    before, after = summary["heldout_initial"], summary["heldout_final"]
+    key = next(iter(after))
+    print(f"{model.name}: {summary['epochs']} epochs ({args.circuit}); held-out {key} per data "
+          f"point {before[key]:.6g} -> {after[key]:.6g}; wrote {Path(args.out) / 'model.toml'} "
+          f"and {Path(args.out) / 'learn.json'}")
+    return 0
+
+
 def cmd_list(args):
     from .experiment import load_experiment
     from .model import load_model
@@ -322,6 +360,51 @@ def build_parser():
                                        "(default: the s -> 0 limit, grad_z log p)")
     circuit_args(sp, "200ms")
     sp.set_defaults(func=cmd_map)
+
+    sp = sub.add_parser("learn", help="learn a model's parameters from data (a brian2 circuit "
+                        "with local plasticity, or the VAE side)")
+    sp.add_argument("model", help="initial model: a model file (TOML) or a name in models/")
+    sp.add_argument("--data", required=True, help="a bundled data set (digits) or a .npy/.csv "
+                                                  "file, one data point per row")
+    sp.add_argument("--out", required=True, help="folder for model.toml, learn.json and the "
+                                                 "checkpoint (a rerun resumes from it)")
+    sp.add_argument("--circuit", choices=["rate", "vae"], default="rate",
+                    help="rate: brian2 rate circuit with local plasticity; vae: variational EM")
+    sp.add_argument("--epochs", type=_number(int, "--epochs", 1, strict=False), default=20)
+    sp.add_argument("--batch", type=_number(int, "--batch", 1, strict=False), default=100,
+                    help="data points per update (side by side in the circuit)")
+    sp.add_argument("--test-fraction", type=_number(float, "--test-fraction", 0, strict=True),
+                    default=0.2, help="share of the data held out for scoring")
+    rate = _number(float, "rate", 0, strict=False)
+    for name, default, what in (("weights", 0.03, "weights W"), ("bias", 0.03, "biases b"),
+                                ("cov", 1e-5, "noise (co)variances"),
+                                ("top-mean", 0.0, "the top prior's mean"),
+                                ("top-cov", 0.0, "the top prior's covariance")):
+        sp.add_argument(f"--lr-{name}", type=rate, default=default,
+                        help=f"learning rate of {what} per update (0: fixed; default {default})")
+    sp.add_argument("--variance-floor", type=_number(float, "--variance-floor", 0, strict=True),
+                    default=1e-3, help="no learned variance goes below this")
+    sp.add_argument("--rate-decay", type=_number(float, "--rate-decay", 0, strict=True),
+                    default=1.0, help="rates are multiplied by this after every epoch (<= 1)")
+    helps = {"settle": "time each minibatch is shown", "dt": "integration time step",
+             "tau": "value-unit time constant",
+             "temperature": "1 samples the posterior (the unbiased local rule), 0 is "
+                            "deterministic (MAP: biased for s > 0)",
+             "errors": "error units", "precision": "how precision acts (interneuron: "
+                                                   "Bogacz's local variance rule)",
+             "target": "brian2 code-generation target",
+             "compare_every": "compare every k-th update with the ELBO gradient (0: never)"}
+    kinds = {"temperature": _number(float, "--temperature", 0, strict=False),
+             "compare_every": _number(int, "--compare-every", 0, strict=False)}
+    choices = {"errors": ["instant", "dynamic"], "precision": ["synaptic", "interneuron"],
+               "target": ["numpy", "cython", "auto"]}
+    for name, default in LEARN_CIRCUIT_OPTIONS:
+        sp.add_argument("--" + name.replace("_", "-"), default=None, type=kinds.get(name),
+                        choices=choices.get(name), help=f"rate circuit: {helps[name]} "
+                        f"(default {default})")
+    sp.add_argument("--seed", type=seed, default=0, help="seed of the split, order and noise")
+    sp.add_argument("--quiet", action="store_true", help="no progress messages")
+    sp.set_defaults(func=cmd_learn)
 
     sp = sub.add_parser("list", help="list models and experiments")
     sp.set_defaults(func=cmd_list)

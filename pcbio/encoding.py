@@ -101,6 +101,7 @@ class RateEncoding(Encoding):
         self.gain = _check_rate(gain, "gain")
         if float(gain) == 0:
             raise ValueError("encoding gain must be non-zero")
+        self._r0, self._gain = float(baseline), float(gain)     # plain floats: decode is hot
 
     def equations(self, model_var, suffix, derivative=None, value=None):
         if derivative is not None and value is not None:
@@ -116,11 +117,11 @@ class RateEncoding(Encoding):
         return {f"r0_{suffix}": self.baseline, f"gain_{suffix}": self.gain}
 
     def encode(self, z):
-        return float(self.baseline) + float(self.gain) * np.asarray(z, dtype=float)
+        return self._r0 + self._gain * np.asarray(z, dtype=float)
 
     def decode(self, raw):
         r = np.asarray(raw / brian2.Hz if isinstance(raw, brian2.Quantity) else raw, dtype=float)
-        return (r - float(self.baseline)) / float(self.gain)
+        return (r - self._r0) / self._gain
 
     def describe(self):
         return {"kind": "rate", "baseline_Hz": float(self.baseline), "gain_Hz": float(self.gain)}

@@ -168,14 +168,16 @@ def simulate(circuit: Circuit, x, duration=200 * ms, dt=0.1 * ms, target: str = 
 
 def run(network: CircuitNetwork, x, duration=200 * ms, init=None, until_converged: bool = False,
         tol: float = 1e-8, check_interval=None, stimulus_dt=None, reset_each_frame: bool = False,
-        progress=SILENT) -> Trajectory:
+        on_frame_end=None, progress=SILENT) -> Trajectory:
     """Run an existing network on stimulus ``x`` for ``duration``; it keeps its state and
     weights from earlier runs unless ``init`` (list of (batch, d_l)) resets the latent estimates.
 
     A stream of data points is one call: ``x`` of shape (points, batch, d_0), ``stimulus_dt``
     the time each is shown, ``duration = points · stimulus_dt``, and ``reset_each_frame=True``
     to start every point from ``init`` (one brian2 run for the whole stream; a network
-    operation switches the stimulus).  Times in the returned Trajectory count from the start of
+    operation switches the stimulus).  ``on_frame_end(k)``, if given, is called with the
+    network holding its state at the end of frame k, before the next frame is shown (plasticity
+    that acts once per data point: :mod:`pcbio.learning`).  Times in the returned Trajectory count from the start of
     this run.  Other parameters as in :func:`simulate`."""
     circuit, dt = network.circuit, network.dt
     request = _request(circuit, x, duration, dt, init, until_converged, tol, stimulus_dt,
@@ -188,10 +190,11 @@ def run(network: CircuitNetwork, x, duration=200 * ms, init=None, until_converge
                                   "with init=... or restore() a stored state") from None
     state = request.init if request.init is not None else _current_latents(network)
     check_stability(circuit, request.stimulus[0], state, dt)
-    return _run(network, request, _check_interval(circuit, request, check_interval), progress)
+    return _run(network, request, _check_interval(circuit, request, check_interval), progress,
+                on_frame_end)
 
 
-def _run(network, request, interval, progress):
+def _run(network, request, interval, progress, on_frame_end=None):
     circuit, dt = network.circuit, network.dt
     info = _run_info(circuit, dt, network.record_every, network.batch, network.target,
                      network.coupling, request)
@@ -201,7 +204,8 @@ def _run(network, request, interval, progress):
         network.reset(request.init)
     network.set_stimulus(request.stimulus[0])
     start_record, t_start = network.record_count(), float(network.network.t)
-    switch = _FrameSwitch(network, request) if len(request.stimulus) > 1 else None
+    switch = (_FrameSwitch(network, request, on_frame_end) if len(request.stimulus) > 1
+              else None)
     elapsed, stopped_early, total = 0.0, False, float(request.duration)
     if switch:
         network.network.add(switch.operation)
@@ -210,10 +214,14 @@ def _run(network, request, interval, progress):
             while elapsed < total * (1 - 1e-9) and not stopped_early:
                 chunk = min(float(interval), total - elapsed)
                 _run_chunk(network, chunk, elapsed, total, progress)
+                if switch and switch.error:
+                    raise switch.error
                 elapsed += chunk
                 frame = request.stimulus[switch.current if switch else 0]
                 check_stability(circuit, frame, _current_latents(network), dt, t=elapsed)
                 stopped_early = request.until_converged and network.max_drift() < request.tol
+        if on_frame_end is not None:
+            on_frame_end(len(request.stimulus) - 1)
     finally:
         if switch:
             network.network.remove(switch.operation)
@@ -227,10 +235,12 @@ def _run(network, request, interval, progress):
 
 class _FrameSwitch:
     """A network operation, every time step of one run, that shows stimulus frame k from step
-    k·(stimulus_dt/dt) on (and resets the latents there with ``reset_each_frame``)."""
+    k·(stimulus_dt/dt) on (and resets the latents there with ``reset_each_frame``), after
+    calling ``on_frame_end(k − 1)``."""
 
-    def __init__(self, network, request):
-        self.network, self.request = network, request
+    def __init__(self, network, request, on_frame_end=None):
+        self.network, self.request, self.on_frame_end = network, request, on_frame_end
+        self.error = None
         frame = request.frame_ends[0]
         self.steps_per_frame = int(round(frame / float(network.dt)))
         self.step, self.current = 0, 0
@@ -240,6 +250,13 @@ class _FrameSwitch:
     def __call__(self):
         k = self.step // self.steps_per_frame
         if self.step % self.steps_per_frame == 0 and 0 < k < len(self.request.stimulus):
+            if self.on_frame_end is not None:
+                try:
+                    self.on_frame_end(k - 1)
+                except SimulationError as err:     # stop the run; _run raises it afterwards
+                    self.error = err
+                    self.network.network.stop()
+                    return
             self.current = k
             self.network.set_stimulus(self.request.stimulus[k])
             if self.request.reset_each_frame:

@@ -92,6 +92,7 @@ class CircuitNetwork:
         self.copied = {(pop, out) for pop, out in read
                        if self.populations[pop].neuron.output_source(out) == ("copy",)}
         self.groups, self.namespaces, objects = {}, {}, []
+        self.weights = {}          # pathway name -> the array (matrix) or Synapses it transmits with
         for pop in pops:
             group = self._group(pop, paths, out_stage)
             self.groups[pop.name] = group
@@ -189,7 +190,8 @@ class CircuitNetwork:
                 if self.pathway_stage[pw.name] == stage:
                     post_pop = self.populations[pw.post]
                     post = self._view(pw.post, post_pop.port_term(pw.name))
-                    w = pw.weights if pw.one_to_one else np.ascontiguousarray(pw.weights.T)
+                    w = np.array(pw.weights) if pw.one_to_one else np.ascontiguousarray(pw.weights.T)
+                    self.weights[pw.name] = w
                     spread = None if post_pop.input_map is None else post_pop.spread
                     jobs.append((self._reader(pw.pre, pw.output), post, w, pw.one_to_one, spread))
             ops.append(brian2.NetworkOperation(_deliverer(jobs), clock=self.clock, when="groups",
@@ -266,11 +268,33 @@ class CircuitNetwork:
         syn.connect(i=(offsets * pre_pop.size + pre_k).ravel(),
                     j=(offsets * post_pop.size + post_k).ravel())
         syn.w = np.tile(W[post_k, pre_k], self.batch)
+        self.weights[pw.name] = syn
         if pw.kind == "continuous" and not pre_pop.neuron.spiking:
             term = post_pop.port_term(pw.name)
             syn.summed_updaters[f"{term}_post"].order = _stage_order(self.pathway_stage[pw.name],
                                                                      True)
         return syn
+
+    def update_model(self, model) -> None:
+        """Give the circuit new model parameters (learning): its structure is declared anew and
+        every pathway's weights and every population's constant input are written into the
+        running network in place — the state and the monitors are kept.  The structure must
+        not change (same populations, pathways and sizes)."""
+        if self.coupling != "matrix" or any(pw.kind == "jump" for pw in self.pathways.values()):
+            raise ValueError("weights can change during a run only under the matrix coupling "
+                             "without spike jumps (rate circuits); use coupling='matrix'")
+        circuit = self.circuit
+        circuit.model, circuit._structure = model, None
+        pops, paths = circuit.structure()
+        for pw in paths:
+            self.weights[pw.name][...] = pw.weights if pw.one_to_one else pw.weights.T
+            self.pathways[pw.name] = pw
+        for pop in pops:
+            group = self.groups[pop.name]
+            for port, value in pop.bias.items():
+                group.variables[f"bias_{port}"].set_value(
+                    np.tile(pop.spread(np.asarray(value, dtype=float)), self.batch))
+            self.populations[pop.name] = pop
 
     # -- stability ------------------------------------------------------------------------------
     def check_stable(self):

@@ -30,7 +30,7 @@ class Parameter:
 
     kind: ``"time"`` / ``"rate"`` (a positive brian2 quantity), ``"choice"`` (one of
     ``choices``), ``"int"`` (>= 1), ``"seed"`` (an integer >= 0), ``"number"`` (> 0),
-    ``"encoding"`` (an
+    ``"nonnegative"`` (a number >= 0), ``"encoding"`` (an
     :class:`~pcbio.encoding.Encoding` or None; Python only, not on the command line).
     """
     name: str
@@ -60,8 +60,8 @@ class Parameter:
             return positive_int(value, where)
         if self.kind == "seed":
             return positive_int(value, where, minimum=0)
-        if self.kind == "number":
-            return positive_number(value, where)
+        if self.kind in ("number", "nonnegative"):
+            return positive_number(value, where, allow_zero=self.kind == "nonnegative")
         if value is not None and not isinstance(value, Encoding):     # "encoding"
             raise TypeError(f"{where} must be a pcbio.encoding.Encoding, got {type(value).__name__}")
         return value
@@ -77,14 +77,14 @@ class Parameter:
             except ValueError:
                 pass
             raise ValueError(f"{self.option} must be a positive {noun} like '{example}', got {text!r}")
-        convert = {"int": int, "seed": int, "number": float}.get(self.kind)
+        convert = {"int": int, "seed": int, "number": float, "nonnegative": float}.get(self.kind)
         if convert is None:
             return self.check(text, self.option)
         try:
             return self.check(convert(text), self.option)
         except (ValueError, TypeError):
-            bound = {"int": "an integer >= 1", "seed": "an integer >= 0"}.get(self.kind,
-                                                                           "a number > 0")
+            bound = {"int": "an integer >= 1", "seed": "an integer >= 0",
+                     "nonnegative": "a number >= 0"}.get(self.kind, "a number > 0")
             raise ValueError(f"{self.option} must be {bound}, got {text!r}") from None
 
     def to_json(self, value):

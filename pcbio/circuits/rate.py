@@ -33,6 +33,9 @@ LAGGING_FLOW = ("dynamic error units: dz/dt equals grad_z log p / tau only once 
                 "have settled; the departure while they lag is measured")
 
 
+LANGEVIN_ACCURACY = 8.0      # Euler limit factor for noisy value units: dt·λ/τ < 2/8
+
+
 @register
 class RateCircuit(Circuit):
     """A rate-neuron predictive-coding circuit for ``model`` (see the module docstring)."""
@@ -50,6 +53,9 @@ class RateCircuit(Circuit):
                   "(synaptic) or a precision interneuron (interneuron, Bogacz 2017 sec. 5; "
                   "dynamic errors only)", ("synaptic", "interneuron")),
         Parameter("tau_inter", "time", 2 * ms, "precision-interneuron time constant"),
+        Parameter("temperature", "nonnegative", 0.0, "Langevin noise on the value units: 0 is "
+                  "the deterministic gradient flow to the MAP, 1 samples the posterior (Monte "
+                  "Carlo predictive coding, Oliviers, Bogacz & Meulemans 2024)"),
         Parameter("value_encoding", "encoding", None,
                   "code of the value and data units (default rate code r = 0 Hz + 10 Hz * z)"),
         Parameter("error_encoding", "encoding", None,
@@ -73,9 +79,15 @@ class RateCircuit(Circuit):
     def instant(self) -> bool:
         return self.params["errors"] == "instant"
 
+    @property
+    def noisy(self) -> bool:
+        return self.params["temperature"] > 0
+
     def checks(self):
         flow = EXACT_FLOW if self.instant else LAGGING_FLOW
-        return {"gradient_flow": flow,
+        if self.noisy:
+            flow += "; the recorded dz/dt is the drift of the noisy (Langevin) value units"
+        checks = {"gradient_flow": flow,
                 "error_units": "error units against eps computed from the value units",
                 "fixed_point": "fixed point: exact posterior mean (linear) or MAP (nonlinear)",
                 "elbo": "ELBO of the circuit state with the Laplace covariance at the reference",
@@ -83,6 +95,16 @@ class RateCircuit(Circuit):
                                      "alpha = dt/tau: " + ("round-off" if self.instant else
                                                            "a real difference while errors lag")),
                 "variance_gap": "nonlinear links: grad_mu ELBO at posterior std s vs the update"}
+        for name in self.skipped_checks():
+            checks.pop(name)
+        return checks
+
+    def skipped_checks(self):
+        if not self.noisy:
+            return {}
+        why = ("noisy value units (temperature > 0) sample around the fixed point instead of "
+               "reaching it")
+        return {"fixed_point": why, "step_equivalence": why + "; only the drift is a gradient step"}
 
     def euler_limits(self, x, z):
         """Value units: the largest curvature of log p at ``z`` (for linear models the same for
@@ -93,6 +115,10 @@ class RateCircuit(Circuit):
             x, z = x[:1], [zl[:1] for zl in z]
         lam = np.abs(np.linalg.eigvalsh(neg_hessian(model, x, z))).max()
         limits = [("tau", p["tau"], lam, "the largest curvature of log p(x, z)")]
+        if self.noisy:     # Euler–Maruyama inflates the sampled variance by 1/(1 − dt·λ/2τ)
+            limits.append(("tau", p["tau"], LANGEVIN_ACCURACY * lam, "the largest curvature "
+                           "of log p(x, z), times 8: noisy value units sample the posterior to "
+                           "within a few percent only while dt*lambda/tau < 0.25"))
         if not self.instant:
             sig = max(np.linalg.eigvalsh(model.level_covariance(l).matrix).max()
                       for l in range(model.n_latent + 1))
@@ -128,7 +154,7 @@ class RateCircuit(Circuit):
                 link = m.links[l - 1]
                 pops.append(Population(f"value_{l}", "value", l, dims[l],
                                        neurons.value_unit(identity if link.is_mlp else link.nl,
-                                                          p["tau"]), venc))
+                                                          p["tau"], p["temperature"]), venc))
                 paths.append(Pathway(f"own_{l}", f"error_{l}", "eps", f"value_{l}", "I_in",
                                      -np.ones(dims[l])))
             if l < L:

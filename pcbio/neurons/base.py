@@ -10,6 +10,7 @@ editing its equations.
 from dataclasses import dataclass, field
 
 from brian2 import Equations
+from brian2.utils.stringtools import word_substitute
 
 from ..encoding import Encoding
 
@@ -63,6 +64,7 @@ class NeuronModel:
     refractory: object = None
     params: tuple = ()
     one_spike_per_step: bool = False
+    noise: str | None = None
 
     @property
     def spiking(self) -> bool:
@@ -103,8 +105,10 @@ class NeuronModel:
         """
         renames = {name: f"{name}_{suffix}" for name in self.constants}
         eqs = Equations(self.equations).substitute(**renames) if self.equations.strip() else Equations("")
-        eqs += encoding.equations(self.model_var, suffix, derivative=self.derivative,
-                                  value=self.value)
+        derivative = self.derivative
+        if self.noise is not None:         # brian2 allows xi only in differential equations
+            derivative = f"({derivative} + {word_substitute(self.noise, renames)})"
+        eqs += encoding.equations(self.model_var, suffix, derivative=derivative, value=self.value)
         namespace = {**encoding.namespace(suffix),
                      **{renames[k]: v for k, v in self.constants.items()}}
         lines = [f"{name} : 1 (constant)" for name in self.params]

@@ -3,9 +3,11 @@
 model variable into a firing rate comes from the population's encoding, and every input arrives
 through an open port (see :mod:`pcbio.neurons.base`).
 
-* value unit (latent ``z_l``):     ``τ dz/dt = f'(z)·I_bu + I_in``
+* value unit (latent ``z_l``):     ``τ dz/dt = f'(z)·I_bu + I_in [+ √(2Tτ) ξ(t)]``
   (``I_bu`` = ``W_{l-1}ᵀ ε_{l-1}``, the bottom-up error; ``I_in`` = ``−ε_l`` and anything else);
-  outputs ``z`` and ``f(z)`` (what the level below is predicted from).
+  outputs ``z`` and ``f(z)`` (what the level below is predicted from).  With temperature
+  ``T > 0`` the unit is noisy: a Langevin equation whose stationary density is
+  ``∝ p(x, z)^{1/T}`` — the posterior itself at T = 1 (``docs/mathematics.md`` §9).
 * error unit, instantaneous:       ``ε = I_in``  (``I_in`` = ``Π z − Π g``, delivered)
 * error unit, dynamic:             ``τ_ε dε/dt = I_in``  (``I_in`` = ``z − g − Σ ε``; Bogacz eqs. 12–14)
 * precision interneuron:           ``τ_i d inh/dt = I_in − inh``  (``I_in`` = ``Σ ε``; Bogacz §5)
@@ -25,16 +27,19 @@ def _in(nl: Nonlinearity, var: str):
     return nl.expression(var), nl.derivative_expression(var)
 
 
-def value_unit(nl: Nonlinearity, tau=10 * ms) -> NeuronModel:
+def value_unit(nl: Nonlinearity, tau=10 * ms, temperature: float = 0.0) -> NeuronModel:
     """Latent estimate z of one level; ``nl`` is the link nonlinearity applied to z when the
-    level below is predicted (identity when an MLP's hidden units apply it instead)."""
+    level below is predicted (identity when an MLP's hidden units apply it instead).
+    ``temperature`` T >= 0 adds the white noise ``√(2T/τ) ξ(t)`` to dz/dt (none at 0)."""
     f, df = _in(nl, "z")
+    noisy = temperature > 0
     return NeuronModel(f"""
 dzdt = (gate * I_bu + I_in) / tau : Hz
 gate = {df} : 1
 fz = {f} : 1
 """, model_var="z", derivative="dzdt", ports=("I_in", "I_bu"), outputs=("z", "fz"),
-        constants={"tau": tau})
+        constants={"tau": tau, **({"temperature": temperature} if noisy else {})},
+        noise="sqrt(2 * temperature / tau) * xi" if noisy else None)
 
 
 def instant_error_unit() -> NeuronModel:

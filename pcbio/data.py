@@ -1,0 +1,55 @@
+"""Data sets for learning: bundled offline ones by name, or the user's own ``.npy``/``.csv``.
+
+Bundled (they ship inside scikit-learn's and scikit-image's wheels; nothing is downloaded):
+
+* ``digits`` — scikit-learn's 1797 handwritten digits, 8×8 pixels scaled to [0, 1] (64
+  values per point; pixels 0, 32 and 39 never vary).  :func:`digit_labels` gives the classes.
+"""
+
+from pathlib import Path
+
+import numpy as np
+
+from .checks import as_array
+
+BUNDLED = {"digits": "scikit-learn's 1797 handwritten digits, 8x8 pixels scaled to [0, 1]"}
+
+
+def _digits():
+    from sklearn.datasets import load_digits
+    return load_digits()
+
+
+def digit_labels() -> np.ndarray:
+    """Classes 0–9 of the ``digits`` data set, (1797,)."""
+    return _digits().target.copy()
+
+
+def load_data(source) -> np.ndarray:
+    """Data points as a float array (n, d): a bundled data set's name (see :data:`BUNDLED`) or a
+    path to a ``.npy`` file or a comma-separated ``.csv`` file (one data point per row)."""
+    if str(source) in BUNDLED:
+        return _digits().data / 16.0
+    path = Path(source)
+    if path.suffix not in (".npy", ".csv"):
+        raise ValueError(f"--data must be a bundled data set ({', '.join(BUNDLED)}) or a .npy "
+                         f"or .csv file, got {str(source)!r}")
+    if not path.is_file():
+        raise FileNotFoundError(f"data file not found: {path}")
+    try:
+        raw = np.load(path, allow_pickle=False) if path.suffix == ".npy" else np.loadtxt(
+            path, delimiter=",", ndmin=2)
+    except ValueError as err:
+        raise ValueError(f"{path}: not readable as numbers ({err})") from None
+    return as_array(raw, str(path), ndim=2)
+
+
+def split(x: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A seeded random split into training and held-out points (each at least one)."""
+    if not 0 < test_fraction < 1:
+        raise ValueError(f"test_fraction must lie strictly between 0 and 1, got {test_fraction}")
+    order = np.random.default_rng(seed).permutation(len(x))
+    n_test = int(round(test_fraction * len(x)))
+    if n_test < 1 or n_test >= len(x):
+        raise ValueError(f"{len(x)} data points are too few to hold out {test_fraction:g} of them")
+    return x[order[n_test:]], x[order[:n_test]]

@@ -1,0 +1,121 @@
+"""Learning in a brian2 rate circuit with local plasticity (``docs/mathematics.md`` §10).
+
+One persistent :class:`~pcbio.circuits.CircuitNetwork` holds ``batch`` copies of the circuit
+side by side.  Each minibatch is one frame of a stimulus stream: the value units start from the
+prior means, settle (deterministic units) or sample the posterior (noisy units, temperature 1)
+for ``settle``; at the frame's end every plastic synapse changes by the local rule of
+:mod:`pcbio.learning.rules` from the activity of its pre- and postsynaptic units — inference
+and learning in alternating phases (Bogacz 2017 §2.4; Whittington & Bogacz 2017), the
+learning rate setting how much slower learning is.  The new weights are written into the
+running network; the whole epoch is one brian2 run.
+
+After every ``compare_every`` updates the update is compared with the VAE side's
+``∇_θ ELBO`` at the same data: the exact posterior's for a linear model (then it is
+``∇_θ log p(x)``), the Laplace posterior's at the circuit's state otherwise.
+"""
+
+import brian2
+import numpy as np
+from brian2 import ms
+
+from ..checks import positive_int, time_quantity
+from ..circuits import CircuitNetwork, build_circuit
+from ..inference import elbo_gradient, exact_posterior, laplace_posterior
+from ..model import GenerativeModel
+from ..simulate import check_stability, run
+from .rules import LearningRates, activity_gradient, apply_gradient, compare_updates
+
+
+def reference_gradient(model: GenerativeModel, x: np.ndarray, z: list, seed: int = 0):
+    """``∇_θ ELBO`` summed over ``x`` (N, d_0), at the exact posterior (linear model) or at the
+    Laplace posterior around ``z`` (list of (N, d_l); Monte Carlo with 64 antithetic samples)."""
+    if model.is_linear:
+        return elbo_gradient(model, x, exact_posterior(model, x), method="exact").params
+    return elbo_gradient(model, x, laplace_posterior(model, x, z), method="mc", n_samples=64,
+                         seed=seed, antithetic=True).params
+
+
+def mean_variances(model: GenerativeModel) -> list[float]:
+    """The mean noise variance of each level 0 … L (what a record of learning tracks)."""
+    return [float(np.mean(model.level_covariance(l).variances)) for l in range(model.n_latent + 1)]
+
+
+class CircuitLearner:
+    """A rate circuit that learns ``model``'s parameters from minibatches of ``batch`` points.
+
+    Parameters
+    ----------
+    model : the initial generative model (affine links ``W f(z) + b``)
+    rates : :class:`LearningRates`
+    batch : int — data points per update (side by side in the network)
+    settle : brian2 time each minibatch is shown (inference phase)
+    dt : brian2 time step; tau : value-unit time constant
+    temperature : 0 (deterministic: the MAP) or > 0 (Langevin noise; 1 samples the posterior)
+    errors, precision : the rate circuit's error units and precision (``"interneuron"`` learns
+        variances by Bogacz's interneuron rule)
+    target : brian2 code-generation target (``"auto"``, ``"numpy"``, ``"cython"``)
+    compare_every : compare every k-th update with the ELBO gradient (0: never)
+    """
+
+    def __init__(self, model: GenerativeModel, rates: LearningRates, batch: int,
+                 settle=60 * ms, dt=0.1 * ms, tau=10 * ms, temperature: float = 0.0,
+                 errors: str = "instant", precision: str = "synaptic", target: str = "auto",
+                 compare_every: int = 1):
+        if not isinstance(rates, LearningRates):
+            raise TypeError(f"rates must be a LearningRates, got {type(rates).__name__}")
+        self.rates, self.batch = rates, positive_int(batch, "batch")
+        self.settle, self.dt = time_quantity(settle, "settle"), time_quantity(dt, "dt")
+        self.compare_every = positive_int(compare_every, "compare_every", minimum=0)
+        steps = float(self.settle / self.dt)
+        if abs(steps - round(steps)) > 1e-6:
+            raise ValueError(f"settle={settle} must be a whole number of time steps dt={dt}")
+        self.circuit = build_circuit(model, "rate", tau=tau, temperature=temperature,
+                                     errors=errors, precision=precision)
+        if any(link.is_mlp for link in model.links):
+            raise ValueError("a circuit learns affine links W f(z) + b; learn MLP links on the "
+                             "VAE side (pcbio learn --circuit vae)")
+        self.network = CircuitNetwork(self.circuit, self.batch, self.dt, "matrix",
+                                      record_every=int(round(steps)), target=target)
+        self.interneurons = precision == "interneuron"
+        self._frames, self._records, self._seed = None, [], 0
+
+    @property
+    def model(self) -> GenerativeModel:
+        return self.circuit.model
+
+    def set_model(self, model: GenerativeModel) -> None:
+        self.network.update_model(model)
+
+    def describe(self) -> dict:
+        return {"learner": "circuit", **self.circuit.describe(), "rates": self.rates.to_json(),
+                "settle_ms": float(self.settle / ms), "dt_ms": float(self.dt / ms),
+                "rule": "local: eps f(z)^T, eps, " + ("interneuron eps e^T - I" if
+                                                     self.interneurons else "1/2(eps eps^T - Pi)")}
+
+    def epoch(self, batches: np.ndarray, seed=(0, 0)) -> list[dict]:
+        """Learn from ``batches`` (updates, batch, d_0), one update per minibatch, in one brian2
+        run; returns a record per update: the mean noise variance per level after it and, where
+        made, the comparison with the ELBO gradient."""
+        self._seed = int(np.random.SeedSequence(list(seed)).generate_state(1)[0] % 2**31)
+        brian2.seed(self._seed)               # the noise of noisy value units
+        self._frames, self._records = batches, []
+        run(self.network, batches, duration=len(batches) * self.settle,
+            init=self.model.prior_means(self.batch), stimulus_dt=self.settle,
+            reset_each_frame=True, on_frame_end=self._learn)
+        return self._records
+
+    def _learn(self, k: int) -> None:
+        """The plasticity at the end of frame ``k``: the local rule from the activity now."""
+        x, model, net = self._frames[k], self.model, self.network
+        z = [v for _, v in sorted(net.decoded("value").items())]
+        eps = [e for _, e in sorted(net.decoded("error").items())]
+        inter = ([i for _, i in sorted(net.decoded("interneuron").items())]
+                 if self.interneurons else None)
+        grad = activity_gradient(model, x, z, eps, inter)
+        record = {"update": k}
+        if self.compare_every and k % self.compare_every == 0:
+            record.update(compare_updates(grad, reference_gradient(model, x, z, self._seed + k)))
+        net.update_model(apply_gradient(model, grad, self.rates, self.batch))
+        check_stability(self.circuit, x, z, self.dt, t=float(net.network.t))
+        record["noise_variance"] = mean_variances(self.model)
+        self._records.append(record)

@@ -1,0 +1,82 @@
+"""The training loop every learner shares: epochs of seeded, shuffled minibatches, the held-out
+score after each, progress, a checkpoint after each epoch and resumption from it.
+
+A *learner* (:class:`~pcbio.learning.circuit.CircuitLearner`,
+:class:`~pcbio.learning.vae.VaeLearner`) holds the current ``model`` and implements
+``epoch(batches, seed) -> list of per-update records`` (``batches``: (updates, batch, d_0)),
+``set_model(model)`` and ``describe() -> dict``.  Epoch k shows the training points in the order
+``default_rng([seed, k]).permutation`` (dropping the last ``n mod batch``) and seeds the learner's
+own noise with ``(seed, k)``, so a run resumed from the checkpoint after epoch k gives the same
+numbers as one that was never interrupted.
+"""
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ..checks import positive_int, positive_number
+from ..inference import laplace_elbo, log_evidence, map_estimate
+from ..io import atomic_write, json_text
+from ..model import GenerativeModel
+from ..progress import SILENT
+
+CHECKPOINT = "checkpoint.json"
+
+
+def heldout_score(model: GenerativeModel, x: np.ndarray, seed: int = 0) -> dict:
+    """Average per data point of ``x`` (n, d_0): exact ``log p(x)`` for a linear model, else the
+    Laplace ELBO at the MAP (a lower bound on it)."""
+    if model.is_linear:
+        return {"log_likelihood": float(log_evidence(model, x).mean())}
+    z, _ = map_estimate(model, x)
+    return {"elbo": float(laplace_elbo(model, x, z, n_samples=64, seed=seed).value.mean())}
+
+
+def train(learner, x_train: np.ndarray, x_test: np.ndarray, epochs: int, batch: int, seed: int,
+          rate_decay: float = 1.0, checkpoint_dir=None, progress=SILENT) -> dict:
+    """Train ``learner`` for ``epochs`` on ``x_train`` (n, d_0) in minibatches of ``batch``,
+    scoring ``x_test`` after every epoch.  The learner's rates are multiplied by
+    ``rate_decay ** epoch`` in epoch ``epoch`` (annealing: with constant rates, stochastic
+    updates end up hovering around the optimum at a distance set by the rate).  With ``checkpoint_dir``, the state after each epoch
+    is written there (atomically) and a run finds it and goes on from it.  Returns the final
+    state: ``epoch``, ``model`` (model-file dict), ``history`` (``heldout``: a score per epoch,
+    the first before training; ``updates``: the learner's per-update records), ``config``."""
+    epochs, batch = positive_int(epochs, "epochs"), positive_int(batch, "batch")
+    rate_decay = positive_number(rate_decay, "rate_decay")
+    if rate_decay > 1:
+        raise ValueError(f"rate_decay must lie in (0, 1], got {rate_decay}")
+    rates = learner.rates
+    if batch > len(x_train):
+        raise ValueError(f"batch={batch} exceeds the {len(x_train)} training points")
+    config = {"learner": learner.describe(), "batch": batch, "seed": seed, "rate_decay": rate_decay,
+              "n_train": len(x_train), "n_test": len(x_test),
+              "data_checksum": float(np.sum(x_train) + 2 * np.sum(x_test))}
+    path = None if checkpoint_dir is None else Path(checkpoint_dir) / CHECKPOINT
+    if path is not None and path.is_file():
+        state = json.loads(path.read_text())
+        if state["config"] != json.loads(json_text(config)):
+            raise ValueError(f"{path} was written by a run with other settings or data; give "
+                             "another output folder (or delete it) to start afresh")
+        learner.set_model(GenerativeModel.from_dict(state["model"]))
+        progress(f"resuming from {path} after epoch {state['epoch']}")
+    else:
+        state = {"epoch": 0, "model": learner.model.to_dict(), "config": config,
+                 "history": {"heldout": [heldout_score(learner.model, x_test, seed)],
+                             "updates": []}}
+    n_updates = len(x_train) // batch
+    for epoch in range(state["epoch"], epochs):
+        learner.rates = rates.scaled(rate_decay ** epoch)
+        order = np.random.default_rng([seed, epoch]).permutation(len(x_train))[:n_updates * batch]
+        records = learner.epoch(x_train[order].reshape(n_updates, batch, -1), seed=(seed, epoch))
+        state["history"]["updates"] += [{"epoch": epoch, **r} for r in records]
+        score = heldout_score(learner.model, x_test, seed)
+        state["history"]["heldout"].append(score)
+        state.update(epoch=epoch + 1, model=learner.model.to_dict())
+        learner.rates = rates
+        if path is not None:
+            text = json_text(state)
+            atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+        progress(f"epoch {epoch + 1}/{epochs}: held-out " +
+                 ", ".join(f"{k} {v:.4g}" for k, v in score.items()), (epoch + 1) / epochs)
+    return state

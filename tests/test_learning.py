@@ -1,0 +1,259 @@
+"""Learning: local plasticity in the rate circuit against the ELBO gradient, Langevin sampling,
+the closed-form PPCA solution, Bogacz (2017) §5, checkpoints and the model file a run writes."""
+
+import json
+import tomllib
+
+import numpy as np
+import pytest
+from brian2 import ms
+
+from conftest import random_model
+from pcbio import load_model
+from pcbio.circuits import CircuitNetwork, build_circuit
+from pcbio.covariance import Covariance
+from pcbio.data import load_data, split
+from pcbio.inference import exact_posterior, log_evidence
+from pcbio.learning import (CircuitLearner, LearningRates, VaeLearner, activity_gradient,
+                            heldout_score, interneuron_rule, ppca_maximum_likelihood,
+                            reference_gradient, train)
+from pcbio.model import GenerativeModel
+from pcbio.model_file import model_text
+from pcbio.paths import list_models
+from pcbio.simulate import SimulationError, run, simulate
+
+
+def test_noisy_value_units_sample_the_exact_posterior():
+    """Value units with temperature 1 follow the Langevin equation τ dz = ∇ log p dt + √(2τ) dW,
+    whose stationary density is the posterior (Gardiner, Handbook of Stochastic Methods §5.3):
+    400 independent chains of linear_gaussian_2d reach the exact posterior's mean (within 4
+    standard errors) and covariance (within 15 %, several times the sampling error of 400
+    draws plus the Euler–Maruyama bias at dt·λ/τ ≤ 0.25)."""
+    import brian2
+    brian2.seed(3)
+    m = load_model("linear_gaussian_2d")
+    x = np.tile([[1.0, -2.0, 0.5]], (400, 1))
+    traj = simulate(build_circuit(m, "rate", temperature=1.0), x, duration=80 * ms,
+                    dt=0.1 * ms, target="numpy", record_every=100)
+    z = traj.final_means()[0]
+    post = exact_posterior(m, x[:1])
+    se = np.sqrt(np.diag(post.cov) / len(z))
+    assert np.all(np.abs(z.mean(0) - post.flat_mean()[0]) < 4 * se)
+    assert np.allclose(np.cov(z, rowvar=False), post.cov, rtol=0.15, atol=0.15 * post.cov.max())
+
+
+def test_noisy_circuit_refuses_a_dt_that_biases_sampling():
+    """Euler–Maruyama inflates the sampled variance along a direction of curvature λ by
+    1/(1 − dt·λ/2τ) (the stationary variance of the discretised Ornstein–Uhlenbeck process):
+    a noisy circuit is refused before the run when dt·λ/τ ≥ 0.25, with the dt to use."""
+    m = load_model("linear_gaussian_2d")
+    with pytest.raises(ValueError, match=r"dt.*too large.*use dt <"):
+        simulate(build_circuit(m, "rate", temperature=1.0), [[1.0, -2.0, 0.5]],
+                 duration=10 * ms, dt=1 * ms, target="numpy")
+
+
+def test_local_rule_at_the_fixed_point_misses_the_elbo_gradient_by_N_Pi_W_S():
+    """For a linear model, ∇_W ELBO at the exact posterior N(μ, S) is Σ_n Π(x_n − Wμ_n − b)μ_nᵀ
+    − N Π W S (expectation of a quadratic, docs/mathematics.md §10), while the circuit's local
+    rule ε fᵀ at its fixed point is the first term alone: their difference is N Π W S exactly
+    (to the circuit's convergence), the bias of point-estimate learning for s > 0."""
+    m = random_model(5, dims=(4, 3), cov_kinds=["full"])
+    x, _ = m.sample(5, seed=2)
+    traj = simulate(build_circuit(m, "rate"), x, duration=1000 * ms, target="numpy",
+                    until_converged=True, tol=1e-12, record_every=10)
+    z, eps = traj.final_means(), [e[-1] for e in traj.errors]
+    local = activity_gradient(m, x, z, eps).links[0].weights
+    ref = reference_gradient(m, x, z).links[0].weights
+    S = exact_posterior(m, x).cov
+    want = len(x) * m.links[0].cov.precision @ m.links[0].W @ S
+    assert np.allclose(local - ref, want, rtol=1e-7, atol=1e-9 * np.abs(want).max())
+
+
+@pytest.mark.parametrize("kind", ["scalar", "diag", "full"])
+def test_interneuron_rule_is_the_gradient_rule_scaled_by_sigma(kind):
+    """Bogacz (2017) §5: with the interneurons settled, e = Σ ε, so his rule Σ_n (ε eᵀ − I) is
+    Σ_n (ε εᵀ Σ − I) = 2 · ½ Σ_n (ε εᵀ − Π) Σ — the gradient rule times 2Σ (symmetrised; for a
+    scalar or diagonal Σ the matching trace/diagonal), so both stop where E[r rᵀ] = Σ."""
+    rng = np.random.default_rng(0)
+    value = {"scalar": 1.7, "diag": np.array([0.5, 1.0, 2.0]),
+             "full": np.array([[1.0, 0.3, 0.0], [0.3, 2.0, 0.4], [0.0, 0.4, 1.5]])}[kind]
+    cov = Covariance(value, 3)
+    eps = rng.normal(size=(6, 3))
+    got = interneuron_rule(cov, eps, cov.apply(eps))
+    grad = cov.gradient(eps)
+    if kind == "full":
+        half = grad @ cov.matrix
+        want = half + half.T
+    elif kind == "diag":
+        want = 2 * grad * cov.variances
+    else:
+        want = 2 * value * grad
+    assert np.allclose(got, want, rtol=1e-12)
+
+
+def test_ppca_closed_form_is_a_maximum_of_the_likelihood():
+    """Tipping & Bishop (1999): W = U_q(Λ_q − σ²I)^{1/2}, σ² = mean of the discarded eigenvalues,
+    b = data mean maximise log p(x): the exact gradient ∇_θ log p(x) vanishes there (relative
+    1e-9), and random perturbations of W, b or σ² lower the likelihood."""
+    x_train, _ = split(load_data("digits"), 0.2, 0)
+    ml = ppca_maximum_likelihood(x_train, 8)
+    g = reference_gradient(ml, x_train, None)
+    link = ml.links[0]
+    assert np.abs(g.links[0].weights).max() / len(x_train) < 1e-9 * np.abs(link.W).max() / link.cov.value
+    assert abs(g.links[0].cov) / len(x_train) < 1e-9 / link.cov.value
+    best = log_evidence(ml, x_train).mean()
+    rng = np.random.default_rng(1)
+    for _ in range(3):
+        for params in ({"weights": link.W + 1e-3 * rng.normal(size=link.W.shape)},
+                       {"bias": link.b + 1e-3 * rng.normal(size=link.b.shape)},
+                       {"cov": link.cov.value * (1 + 1e-2 * rng.choice([-1, 1]))}):
+            other = ml.replaced(links=[link.replaced(**params)])
+            assert log_evidence(other, x_train).mean() < best
+
+
+def test_update_model_rewires_a_running_network_like_a_fresh_one():
+    """Learning writes new parameters into a running network (CircuitNetwork.update_model): the
+    network must then compute exactly what a network built for the new model computes — same
+    trajectory to round-off from the same start."""
+    a, b = random_model(1, dims=(3, 2)), random_model(2, dims=(3, 2))
+    x, _ = b.sample(2, seed=0)
+    net = CircuitNetwork(build_circuit(a, "rate"), 2, 0.1 * ms, target="numpy")
+    net.update_model(b)
+    got = run(net, x, duration=20 * ms, init=b.prior_means(2)).final_means()
+    want = simulate(build_circuit(b, "rate"), x, duration=20 * ms, target="numpy").final_means()
+    assert np.allclose(got[0], want[0], rtol=1e-12, atol=1e-12)
+
+
+def _bogacz_numpy(phi, steps, dt, sigma, rate):
+    """Bogacz (2017) Exercise 5 as written in the paper (eqs. 59-61), by explicit Euler in
+    numpy: ε' = ε + dt(φ − g − e), e' = e + dt(Σε − e) from ε = e = 0, then Σ += α(εe − 1)."""
+    out = []
+    for p in phi:
+        eps = e = 0.0
+        for _ in range(steps):
+            eps, e = eps + dt * (p - 5.0 - e), e + dt * (sigma * eps - e)
+        sigma += rate * (eps * e - 1.0)
+        out.append(sigma)
+    return np.array(out)
+
+
+def test_interneuron_circuit_learns_variance_like_bogacz_exercise_5():
+    """The brian2 circuit with dynamic error units and a precision interneuron, learning Σ by
+    Bogacz's local rule, is his Exercise 5: trial by trial, its Σ equals an explicit-Euler numpy
+    integration of the paper's equations 59–61 (step dt/τ = 0.1, the same inputs) to 1e-9."""
+    m = load_model("bogacz2017_variance")
+    phi = 5 + np.sqrt(2) * np.random.default_rng(0).standard_normal(30)
+    learner = CircuitLearner(m, LearningRates(cov=0.01), batch=1, settle=20 * ms, dt=0.2 * ms,
+                             tau=2 * ms, errors="dynamic", precision="interneuron",
+                             target="numpy", compare_every=0)
+    records = learner.epoch(phi[:, None, None], seed=(0, 0))
+    got = [r["noise_variance"][0] for r in records]
+    assert np.allclose(got, _bogacz_numpy(phi, 100, 0.1, 1.0, 0.01), rtol=0, atol=1e-9)
+
+
+@pytest.mark.slow
+def test_bogacz_exercise_5_variance_converges_to_the_input_variance():
+    """Bogacz (2017) Exercise 5: after 1000 trials of φ ~ N(5, 2) with α = 0.01 the learned Σ
+    hovers around the input variance 2 (the rule's fixed point E[(φ − g)²]); the average of the
+    last 300 trials lies within 0.35 of it (the stationary spread of Σ is √(2α) ≈ 0.14 per trial,
+    correlated over ~Σ/α = 200 trials)."""
+    m = load_model("bogacz2017_variance")
+    phi = 5 + np.sqrt(2) * np.random.default_rng(0).standard_normal(1000)
+    learner = CircuitLearner(m, LearningRates(cov=0.01), batch=1, settle=20 * ms, dt=0.2 * ms,
+                             tau=2 * ms, errors="dynamic", precision="interneuron",
+                             compare_every=0)
+    records = learner.epoch(phi[:, None, None], seed=(0, 0))
+    assert abs(np.mean([r["noise_variance"][0] for r in records[-300:]]) - 2.0) < 0.35
+
+
+def _small_problem():
+    m = load_model("linear_gaussian_2d")
+    x, _ = random_model(9, dims=(3, 2)).sample(60, seed=1)
+    return m, *split(x, 0.25, 0)
+
+
+@pytest.mark.parametrize("kind", ["vae", "circuit"])
+def test_resuming_from_a_checkpoint_gives_the_same_numbers(kind, tmp_path):
+    """A run stopped after epoch 1 and resumed from its checkpoint ends with exactly the model
+    and history of a run that was never interrupted (data order and neural noise are seeded per
+    epoch; the checkpoint stores floats exactly)."""
+    m, x_train, x_test = _small_problem()
+    rates = LearningRates(weights=0.02, bias=0.02, cov=0.01)
+
+    def learner():
+        if kind == "vae":
+            return VaeLearner(m, rates)
+        return CircuitLearner(m, rates, batch=5, settle=10 * ms, dt=0.1 * ms, temperature=1.0,
+                              target="numpy", compare_every=3)
+    whole = train(learner(), x_train, x_test, epochs=2, batch=5, seed=4, rate_decay=0.9)
+    train(learner(), x_train, x_test, epochs=1, batch=5, seed=4, rate_decay=0.9,
+          checkpoint_dir=tmp_path)
+    resumed = train(learner(), x_train, x_test, epochs=2, batch=5, seed=4, rate_decay=0.9,
+                    checkpoint_dir=tmp_path)
+    assert json.dumps(resumed["model"]) == json.dumps(whole["model"])
+    assert json.dumps(resumed["history"]) == json.dumps(whole["history"])
+    with pytest.raises(ValueError, match="other settings"):
+        train(learner(), x_train, x_test, epochs=2, batch=6, seed=4, checkpoint_dir=tmp_path)
+
+
+def test_circuit_learning_raises_the_likelihood_and_reports_the_update_gap():
+    """Local learning in the circuit (noisy units, temperature 1) on data drawn from a linear
+    model raises the held-out log p(x) (exact, Tipping–Bishop-style evidence of a linear model),
+    and every compared update reports a cosine with ∇_W log p(x) in [-1, 1]."""
+    m, x_train, x_test = _small_problem()
+    learner = CircuitLearner(m, LearningRates(weights=0.02, bias=0.02), batch=5,
+                             settle=20 * ms, dt=0.1 * ms, temperature=1.0, target="numpy")
+    state = train(learner, x_train, x_test, epochs=3, batch=5, seed=0)
+    scores = [h["log_likelihood"] for h in state["history"]["heldout"]]
+    assert scores[-1] > scores[0]
+    cosines = [r["weight_cosine"][0] for r in state["history"]["updates"]]
+    assert all(-1 <= c <= 1 for c in cosines)
+
+
+def test_learning_that_makes_the_circuit_stiff_is_stopped_with_the_dt_to_use():
+    """A learning rate so large that the curvature of log p outgrows the Euler limit is caught
+    at the update that causes it (SimulationError naming dt), not left to produce NaN."""
+    m, x_train, x_test = _small_problem()
+    learner = CircuitLearner(m, LearningRates(weights=5.0, cov=5.0), batch=5, settle=10 * ms,
+                             dt=0.5 * ms, target="numpy", compare_every=0)
+    with pytest.raises(SimulationError, match="dt"):
+        train(learner, x_train, x_test, epochs=3, batch=5, seed=0)
+
+
+def test_learning_rates_are_checked():
+    """Rates must be finite and >= 0 and the variance floor positive: one-line errors naming
+    the parameter."""
+    with pytest.raises(ValueError, match="learning rate weights"):
+        LearningRates(weights=-1.0)
+    with pytest.raises(ValueError, match="variance_floor"):
+        LearningRates(variance_floor=0.0)
+    with pytest.raises(ValueError, match="affine links"):
+        CircuitLearner(random_model(0, dims=(3, 2), hidden=[4]), LearningRates(), batch=1)
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_model_files_written_by_pcbio_read_back_exactly(name):
+    """A learned model is written as a TOML model file: every bundled model survives the round
+    trip bit for bit (floats are written in Python's shortest round-trip form)."""
+    m = load_model(name)
+    back = GenerativeModel.from_dict(tomllib.loads(model_text(m, "comment")))
+    assert json.dumps(back.to_dict()) == json.dumps(m.to_dict())
+
+
+@pytest.mark.slow
+def test_ppca_learned_by_the_noisy_circuit_approaches_maximum_likelihood():
+    """Monte Carlo predictive coding (Oliviers, Bogacz & Meulemans 2024): with noisy value units
+    the local rule is an unbiased estimate of ∇ log p(x), so the circuit learns PPCA of the
+    digits towards the closed-form maximum-likelihood model (Tipping & Bishop 1999): held-out
+    log-likelihood within 0.5 nats per digit (of ≈ 14) and noise variance within 10 % after
+    25 epochs with annealed rates."""
+    x_train, x_test = split(load_data("digits"), 0.2, 0)
+    learner = CircuitLearner(load_model("ppca_digits"),
+                             LearningRates(weights=0.03, bias=0.03, cov=1e-5), batch=100,
+                             settle=45 * ms, dt=0.015 * ms, temperature=1.0, compare_every=0)
+    state = train(learner, x_train, x_test, epochs=25, batch=100, seed=0, rate_decay=0.9)
+    ml = ppca_maximum_likelihood(x_train, 8)
+    assert heldout_score(learner.model, x_test)["log_likelihood"] > \
+        heldout_score(ml, x_test)["log_likelihood"] - 0.5
+    assert learner.model.links[0].cov.value == pytest.approx(ml.links[0].cov.value, rel=0.1)
+    assert state["epoch"] == 25
