@@ -106,6 +106,28 @@ CASES = [
     (["map", "linear_gaussian_2d", "--x", "1,2,3", "--plot", "map.jpeg"], "must end in .pdf, .png or .svg"),
     (["run", "demo", "--out", "{binary}"], "--out: {binary} is a file"),
     (["run", "nosuchexperiment", "--out", "{out}"], "unknown experiment"),
+    # learning
+    (["learn", "linear_gaussian_2d", "--data", "nosuch", "--out", "{out}"],
+     "--data must be a bundled data set (digits) or a .npy or .csv file"),
+    (["learn", "linear_gaussian_2d", "--data", "{missing}.npy", "--out", "{out}"],
+     "data file not found"),
+    (["learn", "linear_gaussian_2d", "--data", "digits", "--out", "{out}"],
+     "data must have 3 entries per data point"),
+    (["learn", "linear_gaussian_2d", "--data", "{text_csv}", "--out", "{out}"],
+     "not readable as numbers"),
+    (["learn", "linear_gaussian_2d", "--data", "{good_npy}", "--out", "{out}", "--circuit", "vae",
+      "--temperature", "1"], "--temperature applies to --circuit rate only"),
+    (["learn", "linear_gaussian_2d", "--data", "{good_npy}", "--out", "{out}", "--rate-decay", "2"],
+     "rate_decay must lie in (0, 1]"),
+    (["learn", "linear_gaussian_2d", "--data", "{good_npy}", "--out", "{out}", "--batch", "1000"],
+     "batch=1000 exceeds the 32 training points"),
+    (["learn", "linear_gaussian_2d", "--data", "{good_npy}", "--out", "{out}", "--lr-weights=-1"],
+     "argument --lr-weights: must be a number >= 0"),
+    (["learn", "linear_gaussian_2d", "--data", "{good_npy}", "--out", "{binary}"], "is a file"),
+    (["learn", "linear_gaussian_2d", "--data", "{good_npy}", "--out", "{out}", "--batch", "8",
+      "--settle", "1.03ms"], "must be a whole number of time steps"),
+    (["learn", "linear_gaussian_2d", "--data", "{good_npy}", "--out", "{out}", "--batch", "8",
+      "--dt", "1.5ms"], "is too large"),
 ]
 
 
@@ -122,6 +144,8 @@ def files(tmp_path):
     np.save(paths["complex_npy"], np.array([[1 + 2j, 0, 1]]))
     paths["text_csv"].write_text("1,two,3\n")
     np.save(paths["cube_npy"], np.zeros((2, 2, 3)))
+    paths["good_npy"] = tmp_path / "good.npy"
+    np.save(paths["good_npy"], np.random.default_rng(0).normal(size=(40, 3)))
     for name, text in MODELS.items():
         paths[name] = tmp_path / f"{name}.toml"
         paths[name].write_text(text)

@@ -257,3 +257,21 @@ def test_ppca_learned_by_the_noisy_circuit_approaches_maximum_likelihood():
         heldout_score(ml, x_test)["log_likelihood"] - 0.5
     assert learner.model.links[0].cov.value == pytest.approx(ml.links[0].cov.value, rel=0.1)
     assert state["epoch"] == 25
+
+
+def test_deterministic_circuit_learning_equals_the_same_updates_on_the_vae_side():
+    """With deterministic value units the circuit integrates τ dz/dt = ∇ log p by Euler steps of
+    dt, which are gradient steps of size dt/τ (docs/mathematics.md §5), and its local rule is
+    ∇_θ log p(x, z) at the state reached: an epoch of circuit learning equals, update for
+    update, gradient inference with the same steps followed by the same rule (round-off)."""
+    m, x_train, _ = _small_problem()
+    rates = LearningRates(weights=0.05, bias=0.05, cov=0.02)
+    batches = x_train[:40].reshape(4, 10, -1)
+    circuit = CircuitLearner(m, rates, batch=10, settle=15 * ms, dt=0.1 * ms, target="numpy",
+                             compare_every=0)
+    circuit.epoch(batches)
+    vae = VaeLearner(m, rates, inference="gradient", steps=150, step_size=0.01)
+    vae.epoch(batches)
+    for a, b in zip(circuit.model.links, vae.model.links):
+        assert np.allclose(a.W, b.W, rtol=1e-10, atol=1e-12)
+        assert np.allclose(a.cov.value, b.cov.value, rtol=1e-10)

@@ -93,6 +93,7 @@ class CircuitNetwork:
                        if self.populations[pop].neuron.output_source(out) == ("copy",)}
         self.groups, self.namespaces, objects = {}, {}, []
         self.weights = {}          # pathway name -> the array (matrix) or Synapses it transmits with
+        self._deliveries = []      # the matrix coupling's delivery functions, in stage order
         for pop in pops:
             group = self._group(pop, paths, out_stage)
             self.groups[pop.name] = group
@@ -194,10 +195,19 @@ class CircuitNetwork:
                     self.weights[pw.name] = w
                     spread = None if post_pop.input_map is None else post_pop.spread
                     jobs.append((self._reader(pw.pre, pw.output), post, w, pw.one_to_one, spread))
-            ops.append(brian2.NetworkOperation(_deliverer(jobs), clock=self.clock, when="groups",
+            self._deliveries.append(_deliverer(jobs))
+            ops.append(brian2.NetworkOperation(self._deliveries[-1], clock=self.clock,
+                                               when="groups",
                                                order=_stage_order(stage, delivery=True),
                                                name=f"matrix_coupling_{stage}"))
         return ops
+
+    def deliver(self) -> None:
+        """Deliver every continuous pathway now, stage by stage (matrix coupling): what the
+        next step would deliver, so that instantaneous units (error units, hidden units) show
+        the values of the current state between steps, e.g. for plasticity at a frame's end."""
+        for deliver in self._deliveries:
+            deliver()
 
     def _spike_increments(self, pop, output):
         """(units, dims): what one spike of each unit adds to the population's read-out."""

@@ -107,6 +107,7 @@ class CircuitLearner:
     def _learn(self, k: int) -> None:
         """The plasticity at the end of frame ``k``: the local rule from the activity now."""
         x, model, net = self._frames[k], self.model, self.network
+        net.deliver()            # instantaneous error units: their values at the current state
         z = [v for _, v in sorted(net.decoded("value").items())]
         eps = [e for _, e in sorted(net.decoded("error").items())]
         inter = ([i for _, i in sorted(net.decoded("interneuron").items())]
