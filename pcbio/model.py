@@ -284,10 +284,11 @@ class GenerativeModel:
             out.append(zl)
         return out
 
-    def prior_means(self, batch: int) -> list[np.ndarray]:
+    def prior_means(self, batch: int, top: np.ndarray | None = None) -> list[np.ndarray]:
         """The latent means of the generative model run without noise: a natural start for
-        inference.  List of (batch, d_l)."""
-        z = [np.broadcast_to(self.top_mean, (batch, self.dims[-1])).copy()]
+        inference.  List of (batch, d_l).  With ``top`` (batch, d_L) the top level is set to it
+        and the levels below follow from it (a feed-forward pass from a clamped top)."""
+        z = [np.broadcast_to(self.top_mean if top is None else top, (batch, self.dims[-1])).copy()]
         for link in self.links[:0:-1]:
             z.insert(0, link.predict(z[0]))
         return z

@@ -68,6 +68,11 @@ class _Request:
     until_converged: bool
     tol: float
     reset_each_frame: bool = False
+    frame_inits: list | None = None
+
+    def start(self, k: int) -> list:
+        """The latents frame k starts from (with ``reset_each_frame``)."""
+        return self.init if self.frame_inits is None else self.frame_inits[k]
 
 
 def _request(circuit, x, duration, dt, init, until_converged, tol, stimulus_dt, batch=None,
@@ -98,12 +103,20 @@ def _request(circuit, x, duration, dt, init, until_converged, tol, stimulus_dt, 
             raise ValueError("until_converged needs a clamped stimulus (batch, d_0), not frames")
     if batch is not None and stimulus.shape[1] != batch:
         raise ValueError(f"x has batch {stimulus.shape[1]}; this network was built for batch {batch}")
-    if init is not None:
+    frame_inits = None
+    if init is not None and reset_each_frame and np.ndim(init[0]) == 3:   # one start per frame
+        if any(np.shape(zl)[0] != len(stimulus) for zl in init):
+            raise ValueError(f"init with a frame axis must have one entry per frame "
+                             f"({len(stimulus)}) at every level")
+        frame_inits = [model.check_latents([zl[k] for zl in init], stimulus.shape[1],
+                                           f"init[frame {k}]") for k in range(len(stimulus))]
+        init = frame_inits[0]
+    elif init is not None:
         init = model.check_latents(init, stimulus.shape[1], "init")
     if reset_each_frame and init is None:
         raise ValueError("reset_each_frame needs init, the latents every frame starts from")
     return _Request(stimulus, frame_ends, duration, init, bool(until_converged), tol,
-                    bool(reset_each_frame))
+                    bool(reset_each_frame), frame_inits)
 
 
 def _run_info(circuit, dt, record_every, batch, target, coupling, request):
@@ -175,7 +188,8 @@ def run(network: CircuitNetwork, x, duration=200 * ms, init=None, until_converge
     A stream of data points is one call: ``x`` of shape (points, batch, d_0), ``stimulus_dt``
     the time each is shown, ``duration = points · stimulus_dt``, and ``reset_each_frame=True``
     to start every point from ``init`` (one brian2 run for the whole stream; a network
-    operation switches the stimulus).  ``on_frame_end(k)``, if given, is called with the
+    operation switches the stimulus) — or, with a frame axis on every level of ``init``
+    ((points, batch, d_l)), each point from its own start.  ``on_frame_end(k)``, if given, is called with the
     network holding its state at the end of frame k, before the next frame is shown (plasticity
     that acts once per data point: :mod:`pcbio.learning`).  Times in the returned Trajectory count from the start of
     this run.  Other parameters as in :func:`simulate`."""
@@ -260,7 +274,7 @@ class _FrameSwitch:
             self.current = k
             self.network.set_stimulus(self.request.stimulus[k])
             if self.request.reset_each_frame:
-                self.network.reset(self.request.init)
+                self.network.reset(self.request.start(k))
         self.step += 1
 
 
@@ -342,9 +356,9 @@ def _simulate_standalone(circuit, request, dt, record_every, progress):
     try:
         network = CircuitNetwork(circuit, batch, dt, "synapses", record_every, standalone=True)
         start = 0.0
-        for frame, end in zip(request.stimulus, request.frame_ends):
+        for k, (frame, end) in enumerate(zip(request.stimulus, request.frame_ends)):
             if start == 0.0 or request.reset_each_frame:
-                network.reset(request.init)
+                network.reset(request.start(k))
             network.set_stimulus(frame)
             network.network.run((end - start) * brian2.second, namespace={})
             start = end

@@ -275,3 +275,79 @@ def test_deterministic_circuit_learning_equals_the_same_updates_on_the_vae_side(
     for a, b in zip(circuit.model.links, vae.model.links):
         assert np.allclose(a.W, b.W, rtol=1e-10, atol=1e-12)
         assert np.allclose(a.cov.value, b.cov.value, rtol=1e-10)
+
+
+def _supervised_problem(precision):
+    from pcbio.model import Link
+    rng = np.random.default_rng(3)
+    model = GenerativeModel(np.zeros(4), 1.0, [
+        Link(rng.normal(size=(3, 5)) / 2, rng.normal(size=3) * 0.1, "tanh", 1.0 / precision),
+        Link(rng.normal(size=(5, 4)) / 2, rng.normal(size=5) * 0.1, "identity", 1.0)])
+    inputs = rng.normal(size=(6, 4))
+    targets = rng.normal(size=(6, 3))
+    return model, targets, inputs
+
+
+def test_backprop_gradient_is_minus_the_loss_gradient():
+    """backprop_gradient is −∇ of ½ Σ_n (t_n − ŷ_n)ᵀ Π_0 (t_n − ŷ_n) for every weight and bias,
+    ŷ the feed-forward pass from the inputs: checked against central differences."""
+    from conftest import central_difference
+    from pcbio.learning import backprop_gradient, predict
+    model, targets, inputs = _supervised_problem(0.5)
+    grad = backprop_gradient(model, targets, inputs)
+
+    def loss(link, name, value):
+        links = list(model.links)
+        links[link] = links[link].replaced(**{name: value})
+        r = targets - predict(model.replaced(links=links), inputs)
+        return 0.5 * np.sum(r * model.links[0].cov.apply_precision(r))
+    for l, link in enumerate(model.links):
+        for name, got in (("weights", grad.links[l].weights), ("bias", grad.links[l].bias)):
+            value = link.W if name == "weights" else link.b
+            want = -central_difference(lambda v: loss(l, name, v), value)
+            assert np.allclose(got, want, rtol=1e-6, atol=1e-8)
+
+
+def test_pc_updates_approach_backprop_as_the_output_precision_weakens():
+    """Whittington & Bogacz (2017): with input clamped at the top and target at the output, the
+    circuit's equilibrium errors approach backprop's deltas (times the output precision Π_0) as
+    Π_0 → 0, so its local updates ε f(z)ᵀ approach backprop's: the relative distance falls in
+    proportion to Π_0 (first order in Π_0: a tenfold weaker precision, a tenfold smaller gap,
+    within a factor 2) and is below 2 % at Π_0 = 0.01."""
+    gaps = []
+    for precision in (0.1, 0.01):
+        model, targets, inputs = _supervised_problem(precision)
+        learner = CircuitLearner(model, LearningRates(), batch=6, settle=150 * ms, dt=0.2 * ms,
+                                 top="clamped", target="numpy")
+        record = learner.epoch(targets[None], tops=inputs[None])[0]
+        gaps.append(record["weight_relative_gap_all"])
+    assert gaps[1] < 0.02
+    assert 5 < gaps[0] / gaps[1] < 20
+    with pytest.raises(ValueError, match="tops"):
+        learner.epoch(targets[None])
+
+
+@pytest.mark.slow
+def test_pc_trained_digit_classifier_matches_backprop():
+    """Whittington & Bogacz (2017) report that the PC network trained with local rules reaches
+    the accuracy of the same network trained by backprop; on the digits (64-32-10, output
+    precision 0.1, 5 epochs, same initial weights, rates and minibatches) both exceed 90 %
+    held-out accuracy and differ by less than 3 points."""
+    from pcbio.data import digit_labels
+    from pcbio.learning import BackpropLearner, accuracy
+    model = load_model("whittington_bogacz_digits")
+    pixels, labels = load_data("digits"), digit_labels()
+    idx = np.random.default_rng(0).permutation(len(labels))
+    tr, te = idx[:1400], idx[1400:]
+    targets = np.eye(10)[labels]
+    rates = LearningRates(weights=1.0, bias=1.0)
+
+    def score(m, _x, inputs):
+        return {"accuracy": accuracy(m, inputs, labels[te])}
+    args = dict(x_train=targets[tr], x_test=targets[te], epochs=5, batch=20, seed=0,
+                inputs=(pixels[tr], pixels[te]), score=score)
+    pc = train(CircuitLearner(model, rates, 20, settle=60 * ms, dt=0.5 * ms, top="clamped",
+                              compare_every=0), **args)
+    bp = train(BackpropLearner(model, rates), **args)
+    a_pc, a_bp = pc["history"]["heldout"][-1]["accuracy"], bp["history"]["heldout"][-1]["accuracy"]
+    assert a_pc > 0.9 and a_bp > 0.9 and abs(a_pc - a_bp) < 0.03

@@ -56,6 +56,9 @@ class RateCircuit(Circuit):
         Parameter("temperature", "nonnegative", 0.0, "Langevin noise on the value units: 0 is "
                   "the deterministic gradient flow to the MAP, 1 samples the posterior (Monte "
                   "Carlo predictive coding, Oliviers, Bogacz & Meulemans 2024)"),
+        Parameter("top", "choice", "free", "the top latent level: inferred (free) or held at "
+                  "its initial value (clamped: an input, as in supervised learning, Whittington "
+                  "& Bogacz 2017)", ("free", "clamped")),
         Parameter("value_encoding", "encoding", None,
                   "code of the value and data units (default rate code r = 0 Hz + 10 Hz * z)"),
         Parameter("error_encoding", "encoding", None,
@@ -100,11 +103,18 @@ class RateCircuit(Circuit):
         return checks
 
     def skipped_checks(self):
-        if not self.noisy:
-            return {}
-        why = ("noisy value units (temperature > 0) sample around the fixed point instead of "
-               "reaching it")
-        return {"fixed_point": why, "step_equivalence": why + "; only the drift is a gradient step"}
+        skipped = {}
+        if self.noisy:
+            why = ("noisy value units (temperature > 0) sample around the fixed point instead "
+                   "of reaching it")
+            skipped = {"fixed_point": why,
+                       "step_equivalence": why + "; only the drift is a gradient step"}
+        if self.params["top"] == "clamped":
+            why = ("the top level is clamped (an input): the circuit follows the gradient of "
+                   "log p(x, z) with z_L held fixed, not the posterior over every level")
+            skipped.update({name: why for name in ("gradient_flow", "fixed_point", "elbo",
+                                                    "step_equivalence", "variance_gap")})
+        return skipped
 
     def euler_limits(self, x, z):
         """Value units: the largest curvature of log p at ``z`` (for linear models the same for
@@ -152,9 +162,12 @@ class RateCircuit(Circuit):
                                  self._weigh(l, np.ones(dims[l]))))
             if l > 0:
                 link = m.links[l - 1]
+                held = l == L and p["top"] == "clamped"
                 pops.append(Population(f"value_{l}", "value", l, dims[l],
                                        neurons.value_unit(identity if link.is_mlp else link.nl,
-                                                          p["tau"], p["temperature"]), venc))
+                                                          p["tau"],
+                                                          0.0 if held else p["temperature"]),
+                                       venc))
                 paths.append(Pathway(f"own_{l}", f"error_{l}", "eps", f"value_{l}", "I_in",
                                      -np.ones(dims[l])))
             if l < L:
@@ -171,6 +184,8 @@ class RateCircuit(Circuit):
                                   cov.variances if cov.is_diagonal else cov.matrix),
                           Pathway(f"inh_{l}", f"inter_{l}", "inh", f"error_{l}", "I_in",
                                   -np.ones(dims[l]))]
+        if p["top"] == "clamped":      # nothing drives the top value units: they keep their start
+            paths = [pw for pw in paths if pw.post != f"value_{L}"]
         return pops, paths
 
     def _link(self, l):

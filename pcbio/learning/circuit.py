@@ -11,7 +11,8 @@ running network; the whole epoch is one brian2 run.
 
 After every ``compare_every`` updates the update is compared with the VAE side's
 ``∇_θ ELBO`` at the same data: the exact posterior's for a linear model (then it is
-``∇_θ log p(x)``), the Laplace posterior's at the circuit's state otherwise.
+``∇_θ log p(x)``), the Laplace posterior's at the circuit's state otherwise — or, in supervised
+learning with a clamped top, with backpropagation's update (:mod:`pcbio.learning.supervised`).
 """
 
 import brian2
@@ -23,7 +24,9 @@ from ..circuits import CircuitNetwork, build_circuit
 from ..inference import elbo_gradient, exact_posterior, laplace_posterior
 from ..model import GenerativeModel
 from ..simulate import check_stability, run
-from .rules import LearningRates, activity_gradient, apply_gradient, compare_updates
+from .rules import (LearningRates, activity_gradient, apply_gradient, compare_updates,
+                    mean_variances)
+from .supervised import backprop_gradient
 
 
 def reference_gradient(model: GenerativeModel, x: np.ndarray, z: list, seed: int = 0):
@@ -33,11 +36,6 @@ def reference_gradient(model: GenerativeModel, x: np.ndarray, z: list, seed: int
         return elbo_gradient(model, x, exact_posterior(model, x), method="exact").params
     return elbo_gradient(model, x, laplace_posterior(model, x, z), method="mc", n_samples=64,
                          seed=seed, antithetic=True).params
-
-
-def mean_variances(model: GenerativeModel) -> list[float]:
-    """The mean noise variance of each level 0 … L (what a record of learning tracks)."""
-    return [float(np.mean(model.level_covariance(l).variances)) for l in range(model.n_latent + 1)]
 
 
 class CircuitLearner:
@@ -53,14 +51,17 @@ class CircuitLearner:
     temperature : 0 (deterministic: the MAP) or > 0 (Langevin noise; 1 samples the posterior)
     errors, precision : the rate circuit's error units and precision (``"interneuron"`` learns
         variances by Bogacz's interneuron rule)
+    top : ``"free"``, or ``"clamped"`` for supervised learning: each minibatch's top level is
+        held at its input (``epoch(…, tops=…)``) and the levels below start from the
+        feed-forward pass (Whittington & Bogacz 2017)
     target : brian2 code-generation target (``"auto"``, ``"numpy"``, ``"cython"``)
     compare_every : compare every k-th update with the ELBO gradient (0: never)
     """
 
     def __init__(self, model: GenerativeModel, rates: LearningRates, batch: int,
                  settle=60 * ms, dt=0.1 * ms, tau=10 * ms, temperature: float = 0.0,
-                 errors: str = "instant", precision: str = "synaptic", target: str = "auto",
-                 compare_every: int = 1):
+                 errors: str = "instant", precision: str = "synaptic", top: str = "free",
+                 target: str = "auto", compare_every: int = 1):
         if not isinstance(rates, LearningRates):
             raise TypeError(f"rates must be a LearningRates, got {type(rates).__name__}")
         self.rates, self.batch = rates, positive_int(batch, "batch")
@@ -70,7 +71,7 @@ class CircuitLearner:
         if abs(steps - round(steps)) > 1e-6:
             raise ValueError(f"settle={settle} must be a whole number of time steps dt={dt}")
         self.circuit = build_circuit(model, "rate", tau=tau, temperature=temperature,
-                                     errors=errors, precision=precision)
+                                     errors=errors, precision=precision, top=top)
         if any(link.is_mlp for link in model.links):
             raise ValueError("a circuit learns affine links W f(z) + b; learn MLP links on the "
                              "VAE side (pcbio learn --circuit vae)")
@@ -92,16 +93,24 @@ class CircuitLearner:
                 "rule": "local: eps f(z)^T, eps, " + ("interneuron eps e^T - I" if
                                                      self.interneurons else "1/2(eps eps^T - Pi)")}
 
-    def epoch(self, batches: np.ndarray, seed=(0, 0)) -> list[dict]:
+    def epoch(self, batches: np.ndarray, seed=(0, 0), tops: np.ndarray | None = None) -> list[dict]:
         """Learn from ``batches`` (updates, batch, d_0), one update per minibatch, in one brian2
-        run; returns a record per update: the mean noise variance per level after it and, where
-        made, the comparison with the ELBO gradient."""
+        run; with a clamped top, ``tops`` (updates, batch, d_L) are the inputs.  Returns a record
+        per update: the mean noise variance per level after it and, where made, the comparison
+        with the ELBO gradient."""
+        clamped = self.circuit.params["top"] == "clamped"
+        if clamped != (tops is not None):
+            raise ValueError("tops (the inputs) go with top='clamped', and only with it")
         self._seed = int(np.random.SeedSequence(list(seed)).generate_state(1)[0] % 2**31)
         brian2.seed(self._seed)               # the noise of noisy value units
-        self._frames, self._records = batches, []
-        run(self.network, batches, duration=len(batches) * self.settle,
-            init=self.model.prior_means(self.batch), stimulus_dt=self.settle,
-            reset_each_frame=True, on_frame_end=self._learn)
+        self._frames, self._tops, self._records = batches, tops, []
+        if clamped:
+            passes = [self.model.prior_means(self.batch, top=x) for x in tops]
+            init = [np.stack([p[l] for p in passes]) for l in range(self.model.n_latent)]
+        else:
+            init = self.model.prior_means(self.batch)
+        run(self.network, batches, duration=len(batches) * self.settle, init=init,
+            stimulus_dt=self.settle, reset_each_frame=True, on_frame_end=self._learn)
         return self._records
 
     def _learn(self, k: int) -> None:
@@ -115,7 +124,9 @@ class CircuitLearner:
         grad = activity_gradient(model, x, z, eps, inter)
         record = {"update": k}
         if self.compare_every and k % self.compare_every == 0:
-            record.update(compare_updates(grad, reference_gradient(model, x, z, self._seed + k)))
+            reference = (reference_gradient(model, x, z, self._seed + k) if self._tops is None
+                         else backprop_gradient(model, x, self._tops[k]))
+            record.update(compare_updates(grad, reference))
         net.update_model(apply_gradient(model, grad, self.rates, self.batch))
         check_stability(self.circuit, x, z, self.dt, t=float(net.network.t))
         record["noise_variance"] = mean_variances(self.model)

@@ -122,13 +122,21 @@ def apply_gradient(model: GenerativeModel, grad: ParameterGradient, rates: Learn
 
 
 def compare_updates(update: ParameterGradient, reference: ParameterGradient) -> dict:
-    """How far a rule's update is from a reference gradient, per link's weights: cosine and
-    relative difference ``‖g − g_ref‖ / ‖g_ref‖`` (JSON-ready lists, bottom-up)."""
-    cos, rel = [], []
-    for g, ref in zip(update.links, reference.links):
-        a, b = g.weights.ravel(), ref.weights.ravel()
-        nb = np.linalg.norm(b)
-        cos.append(float(a @ b / (np.linalg.norm(a) * nb)) if nb > 0 and np.linalg.norm(a) > 0
-                   else float("nan"))
-        rel.append(float(np.linalg.norm(a - b) / nb) if nb > 0 else float("nan"))
-    return {"weight_cosine": cos, "weight_relative_gap": rel}
+    """How far a rule's update is from a reference gradient: cosine and relative difference
+    ``‖g − g_ref‖ / ‖g_ref‖`` per link's weights (lists, bottom-up) and over all weights."""
+    def measures(a, b):
+        na, nb = np.linalg.norm(a), np.linalg.norm(b)
+        return (float(a @ b / (na * nb)) if na > 0 and nb > 0 else float("nan"),
+                float(np.linalg.norm(a - b) / nb) if nb > 0 else float("nan"))
+    pairs = [(g.weights.ravel(), ref.weights.ravel()) for g, ref in zip(update.links,
+                                                                      reference.links)]
+    per_link = [measures(a, b) for a, b in pairs]
+    every = measures(np.concatenate([a for a, _ in pairs]), np.concatenate([b for _, b in pairs]))
+    return {"weight_cosine": [c for c, _ in per_link],
+            "weight_relative_gap": [r for _, r in per_link],
+            "weight_cosine_all": every[0], "weight_relative_gap_all": every[1]}
+
+
+def mean_variances(model: GenerativeModel) -> list[float]:
+    """The mean noise variance of each level 0 … L (what a record of learning tracks)."""
+    return [float(np.mean(model.level_covariance(l).variances)) for l in range(model.n_latent + 1)]

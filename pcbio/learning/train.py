@@ -3,7 +3,8 @@ score after each, progress, a checkpoint after each epoch and resumption from it
 
 A *learner* (:class:`~pcbio.learning.circuit.CircuitLearner`,
 :class:`~pcbio.learning.vae.VaeLearner`) holds the current ``model`` and implements
-``epoch(batches, seed) -> list of per-update records`` (``batches``: (updates, batch, d_0)),
+``epoch(batches, seed, tops) -> list of per-update records`` (``batches``: (updates, batch,
+d_0); ``tops``: the clamped inputs of supervised learning, else None),
 ``set_model(model)`` and ``describe() -> dict``.  Epoch k shows the training points in the order
 ``default_rng([seed, k]).permutation`` (dropping the last ``n mod batch``) and seeds the learner's
 own noise with ``(seed, k)``, so a run resumed from the checkpoint after epoch k gives the same
@@ -34,11 +35,15 @@ def heldout_score(model: GenerativeModel, x: np.ndarray, seed: int = 0) -> dict:
 
 
 def train(learner, x_train: np.ndarray, x_test: np.ndarray, epochs: int, batch: int, seed: int,
-          rate_decay: float = 1.0, checkpoint_dir=None, progress=SILENT) -> dict:
+          rate_decay: float = 1.0, checkpoint_dir=None, progress=SILENT, inputs=None,
+          score=None) -> dict:
     """Train ``learner`` for ``epochs`` on ``x_train`` (n, d_0) in minibatches of ``batch``,
     scoring ``x_test`` after every epoch.  The learner's rates are multiplied by
     ``rate_decay ** epoch`` in epoch ``epoch`` (annealing: with constant rates, stochastic
-    updates end up hovering around the optimum at a distance set by the rate).  With ``checkpoint_dir``, the state after each epoch
+    updates end up hovering around the optimum at a distance set by the rate).  Supervised
+    learning (:mod:`pcbio.learning.supervised`): ``inputs = (inputs_train, inputs_test)``, the
+    top levels that go with the targets ``x``, and ``score(model, x_test, inputs_test) -> dict``
+    replaces the held-out likelihood.  With ``checkpoint_dir``, the state after each epoch
     is written there (atomically) and a run finds it and goes on from it.  Returns the final
     state: ``epoch``, ``model`` (model-file dict), ``history`` (``heldout``: a score per epoch,
     the first before training; ``updates``: the learner's per-update records), ``config``."""
@@ -47,11 +52,18 @@ def train(learner, x_train: np.ndarray, x_test: np.ndarray, epochs: int, batch: 
     if rate_decay > 1:
         raise ValueError(f"rate_decay must lie in (0, 1], got {rate_decay}")
     rates = learner.rates
+    inputs_train, inputs_test = inputs if inputs is not None else (None, None)
+
+    def evaluate(model):
+        if score is None:
+            return heldout_score(model, x_test, seed)
+        return score(model, x_test, inputs_test)
     if batch > len(x_train):
         raise ValueError(f"batch={batch} exceeds the {len(x_train)} training points")
     config = {"learner": learner.describe(), "batch": batch, "seed": seed, "rate_decay": rate_decay,
               "n_train": len(x_train), "n_test": len(x_test),
-              "data_checksum": float(np.sum(x_train) + 2 * np.sum(x_test))}
+              "data_checksum": float(np.sum(x_train) + 2 * np.sum(x_test) + (
+                  0 if inputs is None else 3 * np.sum(inputs_train) + 4 * np.sum(inputs_test)))}
     path = None if checkpoint_dir is None else Path(checkpoint_dir) / CHECKPOINT
     if path is not None and path.is_file():
         state = json.loads(path.read_text())
@@ -62,21 +74,24 @@ def train(learner, x_train: np.ndarray, x_test: np.ndarray, epochs: int, batch: 
         progress(f"resuming from {path} after epoch {state['epoch']}")
     else:
         state = {"epoch": 0, "model": learner.model.to_dict(), "config": config,
-                 "history": {"heldout": [heldout_score(learner.model, x_test, seed)],
+                 "history": {"heldout": [evaluate(learner.model)],
                              "updates": []}}
     n_updates = len(x_train) // batch
     for epoch in range(state["epoch"], epochs):
         learner.rates = rates.scaled(rate_decay ** epoch)
         order = np.random.default_rng([seed, epoch]).permutation(len(x_train))[:n_updates * batch]
-        records = learner.epoch(x_train[order].reshape(n_updates, batch, -1), seed=(seed, epoch))
+        tops = (None if inputs_train is None
+                else inputs_train[order].reshape(n_updates, batch, -1))
+        records = learner.epoch(x_train[order].reshape(n_updates, batch, -1), seed=(seed, epoch),
+                                tops=tops)
         state["history"]["updates"] += [{"epoch": epoch, **r} for r in records]
-        score = heldout_score(learner.model, x_test, seed)
-        state["history"]["heldout"].append(score)
+        scores = evaluate(learner.model)
+        state["history"]["heldout"].append(scores)
         state.update(epoch=epoch + 1, model=learner.model.to_dict())
         learner.rates = rates
         if path is not None:
             text = json_text(state)
             atomic_write(path, lambda tmp: Path(tmp).write_text(text))
         progress(f"epoch {epoch + 1}/{epochs}: held-out " +
-                 ", ".join(f"{k} {v:.4g}" for k, v in score.items()), (epoch + 1) / epochs)
+                 ", ".join(f"{k} {v:.4g}" for k, v in scores.items()), (epoch + 1) / epochs)
     return state

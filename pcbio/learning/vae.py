@@ -14,8 +14,8 @@ import numpy as np
 from ..checks import one_of, positive_int, positive_number
 from ..inference import gradient_inference, map_estimate
 from ..model import GenerativeModel
-from .circuit import mean_variances, reference_gradient
-from .rules import LearningRates, activity_gradient, apply_gradient
+from .circuit import reference_gradient
+from .rules import LearningRates, activity_gradient, apply_gradient, mean_variances
 
 
 class VaeLearner:
@@ -50,8 +50,12 @@ class VaeLearner:
         z = None if model.is_linear else map_estimate(model, x)[0]
         return reference_gradient(model, x, z, seed)
 
-    def epoch(self, batches: np.ndarray, seed=(0, 0)) -> list[dict]:
-        """One update per minibatch of ``batches`` (updates, batch, d_0)."""
+    def epoch(self, batches: np.ndarray, seed=(0, 0), tops=None) -> list[dict]:
+        """One update per minibatch of ``batches`` (updates, batch, d_0) (unsupervised: ``tops``
+        must be None)."""
+        if tops is not None:
+            raise ValueError("the VAE-side learner is unsupervised; train a clamped-top network "
+                             "with CircuitLearner(top='clamped') or BackpropLearner")
         base = int(np.random.SeedSequence(list(seed)).generate_state(1)[0] % 2**31)
         records = []
         for k, x in enumerate(batches):
