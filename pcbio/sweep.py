@@ -3,8 +3,8 @@ this machine or a cluster; resumable and fault-tolerant.
 
 A sweep file (TOML) names a command and its options::
 
-    command = "infer"               # infer, map or run (an experiment)
-    model = "linear_gaussian_2d"    # for infer and map;  experiment = "NAME" for run
+    command = "infer"               # infer, map, learn or run (an experiment)
+    model = "linear_gaussian_2d"    # for infer, map and learn;  experiment = "NAME" for run
     [fixed]                         # options every point gets
     x = "1,-2,0.5"
     method = "gradient"
@@ -47,7 +47,9 @@ from . import __version__
 from .io import atomic_write, check_output_folder, json_text, provenance
 from .progress import SILENT
 
-COMMANDS = ("infer", "map", "run")
+COMMANDS = ("infer", "map", "run", "learn")
+#: commands that write into a folder of their own (``--out``), one per point
+FOLDER_COMMANDS = {"run": "{name}.json", "learn": "learn.json"}
 #: a grid larger than this is refused unless forced
 MAX_POINTS = 100_000
 #: lists longer than this are left out of results.csv (they stay in each point's JSON)
@@ -112,6 +114,9 @@ def load_sweep(path, force: bool = False) -> tuple[dict, list]:
             if not isinstance(values, list) or not values:
                 raise ValueError(f"{path.name}: [{table}].{name} must be a non-empty list of values")
     seen = [n for t in tables.values() for n in t]
+    if "out" in seen:
+        raise ValueError(f"{path.name}: 'out' is not an option of a sweep point: each point "
+                         "writes into OUT/points/ (pcbio sweep FILE --out OUT)")
     repeated = sorted({n for n in seen if seen.count(n) > 1})
     if repeated:
         raise ValueError(f"{path.name}: option(s) {repeated} given in more than one table")
@@ -137,7 +142,7 @@ def load_sweep(path, force: bool = False) -> tuple[dict, list]:
                       **dict(zip(tables["zip"], row))}
             argv = _argv(command, target, params)
             try:
-                parser.parse_args(argv)
+                parser.parse_args(argv + (["--out", "OUT"] if command in FOLDER_COMMANDS else []))
             except UsageError as err:
                 raise ValueError(f"{path.name}: {err}") from None
             key = hashlib.sha256(json.dumps([command, target, params, model_text, __version__],
@@ -186,8 +191,8 @@ def run_point(argv: list, out_dir: str | None = None) -> dict:
         return {"status": "error", "error": message[-1] if message else f"exit status {code}",
                 "seconds": seconds}
     if out_dir is not None:
-        name = argv[1]
-        result = json.loads((Path(out_dir) / f"{name}.json").read_text())["results"]
+        results_file = FOLDER_COMMANDS[argv[0]].format(name=argv[1])
+        result = json.loads((Path(out_dir) / results_file).read_text())["results"]
     else:
         result = json.loads(stdout.getvalue())
     return {"status": "ok", "result": result, "seconds": seconds}
@@ -258,7 +263,8 @@ def run_sweep(path, out, scheduler: str | None = None, workers: int | None = Non
     progress(f"sweep {Path(path).name}: {len(points)} points, {summary['skipped']} already "
              f"finished, {len(todo)} to run")
     base, start = provenance(None, {}), time.monotonic()
-    run_dirs = [str(point_dir / p.key) if spec["command"] == "run" else None for p in todo]
+    run_dirs = [str(point_dir / p.key) if spec["command"] in FOLDER_COMMANDS else None
+                for p in todo]
     try:
         size = default_workers() if workers is None and not scheduler else workers
         with Pool(workers=size or None, scheduler=scheduler) as pool:

@@ -100,3 +100,22 @@ def test_dask_cluster_gives_the_same_results_as_one_by_one(tmp_path):
         assert record["status"] == "ok" and record["parameters"] == p.params
         assert record["result"] == run_point(p.argv)["result"]
         assert record["pcbio_version"] and record["git_commit"]
+
+
+def test_a_learning_sweep_writes_each_point_into_its_own_folder(tmp_path):
+    """command = "learn": every point learns into OUT/points/KEY/ (model.toml, learn.json), and
+    results.csv carries its held-out scores; 'out' cannot be set per point."""
+    import numpy as np
+    from pcbio import load_model
+    data = tmp_path / "data.npy"
+    np.save(data, load_model("linear_gaussian_2d").sample(40, seed=0)[0])
+    text = (f'command = "learn"\nmodel = "linear_gaussian_2d"\n[fixed]\ndata = "{data}"\n'
+            'circuit = "vae"\nbatch = 8\nepochs = 2\n[grid]\nlr_weights = [0.0, 0.05]\n')
+    summary = run_sweep(write(tmp_path, text), tmp_path / "out", workers=0)
+    assert summary == {"total": 2, "ran": 2, "skipped": 0, "failed": 0}
+    rows = list(csv.DictReader(open(tmp_path / "out" / "results.csv")))
+    assert {r["status"] for r in rows} == {"ok"}
+    assert all(float(r["result.heldout_final.log_likelihood"]) < 0 for r in rows)
+    assert len(list((tmp_path / "out" / "points").glob("*/model.toml"))) == 2
+    with pytest.raises(ValueError, match="'out' is not an option"):
+        load_sweep(write(tmp_path, text + '[zip]\nout = ["a"]\n', "bad.toml"))
