@@ -97,7 +97,7 @@ def run(quick=False, seed=0, progress=SILENT):
                                 for dirs in (_directions(learned, k), _directions(ml, k))])
         ax.imshow(tiles, cmap="RdBu_r", vmin=-np.abs(tiles).max(), vmax=np.abs(tiles).max())
         ax.set(xticks=[], yticks=[4, 12], yticklabels=["circuit", "ML"],
-               xlabel="top directions of W Wᵀ (8×8 px)")
+               xlabel="leading directions\nof W Wᵀ (8×8 px)")
         for a, letter in zip(axes.ravel(), "abcd"):
             panel_label(a, letter)
     params = {"model": "ppca_digits", "rates": RATES.to_json(), "batch": BATCH, "epochs": epochs,

@@ -127,7 +127,9 @@ def test_bad_model_file_exits_with_one_line(capsys, tmp_path):
 def test_list_shows_models_and_experiments(capsys):
     """`pcbio list` names every model file and experiment script."""
     code, out, _ = run_cli(capsys, "list")
-    for name in ("bogacz2017", "linear_gaussian_2d", "tanh_2level", "demo", "rate_vs_elbo"):
+    for name in ("bogacz2017", "linear_gaussian_2d", "tanh_2level", "whittington_bogacz_digits",
+                 "demo", "rate_vs_elbo", "ppca_digits", "backprop_alignment",
+                 "precision_learning"):
         assert name in out
 
 

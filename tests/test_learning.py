@@ -245,14 +245,17 @@ def test_ppca_learned_by_the_noisy_circuit_approaches_maximum_likelihood():
     """Monte Carlo predictive coding (Oliviers, Bogacz & Meulemans 2024): with noisy value units
     the local rule is an unbiased estimate of ∇ log p(x), so the circuit learns PPCA of the
     digits towards the closed-form maximum-likelihood model (Tipping & Bishop 1999): held-out
-    log-likelihood within 0.5 nats per digit (of ≈ 14) and noise variance within 10 % after
-    25 epochs with annealed rates."""
+    log-likelihood within 0.5 nats per digit (of ≈ 14), noise variance within 10 % and the
+    learned subspace (compared through W Wᵀ, as W is unique only up to a rotation) within 20 %
+    after 25 epochs with annealed rates."""
     x_train, x_test = split(load_data("digits"), 0.2, 0)
     learner = CircuitLearner(load_model("ppca_digits"),
                              LearningRates(weights=0.03, bias=0.03, cov=1e-5), batch=100,
                              settle=45 * ms, dt=0.015 * ms, temperature=1.0, compare_every=0)
-    state = train(learner, x_train, x_test, epochs=25, batch=100, seed=0, rate_decay=0.9)
+    state = train(learner, x_train, x_test, epochs=25, batch=100, seed=0, rate_decay=0.93)
     ml = ppca_maximum_likelihood(x_train, 8)
+    C, C_ml = (m.links[0].W @ m.links[0].W.T for m in (learner.model, ml))
+    assert np.linalg.norm(C - C_ml) < 0.2 * np.linalg.norm(C_ml)
     assert heldout_score(learner.model, x_test)["log_likelihood"] > \
         heldout_score(ml, x_test)["log_likelihood"] - 0.5
     assert learner.model.links[0].cov.value == pytest.approx(ml.links[0].cov.value, rel=0.1)
@@ -351,3 +354,26 @@ def test_pc_trained_digit_classifier_matches_backprop():
     bp = train(BackpropLearner(model, rates), **args)
     a_pc, a_bp = pc["history"]["heldout"][-1]["accuracy"], bp["history"]["heldout"][-1]["accuracy"]
     assert a_pc > 0.9 and a_bp > 0.9 and abs(a_pc - a_bp) < 0.03
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("experiment", ["ppca_digits", "precision_learning", "backprop_alignment"])
+def test_learning_experiments_write_what_the_issue_asks(experiment, tmp_path):
+    """`pcbio run NAME --quick` for the learning experiments writes JSON, PDF and PNG, and the
+    JSON holds the quantities the figures rest on: PPCA's learned and closed-form log-likelihoods
+    per digit and q; Bogacz's learned and true variance; output precisions with their cosines
+    (cosine rising as the precision weakens, as Whittington & Bogacz predict) and both test
+    accuracies."""
+    from pcbio.experiment import run_experiment
+    run_experiment(experiment, tmp_path, quick=True, seed=0)
+    res = json.loads((tmp_path / f"{experiment}.json").read_text())["results"]
+    assert (tmp_path / f"{experiment}.pdf").exists() and (tmp_path / f"{experiment}.png").exists()
+    if experiment == "ppca_digits":
+        assert res["q"] == 8 and res["loglik_learned"] < res["loglik_closed_form"]
+        assert res["loglik_learned"] > res["loglik_by_epoch"][0]
+    elif experiment == "precision_learning":
+        assert res["variance_true"] == 2.0 and 1.0 < res["variance_learned"] < 3.0
+    else:
+        assert len(res["output_precision"]) == len(res["cosine"])
+        assert res["cosine"] == sorted(res["cosine"]) and res["cosine"][-1] > 0.9999
+        assert 0.5 < res["test_accuracy_pc"] <= 1 and 0.5 < res["test_accuracy_backprop"] <= 1
