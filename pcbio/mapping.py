@@ -191,11 +191,20 @@ class _Context:
     series: dict
     seed: int
     n_samples: int
+    data: np.ndarray = None
+
+    @property
+    def seen(self) -> np.ndarray:
+        """The data the value and error units saw at each recorded step: the lateral units'
+        normalized data (T, batch, d_0) behind a front end (it settles with its own time
+        constant), else ``x``."""
+        return self.x if self.traj.normalized is None else self.traj.normalized[0]
 
 
 def _check_gradient_flow(c, posterior_std=None, **_):
-    rel, cos, dzdt, grads = gradient_series(c.traj, c.model, c.x, posterior_std, c.n_samples,
-                                            c.seed)
+    rel, cos, dzdt, grads = gradient_series(c.traj, c.model,
+                                            c.seen if posterior_std is None else c.x,
+                                            posterior_std, c.n_samples, c.seed)
     for l, lev in enumerate(c.levels):
         lev.update(grad_rel_err_median=_stat(np.median, rel[l]), grad_rel_err_max=_stat(np.max, rel[l]),
                    grad_cosine_min=_stat(np.min, cos[l]), grad_cosine_median=_stat(np.median, cos[l]))
@@ -206,7 +215,7 @@ def _check_gradient_flow(c, posterior_std=None, **_):
 
 
 def _check_error_units(c, **_):
-    err = error_series(c.traj, c.model, c.x)
+    err = error_series(c.traj, c.model, c.seen)
     for l, lev in enumerate(c.levels):
         lev.update(error_units_rel_err_median=_stat(np.median, err[l + 1]),
                    error_units_rel_err_max=_stat(np.max, err[l + 1]))
@@ -255,6 +264,17 @@ def _check_variance_gap(c, s_values=(), **_):
     c.report["variance_gap_note"] = (
         "relative gap between grad_mu ELBO at posterior std s and the circuit's update "
         "grad_z log p, at a circuit state away from the fixed point; ~0 as s -> 0 and growing with s")
+
+
+def _check_front_end(c, **_):
+    flow, y = c.model.flow, c.traj.normalized[0][-1]
+    c.report["front_end"] = {
+        "output_rel_err": float(_norm(y - c.x, (-2, -1)) / max(_norm(c.x, (-2, -1)), 1e-300)),
+        "output_max_abs_err": float(np.abs(y - c.x).max()),
+        "logdet_circuit": c.traj.info.circuit["front_end_logdet"], "logdet_flow": flow.logdet,
+        "flow_kind": flow.kind,
+        "note": "lateral units at the end of the run against the flow's normalized data y; "
+                "log |det dy/dx| of the lateral circuit's steady state against the flow's"}
 
 
 def firing_statistics(traj: Trajectory) -> dict:
@@ -316,6 +336,8 @@ CHECKS = {
                _check_firing),
     "rate_equivalence": ("the decoded trajectory against the rate circuit's on the same model, "
                          "data, tau and start", _check_rate_equivalence),
+    "front_end": ("lateral-inhibition units against the flow's normalized data, and their "
+                  "implied log-determinant against the flow's", _check_front_end),
 }
 
 
@@ -348,7 +370,8 @@ def map_trajectory(traj: Trajectory, model: GenerativeModel, x, s_values=(0.01, 
     The report lists ``applicable_checks`` (name → the exactness statement tested) and
     ``skipped_checks`` (name → why it was left out).  Returns a :class:`MappingResult`.
     """
-    x = model.check_x(x)
+    data = model.check_x(x)
+    x = data if model.flow is None else model.flow.normalize(data)   # what the model describes
     info = traj.info
     if not isinstance(info, CircuitRunInfo):
         raise TypeError("map_trajectory needs the Trajectory of a circuit run")
@@ -371,7 +394,8 @@ def map_trajectory(traj: Trajectory, model: GenerativeModel, x, s_values=(0.01, 
               "levels": [{"level": l + 1} for l in range(model.n_latent)],
               "reference_means": [r.tolist() for r in ref]}
     series = {"t": traj.t, "means": traj.means, "reference": ref}
-    context = _Context(traj, model, x, ref, report["levels"], report, series, seed, n_samples)
+    context = _Context(traj, model, x, ref, report["levels"], report, series, seed, n_samples,
+                       data)
     for name in applicable:
         CHECKS[name][1](context, posterior_std=posterior_std, s_values=s_values)
     return MappingResult(report, series)

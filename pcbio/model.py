@@ -207,10 +207,14 @@ class GenerativeModel:
         the data.  (Model files list links top-down, the way one writes a generative process;
         :meth:`from_dict` reverses them.)
     name : str
+    flow : :class:`pcbio.flows.LinearFlow`, optional
+        A normalizing flow in front of the data: the model describes ``y = flow.normalize(x)``
+        (lateral inhibition, whitening; ``docs/mathematics.md`` §11).
     """
 
-    def __init__(self, top_mean, top_cov, links, name="model"):
+    def __init__(self, top_mean, top_cov, links, name="model", flow=None):
         self.name = str(name)
+        self.flow = flow
         if len(links) < 1:
             raise ValueError("links: a model needs at least one link (L >= 1)")
         for l, link in enumerate(links):
@@ -229,6 +233,8 @@ class GenerativeModel:
                     f"{links[l].name} takes input of dimension {links[l].d_above} but the level "
                     f"above it has dimension {above}: weights must be shaped (dim below, dim above)")
         self.dims = tuple([links[0].d_below] + [lk.d_above for lk in links])
+        if flow is not None and flow.dim != self.dims[0]:
+            raise ValueError(f"[flow] has dimension {flow.dim}; the data have {self.dims[0]}")
 
     # -- structure -------------------------------------------------------------------------
     @property
@@ -380,7 +386,8 @@ class GenerativeModel:
         """Build from a model-file dictionary (see README: ``[top]`` and ``[[links]]`` top-down)."""
         if not isinstance(spec, dict):
             raise TypeError(f"model spec must be a table/dict, got {type(spec).__name__}")
-        _check_keys(spec, {"name", "top", "links", "description", "reference"}, "model file")
+        _check_keys(spec, {"name", "top", "links", "description", "reference", "flow"},
+                    "model file")
         for key in ("top", "links"):
             if key not in spec:
                 raise ValueError(f"model file: missing required key '{key}'")
@@ -406,9 +413,11 @@ class GenerativeModel:
                               ls.get("hidden_weights"), ls.get("hidden_bias"), name=where,
                               cov_key=key))
         cov, key = _cov_entry(top, "[top]")
+        from .flows import LinearFlow
+        flow = LinearFlow.from_spec(spec["flow"]) if "flow" in spec else None
         return cls(top["mean"], Covariance(cov, np.size(as_array(top["mean"], "[top].mean")),
                                            f"[top].{key}"),
-                   links[::-1], name=name or spec.get("name", "model"))
+                   links[::-1], name=name or spec.get("name", "model"), flow=flow)
 
     @classmethod
     def load(cls, path) -> "GenerativeModel":
@@ -432,9 +441,12 @@ class GenerativeModel:
 
     def to_dict(self) -> dict:
         """The model as a model-file dictionary (links top-down)."""
-        return {"name": self.name,
+        spec = {"name": self.name,
                 "top": {"mean": self.top_mean.tolist(), "cov": self.top_cov.to_spec()},
                 "links": [link.spec() for link in self.links[::-1]]}
+        if self.flow is not None:
+            spec["flow"] = self.flow.to_spec()
+        return spec
 
     @property
     def dtype(self) -> np.dtype:
@@ -451,11 +463,12 @@ class GenerativeModel:
         new.top_mean, new.top_cov = self.top_mean.astype(dtype), self.top_cov.astype(dtype)
         return new
 
-    def replaced(self, links=None, top_mean=None, top_cov=None) -> "GenerativeModel":
+    def replaced(self, links=None, top_mean=None, top_cov=None, flow=None) -> "GenerativeModel":
         """A copy with some parts replaced (``links`` bottom-up)."""
         return GenerativeModel(self.top_mean if top_mean is None else top_mean,
                                self.top_cov.value if top_cov is None else top_cov,
-                               self.links if links is None else links, name=self.name)
+                               self.links if links is None else links, name=self.name,
+                               flow=self.flow if flow is None else flow)
 
     def __repr__(self):
         fs = ",".join(link.nl.name + ("-mlp" if link.is_mlp else "") for link in self.links[::-1])

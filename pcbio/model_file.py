@@ -27,4 +27,6 @@ def model_text(model: GenerativeModel, comment: str = "", description: str = "")
     lines += ["", "[top]"] + [f"{k} = {_value(v)}" for k, v in spec["top"].items()]
     for link in spec["links"]:
         lines += ["", "[[links]]"] + [f"{k} = {_value(v)}" for k, v in link.items()]
+    if "flow" in spec:
+        lines += ["", "[flow]"] + [f"{k} = {_value(v)}" for k, v in spec["flow"].items()]
     return "\n".join(lines) + "\n"

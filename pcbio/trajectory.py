@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 
-LEVEL_FIELDS = ("means", "errors", "dzdt", "log_var")
+LEVEL_FIELDS = ("means", "errors", "dzdt", "log_var", "normalized")
 
 
 @dataclass
@@ -106,6 +106,8 @@ class Trajectory:
         Spike events, ragged.
     params : dict of name -> array (T, ...)
         Time series of plastic parameters (e.g. a pathway's weights).
+    normalized : list with one array (T, batch, d_0), or None
+        Decoded lateral-inhibition (front-end) units: the flow's normalized data ``y``.
     provenance : dict or None
         Seed, parameters, versions (see :func:`pcbio.io.provenance`) when saved with them.
     """
@@ -121,6 +123,7 @@ class Trajectory:
     spikes: dict = field(default_factory=dict)
     params: dict = field(default_factory=dict)
     provenance: dict | None = None
+    normalized: list = None
 
     def __len__(self):
         return len(self.t)

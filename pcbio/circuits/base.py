@@ -119,8 +119,8 @@ class Circuit(ABC):
     def trajectory(self, recordings: dict, info) -> Trajectory:
         """Decode recordings (see :meth:`CircuitNetwork.recordings`) through each population's
         encoding: value units → latent means, error units → ε, the value units' derivative →
-        dz/dt (recorded where it is a state equation, else estimated by the encoding); raw
-        neural values are kept per population."""
+        dz/dt (recorded where it is a state equation, else estimated by the encoding), lateral
+        (front-end) units → the normalized data; raw neural values are kept per population."""
         def decoded(role):
             pops = self.populations(role)
             return [p.encoding.decode(recordings[p.name][p.encoding.variable]) for p in pops] or None
@@ -132,7 +132,8 @@ class Circuit(ABC):
         info.activity_range = {name: [float(a.min()), float(a.max())] for name, a in raw.items()}
         info.raw_units = {p.name: str(p.encoding.unit) for p in self.populations()}
         return Trajectory(t=t, time_unit="s", means=means, errors=decoded("error"), dzdt=dzdt,
-                          info=info, raw=raw, spikes=recordings.get("spikes", {}))
+                          info=info, raw=raw, spikes=recordings.get("spikes", {}),
+                          normalized=decoded("lateral"))
 
     def __repr__(self):
         return f"{type(self).__name__}({self.model.name!r}, {self.describe()})"

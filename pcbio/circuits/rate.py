@@ -59,6 +59,12 @@ class RateCircuit(Circuit):
         Parameter("top", "choice", "free", "the top latent level: inferred (free) or held at "
                   "its initial value (clamped: an input, as in supervised learning, Whittington "
                   "& Bogacz 2017)", ("free", "clamped")),
+        Parameter("lateral", "choice", "auto", "front end for a model with a [flow]: lateral "
+                  "inhibition computing the flow's normalized data, recurrent (steady state "
+                  "(I + M)^-1 (x - m)) or feedforward (subtractive prediction and divisive "
+                  "shunting); auto: recurrent when the model has a flow, else none",
+                  ("auto", "none", "recurrent", "feedforward")),
+        Parameter("tau_lateral", "time", 2 * ms, "lateral-unit time constant"),
         Parameter("value_encoding", "encoding", None,
                   "code of the value and data units (default rate code r = 0 Hz + 10 Hz * z)"),
         Parameter("error_encoding", "encoding", None,
@@ -73,6 +79,14 @@ class RateCircuit(Circuit):
                              "and error units settle together)")
         for name in ("value_encoding", "error_encoding"):
             p[name] = p[name] or RateEncoding()
+        has_flow = model.flow is not None
+        if p["lateral"] == "auto":
+            p["lateral"] = "recurrent" if has_flow else "none"
+        if has_flow != (p["lateral"] != "none"):
+            raise ValueError("lateral='none' needs a model without a [flow], and a lateral front "
+                             "end (recurrent or feedforward) a model with one" if has_flow else
+                             f"lateral={p['lateral']!r} needs a model with a [flow] (the "
+                             "transform the lateral units compute)")
 
     @property
     def tau(self):
@@ -81,6 +95,27 @@ class RateCircuit(Circuit):
     @property
     def instant(self) -> bool:
         return self.params["errors"] == "instant"
+
+    @property
+    def front_end(self) -> bool:
+        return self.params["lateral"] != "none"
+
+    def front_end_logdet(self) -> float:
+        """``log |det ∂y/∂x|`` of the transform the lateral units' steady state computes,
+        ``y = (S − L)⁻¹ (F x − b)`` (F feed-forward, L lateral weights, S the shunting gains),
+        from the circuit's own weights."""
+        pops, paths = self.structure()
+        by_name = {pw.name: pw for pw in paths}
+        shunt = next(p for p in pops if p.role == "lateral").params["shunt"]
+        lateral = by_name["lat_y"].dense_matrix() if "lat_y" in by_name else 0.0
+        return float(np.linalg.slogdet(by_name["ff_y"].dense_matrix())[1]
+                     - np.linalg.slogdet(np.diag(shunt) - lateral)[1])
+
+    def describe(self) -> dict:
+        out = super().describe()
+        if self.front_end:
+            out["front_end_logdet"] = self.front_end_logdet()
+        return out
 
     @property
     def noisy(self) -> bool:
@@ -97,18 +132,23 @@ class RateCircuit(Circuit):
                 "step_equivalence": ("Euler step dt against gradient iterative inference with "
                                      "alpha = dt/tau: " + ("round-off" if self.instant else
                                                            "a real difference while errors lag")),
-                "variance_gap": "nonlinear links: grad_mu ELBO at posterior std s vs the update"}
+                "variance_gap": "nonlinear links: grad_mu ELBO at posterior std s vs the update",
+                "front_end": "lateral units at the end against the flow's normalized data, and "
+                             "the circuit's implied log-det against the flow's"}
         for name in self.skipped_checks():
             checks.pop(name)
         return checks
 
     def skipped_checks(self):
-        skipped = {}
+        skipped = ({"step_equivalence": "the lateral front end settles with its own time "
+                                        "constant while gradient iterative inference sees the "
+                                        "normalized data from the first step"}
+                   if self.front_end else {"front_end": "the model has no [flow]"})
         if self.noisy:
             why = ("noisy value units (temperature > 0) sample around the fixed point instead "
                    "of reaching it")
-            skipped = {"fixed_point": why,
-                       "step_equivalence": why + "; only the drift is a gradient step"}
+            skipped.update({"fixed_point": why,
+                            "step_equivalence": why + "; only the drift is a gradient step"})
         if self.params["top"] == "clamped":
             why = ("the top level is clamped (an input): the circuit follows the gradient of "
                    "log p(x, z) with z_L held fixed, not the posterior over every level")
@@ -135,6 +175,13 @@ class RateCircuit(Circuit):
             limits.append(("tau_error", p["tau_error"], sig, "the largest noise variance"))
         if p["precision"] == "interneuron":
             limits.append(("tau_inter", p["tau_inter"], 1.0, "the interneuron leak"))
+        if self.front_end:
+            pops, paths = self.structure()
+            shunt = next(q for q in pops if q.role == "lateral").params["shunt"]
+            lat = next((pw.dense_matrix() for pw in paths if pw.name == "lat_y"), 0.0)
+            rate = np.abs(np.linalg.eigvals(np.diag(shunt) - lat)).max()
+            limits.append(("tau_lateral", p["tau_lateral"], rate,
+                           "the fastest mode of the lateral units"))
         return limits
 
     # -- structure -------------------------------------------------------------------------------
@@ -152,13 +199,18 @@ class RateCircuit(Circuit):
         identity = NONLINEARITIES["identity"]
         pops = [Population("data", "data", 0, dims[0], neurons.data_unit(), venc)]
         paths = []
+        if self.front_end:
+            pops_f, paths_f = self._front_end()
+            pops += pops_f
+            paths += paths_f
         for l in range(L + 1):
             cov = m.level_covariance(l)
             constant = m.top_mean if l == L else m.links[l].b
             pops.append(Population(f"error_{l}", "error", l, dims[l], error, eenc,
                                    bias={"I_in": -self._weigh(l, constant[:, None])[:, 0]}))
-            below = "data" if l == 0 else f"value_{l}"
-            paths.append(Pathway(f"zin_{l}", below, "x" if l == 0 else "z", f"error_{l}", "I_in",
+            below, out = (("lateral_y", "y") if self.front_end else ("data", "x")) if l == 0 \
+                else (f"value_{l}", "z")
+            paths.append(Pathway(f"zin_{l}", below, out, f"error_{l}", "I_in",
                                  self._weigh(l, np.ones(dims[l]))))
             if l > 0:
                 link = m.links[l - 1]
@@ -187,6 +239,24 @@ class RateCircuit(Circuit):
         if p["top"] == "clamped":      # nothing drives the top value units: they keep their start
             paths = [pw for pw in paths if pw.post != f"value_{L}"]
         return pops, paths
+
+    def _front_end(self):
+        """Lateral units ``lateral_y`` computing the flow's ``y`` from the data
+        (``docs/mathematics.md`` §11): recurrent — ``τ dy/dt = (x − m) − M y − y``, steady state
+        ``(I + M)⁻¹ (x − m)``; feedforward — ``τ dy/dt = (I − P)(x − m) − β y``, a subtractive
+        prediction from the other inputs and a divisive (shunting) gain β."""
+        flow, d = self.model.flow, self.model.dims[0]
+        if self.params["lateral"] == "recurrent":
+            ff, shunt = np.ones(d), np.ones(d)
+            lateral = [Pathway("lat_y", "lateral_y", "y", "lateral_y", "I_in", -flow.recurrent())]
+        else:
+            prediction, shunt = flow.autoregressive()
+            ff, lateral = np.eye(d) - prediction, []
+        pop = Population("lateral_y", "lateral", 0, d, neurons.lateral_unit(
+            self.params["tau_lateral"]), self.params["value_encoding"],
+            bias={"I_in": -(ff * flow.mean if ff.ndim == 1 else ff @ flow.mean)},
+            params={"shunt": shunt})
+        return [pop], [Pathway("ff_y", "data", "x", "lateral_y", "I_in", ff)] + lateral
 
     def _link(self, l):
         """Populations and pathways of link g_l (level l+1 → level l): the top-down prediction

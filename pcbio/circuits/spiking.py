@@ -93,6 +93,9 @@ class SpikingCircuit(Circuit):
         super().__init__(model, **params)
         if self.params["synapse_density"] > 1:
             raise ValueError(f"synapse_density must be in (0, 1], got {self.params['synapse_density']}")
+        if model.flow is not None:
+            raise ValueError(f"{model.name} has a [flow]: the spiking circuits have no "
+                             "lateral-inhibition front end yet; use the rate circuit")
         if self.params["code"] == "scn" and not model.is_linear:
             raise ValueError(f"code='scn' (a spike-coding network) implements linear dynamics; "
                              f"{model.name} has nonlinear links — use code='population'")
@@ -115,7 +118,8 @@ class SpikingCircuit(Circuit):
 
     def skipped_checks(self):
         skipped = {"step_equivalence": "spiking dynamics are not an Euler discretisation of "
-                                       "the gradient flow"}
+                                       "the gradient flow",
+                   "front_end": "the spiking circuits take models without a [flow]"}
         if self.params["code"] == "scn":
             skipped["error_units"] = ("a spike-coding network has no error populations: the "
                                       "coding error lives in its voltages")

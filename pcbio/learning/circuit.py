@@ -25,7 +25,7 @@ from ..inference import elbo_gradient, exact_posterior, laplace_posterior
 from ..model import GenerativeModel
 from ..simulate import check_stability, run
 from .rules import (LearningRates, activity_gradient, apply_gradient, compare_updates,
-                    mean_variances)
+                    lateral_step, mean_variances)
 from .supervised import backprop_gradient
 
 
@@ -51,6 +51,8 @@ class CircuitLearner:
     temperature : 0 (deterministic: the MAP) or > 0 (Langevin noise; 1 samples the posterior)
     errors, precision : the rate circuit's error units and precision (``"interneuron"`` learns
         variances by Bogacz's interneuron rule)
+    lateral : the front end of a model with a flow (``"auto"``, ``"recurrent"``,
+        ``"feedforward"``); ``rates.lateral`` > 0 learns its lateral weights (recurrent only)
     top : ``"free"``, or ``"clamped"`` for supervised learning: each minibatch's top level is
         held at its input (``epoch(…, tops=…)``) and the levels below start from the
         feed-forward pass (Whittington & Bogacz 2017)
@@ -61,7 +63,7 @@ class CircuitLearner:
     def __init__(self, model: GenerativeModel, rates: LearningRates, batch: int,
                  settle=60 * ms, dt=0.1 * ms, tau=10 * ms, temperature: float = 0.0,
                  errors: str = "instant", precision: str = "synaptic", top: str = "free",
-                 target: str = "auto", compare_every: int = 1):
+                 lateral: str = "auto", target: str = "auto", compare_every: int = 1):
         if not isinstance(rates, LearningRates):
             raise TypeError(f"rates must be a LearningRates, got {type(rates).__name__}")
         self.rates, self.batch = rates, positive_int(batch, "batch")
@@ -71,7 +73,12 @@ class CircuitLearner:
         if abs(steps - round(steps)) > 1e-6:
             raise ValueError(f"settle={settle} must be a whole number of time steps dt={dt}")
         self.circuit = build_circuit(model, "rate", tau=tau, temperature=temperature,
-                                     errors=errors, precision=precision, top=top)
+                                     errors=errors, precision=precision, top=top,
+                                     lateral=lateral)
+        if rates.lateral and self.circuit.params["lateral"] != "recurrent":
+            raise ValueError("a lateral learning rate needs a model with a [flow] and the "
+                             "recurrent lateral front end (the decorrelating rule acts on its "
+                             "lateral weights)")
         if any(link.is_mlp for link in model.links):
             raise ValueError("a circuit learns affine links W f(z) + b; learn MLP links on the "
                              "VAE side (pcbio learn --circuit vae)")
@@ -127,7 +134,11 @@ class CircuitLearner:
             reference = (reference_gradient(model, x, z, self._seed + k) if self._tops is None
                          else backprop_gradient(model, x, self._tops[k]))
             record.update(compare_updates(grad, reference))
-        net.update_model(apply_gradient(model, grad, self.rates, self.batch))
+        new = apply_gradient(model, grad, self.rates, self.batch)
+        if self.rates.lateral:
+            new = new.replaced(flow=lateral_step(model.flow, x, net.decoded("lateral")[0],
+                                                 self.rates.lateral))
+        net.update_model(new)
         check_stability(self.circuit, x, z, self.dt, t=float(net.network.t))
         record["noise_variance"] = mean_variances(self.model)
         self._records.append(record)

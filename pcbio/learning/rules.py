@@ -14,6 +14,10 @@ Every rule is ascent on the average over a minibatch of N data points, ``θ ← 
   (S the posterior covariance).  With noisy value units at temperature 1 (Langevin sampling of
   the posterior) it is an unbiased one-sample estimate of ``∇_θ log p(x)`` (Oliviers, Bogacz &
   Meulemans 2024).
+* **Decorrelating lateral rule** (Földiák 1990; Atick & Redlich 1993): the lateral weights of a
+  recurrent whitening front end change by ``ΔM ∝ y yᵀ − I`` (anti-Hebbian: correlated outputs
+  inhibit each other more) and its mean by ``Δm ∝ x − m``; the fixed point ``E[y yᵀ] = I`` makes
+  ``(I + M)² = C`` — ZCA whitening (:func:`lateral_step`).
 * **Interneuron variance rule** (Bogacz 2017 §5, eq. 59): ``ΔΣ ∝ ε eᵀ − I`` with ``e`` the
   precision interneurons' activity (``Σ ε`` once they settle): local to the synapse from error
   unit to interneuron, and with the same fixed point ``Σ = E[r rᵀ]`` as the gradient rule.
@@ -41,6 +45,7 @@ class LearningRates:
     cov: float = 0.0
     top_mean: float = 0.0
     top_cov: float = 0.0
+    lateral: float = 0.0
     variance_floor: float = 1e-3
 
     def __post_init__(self):
@@ -140,3 +145,19 @@ def compare_updates(update: ParameterGradient, reference: ParameterGradient) -> 
 def mean_variances(model: GenerativeModel) -> list[float]:
     """The mean noise variance of each level 0 … L (what a record of learning tracks)."""
     return [float(np.mean(model.level_covariance(l).variances)) for l in range(model.n_latent + 1)]
+
+
+def lateral_step(flow, x: np.ndarray, y: np.ndarray, rate: float):
+    """The recurrent front end after one decorrelating step from data ``x`` (N, d) and its
+    lateral units' output ``y`` (N, d): ``M + η (Σ_n y_n y_nᵀ / N − I)``, ``m + η (x̄ − m)``.
+    Raises :class:`~pcbio.errors.SimulationError` if ``I + M`` stops being positive definite
+    (the lateral circuit would be unstable)."""
+    from ..errors import SimulationError
+    from ..flows import LinearFlow
+    n, d = y.shape
+    lateral = flow.recurrent() + rate * (y.T @ y / n - np.eye(d))
+    lateral = 0.5 * (lateral + lateral.T)
+    if np.linalg.eigvalsh(np.eye(d) + lateral)[0] <= 0:
+        raise SimulationError("the decorrelating rule made the lateral circuit unstable (I + M "
+                              "is no longer positive definite); lower the lateral learning rate")
+    return LinearFlow.from_recurrent(flow.mean + rate * (x.mean(axis=0) - flow.mean), lateral)

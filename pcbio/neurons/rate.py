@@ -13,6 +13,8 @@ through an open port (see :mod:`pcbio.neurons.base`).
 * precision interneuron:           ``τ_i d inh/dt = I_in − inh``  (``I_in`` = ``Σ ε``; Bogacz §5)
 * hidden unit of an MLP link:      ``u = I_in`` (``A z + a``); outputs ``f(u)`` forward and
   ``f'(u)·I_bu`` backward (``I_bu`` = ``Wᵀ ε`` from below)
+* lateral unit (flow front end):    ``τ_y dy/dt = I_in − shunt·y``  (``I_in`` = ``F x − L y`` and a
+  bias: feed-forward and lateral inhibition; the steady state is the flow's normalized y)
 * data unit: its rate is set from outside (the stimulus); output ``x``.
 """
 
@@ -58,6 +60,15 @@ def interneuron(tau=2 * ms) -> NeuronModel:
     """Precision interneuron: a leaky integrator of ``Σ ε`` (Bogacz 2017 §5, his ``e``)."""
     return NeuronModel("dinhdt = (I_in - inh) / tau : Hz", model_var="inh", derivative="dinhdt",
                        ports=("I_in",), outputs=("inh",), constants={"tau": tau})
+
+
+def lateral_unit(tau=2 * ms) -> NeuronModel:
+    """Lateral-inhibition unit: ``τ dy/dt = I_in − shunt·y``.  ``I_in`` carries the feed-forward
+    input and the lateral inhibition from its neighbours; the per-unit ``shunt`` is a divisive
+    (shunting) gain: the steady state divides the input by it (``docs/mathematics.md`` §11)."""
+    return NeuronModel("dydt = (I_in - shunt * y) / tau : Hz", model_var="y", derivative="dydt",
+                       ports=("I_in",), outputs=("y",), constants={"tau": tau},
+                       params=("shunt",))
 
 
 def hidden_unit(nl: Nonlinearity) -> NeuronModel:
