@@ -126,7 +126,13 @@ def cmd_infer(args):
                           cost_sim.what)
     check_affordable(cost, args.force, progress)
     out = {"model": model.name, "method": args.method, "batch": len(x)}
-    log_px = log_evidence(model, x) if model.is_linear else None
+    data, x = x, x if model.flow is None else model.flow.normalize(x)   # the model describes y
+    shift = 0.0 if model.flow is None else model.flow.logdet           # log |det dy/dx|
+    if model.flow is not None:
+        out["flow"] = {"kind": model.flow.kind, "logdet": shift,
+                       "note": "the model describes the flow's y = A (x - m); elbo and log_px "
+                               "are in data space (log-det included)"}
+    log_px = log_evidence(model, x) + shift if model.is_linear else None
     if args.method == "exact":
         q = exact_posterior(model, x)
         means, value = q.means, elbo(model, x, q)
@@ -149,12 +155,12 @@ def cmd_infer(args):
             out.update(info)
         else:
             from .simulate import infer_with_circuit
-            means, info = infer_with_circuit(model, x, circuit=args.method, tol=args.tol,
+            means, info = infer_with_circuit(model, data, circuit=args.method, tol=args.tol,
                                              progress=progress, **options)
             out.update(info)
         value = laplace_elbo(model, x, means, seed=args.seed)
         out["elbo_q"] = "Laplace: N(estimate, inverse Hessian of -log p(x, z) at the estimate)"
-    out.update(means=_means_json(means), elbo=_batch_json(value.value.tolist()),
+    out.update(means=_means_json(means), elbo=_batch_json((value.value + shift).tolist()),
                elbo_stderr=_batch_json(value.stderr.tolist()),
                log_px=None if log_px is None else _batch_json(log_px.tolist()))
     if args.json:
@@ -163,7 +169,7 @@ def cmd_infer(args):
         print(f"{model.name}: method={args.method}, batch={len(x)}")
         for l, m in enumerate(means, start=1):
             print(f"  level {l} mean: {np.array2string(m, precision=6)}")
-        print(f"  ELBO: {np.array2string(value.value, precision=6)}"
+        print(f"  ELBO: {np.array2string(value.value + shift, precision=6)}"
               + ("" if log_px is None else f"   log p(x): {np.array2string(log_px, precision=6)}"))
     return 0
 

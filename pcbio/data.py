@@ -4,6 +4,8 @@ Bundled (they ship inside scikit-learn's and scikit-image's wheels; nothing is d
 
 * ``digits`` — scikit-learn's 1797 handwritten digits, 8×8 pixels scaled to [0, 1] (64
   values per point; pixels 0, 32 and 39 never vary).  :func:`digit_labels` gives the classes.
+* natural images — scikit-image's camera, grass, gravel and brick (512×512 grey):
+  :func:`natural_image` and :func:`image_patches`.
 """
 
 from pathlib import Path
@@ -13,6 +15,8 @@ import numpy as np
 from .checks import as_array
 
 BUNDLED = {"digits": "scikit-learn's 1797 handwritten digits, 8x8 pixels scaled to [0, 1]"}
+#: scikit-image's bundled grey natural images (512 x 512)
+IMAGES = ("camera", "grass", "gravel", "brick")
 
 
 def _digits():
@@ -53,3 +57,26 @@ def split(x: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, n
     if n_test < 1 or n_test >= len(x):
         raise ValueError(f"{len(x)} data points are too few to hold out {test_fraction:g} of them")
     return x[order[n_test:]], x[order[:n_test]]
+
+
+def natural_image(name: str) -> np.ndarray:
+    """A bundled grey image scaled to zero mean and unit variance, (512, 512)."""
+    if name not in IMAGES:
+        raise ValueError(f"image must be one of {list(IMAGES)}, got {name!r}")
+    from skimage import data
+    image = getattr(data, name)().astype(float)
+    return (image - image.mean()) / image.std()
+
+
+def image_patches(size: int, per_image: int, seed: int, images=IMAGES) -> np.ndarray:
+    """``per_image`` square patches of ``size`` × ``size`` pixels from each bundled image (each
+    scaled to zero mean, unit variance), at seeded random positions: (n, size²), row-major."""
+    rng = np.random.default_rng(seed)
+    patches = []
+    for name in images:
+        image = natural_image(name)
+        rows = rng.integers(0, image.shape[0] - size + 1, per_image)
+        cols = rng.integers(0, image.shape[1] - size + 1, per_image)
+        patches.append(np.stack([image[r:r + size, c:c + size].ravel()
+                                 for r, c in zip(rows, cols)]))
+    return np.concatenate(patches)
