@@ -45,7 +45,7 @@ def main():
                             flow=LinearFlow(np.zeros(D), np.eye(D)))
     learner = CircuitLearner(start, LearningRates(), BATCH, settle=100 * ms, dt=0.4 * ms,
                              compare_every=0)
-    learner.epoch(x[:BATCH][None], seed=(0, -1))                 # warm-up: code generation
+    learner.epoch(x[:BATCH][None], seed=(0, 999))                # warm-up: code generation
     learner.set_model(start)
     flow = start.flow
     clock = {"circuit": 0.0, "numpy": 0.0}

@@ -34,6 +34,9 @@ MODELS = {
     "links_not_list": 'links = 3\n' + GOOD_TOP,
     "ill_conditioned": GOOD_TOP + '[[links]]\nweights = [[1.0], [1.0]]\nvar = [1e-10, 1e10]\n',
     "tiny_noise": GOOD_TOP + LINK + 'var = 1e-18\n',
+    "flow_dim": GOOD_TOP + LINK + '[flow]\nmean = [0.0, 0.0]\nmatrix = [[1.0, 0.0], [0.0, 1.0]]\n',
+    "flow_singular": GOOD_TOP + LINK + '[flow]\nmean = [0.0]\nmatrix = [[0.0]]\n',
+    "flow_key": GOOD_TOP + LINK + '[flow]\nmean = [0.0]\nmatrix = [[1.0]]\ncolour = 1\n',
 }
 
 CASES = [
@@ -106,6 +109,12 @@ CASES = [
     (["map", "linear_gaussian_2d", "--x", "1,2,3", "--plot", "map.jpeg"], "must end in .pdf, .png or .svg"),
     (["run", "demo", "--out", "{binary}"], "--out: {binary} is a file"),
     (["run", "nosuchexperiment", "--out", "{out}"], "unknown experiment"),
+    # flows
+    (["infer", "{flow_dim}", "--x", "1"], "[flow] has dimension 2; the data have 1"),
+    (["infer", "{flow_singular}", "--x", "1"], "flow.matrix must be invertible"),
+    (["infer", "{flow_key}", "--x", "1"], "[flow]: unknown key(s) ['colour']"),
+    (["map", "linear_gaussian_2d", "--x", "1,2,3", "--lateral", "recurrent"],
+     "needs a model with a [flow]"),
     # learning
     (["learn", "linear_gaussian_2d", "--data", "nosuch", "--out", "{out}"],
      "--data must be a bundled data set (digits) or a .npy or .csv file"),
