@@ -8,7 +8,9 @@ ELBO of the circuit's state rising to log p(x).
 
 Bottom row, nonlinear (models/tanh_2level.toml): (e) trajectories reaching the MAP; (f) dz/dt
 against ∇_z log p/τ; (g) the gap between the circuit's update and ∇_μ L at posterior standard
-deviation s, growing as s²; (h) the Laplace ELBO along the run.
+deviation s, growing as s²; (h) the Laplace ELBO along the run.  The three circuit runs and
+their mappings are independent: they go to the pool the experiment is given
+(``pcbio run rate_vs_elbo --workers 3`` or ``--scheduler ADDRESS``).
 """
 
 from brian2 import ms
@@ -20,25 +22,36 @@ from pcbio.plotting import (CIRCUIT, VAE, figure, panel_label, plot_agreement, p
                             plot_latents, plot_variance_gap, style)
 from pcbio.progress import SILENT
 from pcbio.simulate import simulate
+from pcbio.sweep import Pool
 
 DESCRIPTION = "rate circuit vs ELBO gradient, linear (exact) and tanh (gap growing with s)"
 TARGET = "numpy"     # small networks: brian2's numpy target needs no compilation
 
 
-def run(quick=False, seed=0, progress=SILENT):
+DT, TAU, BATCH = 0.1 * ms, 10 * ms, 4
+S_VALUES = [0.003, 0.01, 0.03, 0.1, 0.3, 1.0]
+RUNS = [("linear_gaussian_3level", "instant"), ("linear_gaussian_3level", "dynamic"),
+        ("tanh_2level", "instant")]
+
+
+def mapped_run(task):
+    """One circuit run and its mapping, including the variance-gap sweep over S_VALUES (a task
+    for any Pool): ``task = (model name, error units, duration in ms, seed)``."""
+    name, errors, duration_ms, seed = task
+    model = load_model(name)
+    x, _ = model.sample(BATCH, seed=seed)
+    traj = simulate(build_circuit(model, "rate", tau=TAU, errors=errors), x,
+                    duration=duration_ms * ms, dt=DT, target=TARGET, record_every=2)
+    return map_trajectory(traj, model, x, s_values=S_VALUES, seed=seed)
+
+
+def run(quick=False, seed=0, progress=SILENT, pool=None):
     duration = 40 * ms if quick else 100 * ms
-    dt, tau, batch = 0.1 * ms, 10 * ms, 4
-    s_values = [0.003, 0.01, 0.03, 0.1, 0.3, 1.0]
-    results = {}
-    for name, errors in [("linear_gaussian_3level", "instant"), ("linear_gaussian_3level", "dynamic"),
-                         ("tanh_2level", "instant")]:
-        model = load_model(name)
-        x, _ = model.sample(batch, seed=seed)
-        progress(f"{name}: rate circuit with {errors} error units")
-        traj = simulate(build_circuit(model, "rate", tau=tau, errors=errors), x, duration=duration,
-                        dt=dt, target=TARGET, record_every=2, progress=progress)
-        progress(f"{name}: mapping against the VAE side")
-        results[(name, errors)] = map_trajectory(traj, model, x, s_values=s_values, seed=seed)
+    dt, tau, batch, s_values = DT, TAU, BATCH, S_VALUES
+    tasks = [(name, errors, float(duration / ms), seed) for name, errors in RUNS]
+    progress(f"{len(tasks)} circuit runs, each mapped against the VAE side (variance gap at "
+             f"s = {s_values})")
+    results = dict(zip(RUNS, (pool or Pool()).map(mapped_run, tasks)))
 
     lin, lin_dyn = results[("linear_gaussian_3level", "instant")], results[("linear_gaussian_3level", "dynamic")]
     nonlin = results[("tanh_2level", "instant")]

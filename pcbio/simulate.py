@@ -22,6 +22,7 @@ import brian2
 import numpy as np
 from brian2 import ms
 
+from . import standalone
 from .checks import as_array, one_of, positive_int, positive_number, time_quantity
 from .circuits import CircuitNetwork, build_circuit
 from .circuits.base import Circuit
@@ -174,6 +175,11 @@ def simulate(circuit: Circuit, x, duration=200 * ms, dt=0.1 * ms, target: str = 
     check_stability(circuit, request.stimulus[0], request.init, dt)
     interval = _check_interval(circuit, request, check_interval)
     if target == "cpp_standalone":
+        project = (standalone.kept_project(circuit, batch, request.duration, dt, record_every)
+                   if len(request.stimulus) == 1 else None)
+        if project is not None:            # a sweep worker: compiled once, run with new data
+            return project.run(request.stimulus[0], request.init)
+        standalone.close_kept()
         return _simulate_standalone(circuit, request, dt, record_every, progress)
     network = CircuitNetwork(circuit, batch, dt, coupling, record_every, target=target)
     return _run(network, request, interval, progress)

@@ -10,8 +10,15 @@ Usage::
             traj = project.run(x)          # a Trajectory, decoded as usual
 
 brian2's device is global: while a project is open, brian2 runs in standalone mode.
+
+A process that runs many points of a sweep keeps its project between points
+(:func:`keep_projects`, which :func:`pcbio.sweep.run_point` turns on in Dask workers): a
+``simulate(…, target="cpp_standalone")`` with the same circuit, model, batch, duration, dt and
+recording then re-runs the compiled program with the new data instead of compiling again; any
+other run closes the kept project first.
 """
 
+import json
 import shutil
 import tempfile
 import time
@@ -96,3 +103,35 @@ class StandaloneProject:
 
     def __exit__(self, *exc):
         self.close()
+
+
+_kept = {"on": False, "key": None, "project": None}
+
+
+def keep_projects(on: bool = True) -> None:
+    """Keep (``on``) or stop keeping compiled projects between ``simulate`` calls in this
+    process; stopping closes the one kept."""
+    _kept["on"] = bool(on)
+    if not on:
+        close_kept()
+
+
+def close_kept() -> None:
+    """Close the kept project, if any (brian2 returns to its runtime device)."""
+    if _kept["project"] is not None:
+        _kept["project"].close()
+    _kept.update(key=None, project=None)
+
+
+def kept_project(circuit: Circuit, batch: int, duration, dt, record_every: int):
+    """The kept project for this configuration, compiled now if it is not the one kept (a
+    process keeps one: brian2's device holds one project); None when keeping is off."""
+    if not _kept["on"]:
+        return None
+    key = json.dumps([circuit.describe(), circuit.model.to_dict(), batch, float(duration),
+                      float(dt), record_every], sort_keys=True, default=str)
+    if _kept["key"] != key:
+        close_kept()
+        _kept.update(key=key, project=StandaloneProject(circuit, batch, duration, dt,
+                                                        record_every))
+    return _kept["project"]

@@ -179,6 +179,8 @@ def run_point(argv: list, out_dir: str | None = None) -> dict:
     …}`` or ``{"status": "error", "error": one line}``, and the seconds it took."""
     _import_brian2_off_the_main_thread()
     from .cli import main
+    from .standalone import keep_projects
+    keep_projects(True)          # cpp_standalone points: compile once per worker, re-run
     if out_dir is not None:
         argv = argv + ["--out", out_dir]
     stdout, stderr = io.StringIO(), io.StringIO()
@@ -282,6 +284,8 @@ def run_sweep(path, out, scheduler: str | None = None, workers: int | None = Non
                          f"~{elapsed / done * (len(todo) - done):.0f} s left", done / len(todo))
     finally:
         write_results_csv(points, point_dir, out / "results.csv")
+        from .standalone import keep_projects
+        keep_projects(False)     # points run in this process (workers=0) kept one
     return summary
 
 

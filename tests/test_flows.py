@@ -13,7 +13,6 @@ from pcbio.inference import log_evidence
 from pcbio.learning import CircuitLearner, LearningRates
 from pcbio.mapping import map_circuit
 from pcbio.model import GenerativeModel, Link
-from pcbio.simulate import simulate
 
 
 def _correlated(d=4, n=3000, seed=0):

@@ -119,3 +119,32 @@ def test_a_learning_sweep_writes_each_point_into_its_own_folder(tmp_path):
     assert len(list((tmp_path / "out" / "points").glob("*/model.toml"))) == 2
     with pytest.raises(ValueError, match="'out' is not an option"):
         load_sweep(write(tmp_path, text + '[zip]\nout = ["a"]\n', "bad.toml"))
+
+
+@pytest.mark.standalone
+def test_a_worker_compiles_a_standalone_project_once_and_reruns_it(tmp_path):
+    """Sweep workers keep their cpp_standalone project (keep_projects): a second point with
+    the same circuit and new data re-runs the compiled program — the same project object, and
+    the same numbers as a fresh compilation; a runtime run closes it."""
+    import numpy as np
+    from brian2 import ms
+    from pcbio import load_model, standalone
+    from pcbio.circuits import build_circuit
+    from pcbio.simulate import simulate
+    model = load_model("linear_gaussian_2d")
+    circuit = build_circuit(model, "rate")
+    xs = [np.array([[1.0, -2.0, 0.5]]), np.array([[0.3, 0.1, -1.0]])]
+    fresh = [simulate(circuit, x, duration=20 * ms, target="cpp_standalone").final_means()[0]
+             for x in xs]
+    standalone.keep_projects(True)
+    try:
+        first = simulate(circuit, xs[0], duration=20 * ms, target="cpp_standalone")
+        project = standalone._kept["project"]
+        second = simulate(circuit, xs[1], duration=20 * ms, target="cpp_standalone")
+        assert standalone._kept["project"] is project is not None
+        assert np.allclose(first.final_means()[0], fresh[0], rtol=1e-12)
+        assert np.allclose(second.final_means()[0], fresh[1], rtol=1e-12)
+        simulate(circuit, xs[0], duration=5 * ms, target="numpy")
+        assert standalone._kept["project"] is None
+    finally:
+        standalone.keep_projects(False)

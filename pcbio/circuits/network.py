@@ -74,6 +74,9 @@ class CircuitNetwork:
 
     def __init__(self, circuit, batch, dt, coupling="matrix", record_every=1, standalone=False,
                  target="auto"):
+        if not standalone:          # a compiled project kept by a sweep worker gives way
+            from ..standalone import close_kept
+            close_kept()
         self.circuit, self.batch, self.dt = circuit, int(batch), dt
         self.coupling, self.standalone, self.target = coupling, standalone, target
         self.record_every = record_every
