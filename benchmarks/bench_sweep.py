@@ -1,9 +1,10 @@
 """A sweep on a 2-worker local Dask cluster against the same points run serially in one process.
 
-Run:  python benchmarks/bench_sweep.py [--points 20]
+Run:  python benchmarks/bench_sweep.py [--points 20] [--duration-ms 1000]
 
 Each point infers the linear_gaussian_2d model's latents for one data point with the spiking
-population code (100 neurons per variable, 1 s, numpy target) — a few seconds of work.  Timed in the same
+population code (100 neurons per variable, ``--duration-ms`` of simulated time, numpy target) —
+a few seconds of work per simulated second.  Timed in the same
 process: (1) the points' commands run one after another here (``run_point``), (2) ``run_sweep``
 on a local cluster of 2 worker processes (cluster start-up, worker imports and result files
 included), (3) one direct ``infer_with_circuit`` call, for the per-point overhead of going
@@ -28,7 +29,7 @@ model = "linear_gaussian_2d"
 method = "spiking"
 neurons_per_unit = 100
 target = "numpy"
-duration = "1000ms"
+duration = "{duration}ms"
 [grid]
 x = {xs}
 '''
@@ -37,13 +38,15 @@ x = {xs}
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--points", type=int, default=20)
+    p.add_argument("--duration-ms", type=int, default=1000)
     args = p.parse_args()
     model = load_model("linear_gaussian_2d")
     xs = model.sample(args.points, seed=3)[0]
     texts = [",".join(f"{v:.6f}" for v in x) for x in xs]
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "sweep.toml"
-        path.write_text(SWEEP.format(xs="[" + ", ".join(f'"{t}"' for t in texts) + "]"))
+        path.write_text(SWEEP.format(xs="[" + ", ".join(f'"{t}"' for t in texts) + "]",
+                                     duration=args.duration_ms))
         _, points = load_sweep(path)
         run_point(points[0].argv)                                  # warm caches
         t0 = time.perf_counter()
@@ -55,8 +58,8 @@ def main():
         assert summary["failed"] == 0 and all(r["status"] == "ok" for r in serial)
         t0 = time.perf_counter()
         for x in xs[:5]:
-            infer_with_circuit(model, x[None], "spiking", duration=1000 * ms, target="numpy",
-                               neurons_per_unit=100)
+            infer_with_circuit(model, x[None], "spiking", duration=args.duration_ms * ms,
+                               target="numpy", neurons_per_unit=100)
         direct_s = (time.perf_counter() - t0) / 5
     per_point = serial_s / len(points)
     print(f"{len(points)} points: serial in one process {serial_s:.1f} s, 2-worker Dask cluster "

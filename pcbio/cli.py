@@ -233,6 +233,7 @@ def cmd_learn(args):
     model = load_model(args.model)
     rates = LearningRates(weights=args.lr_weights, bias=args.lr_bias, cov=args.lr_cov,
                           top_mean=args.lr_top_mean, top_cov=args.lr_top_cov,
+                          lateral=args.lr_lateral,
                           variance_floor=args.variance_floor)
     given = {name: getattr(args, name) for name, _ in LEARN_CIRCUIT_OPTIONS
              if getattr(args, name) is not None}
@@ -385,7 +386,9 @@ def build_parser():
     for name, default, what in (("weights", 0.03, "weights W"), ("bias", 0.03, "biases b"),
                                 ("cov", 1e-5, "noise (co)variances"),
                                 ("top-mean", 0.0, "the top prior's mean"),
-                                ("top-cov", 0.0, "the top prior's covariance")):
+                                ("top-cov", 0.0, "the top prior's covariance"),
+                                ("lateral", 0.0, "the lateral weights of a [flow] front end "
+                                                 "(rate circuit, decorrelating rule)")):
         sp.add_argument(f"--lr-{name}", type=rate, default=default,
                         help=f"learning rate of {what} per update (0: fixed; default {default})")
     sp.add_argument("--variance-floor", type=_number(float, "--variance-floor", 0, strict=True),

@@ -25,6 +25,9 @@ class VaeLearner:
                  steps: int = 600, step_size: float = 0.01):
         if not isinstance(rates, LearningRates):
             raise TypeError(f"rates must be a LearningRates, got {type(rates).__name__}")
+        if rates.lateral:
+            raise ValueError("the lateral (front-end) rate acts on a circuit's lateral weights; "
+                             "use the rate circuit (pcbio learn --circuit rate)")
         self.model, self.rates = model, rates
         self.inference = one_of(inference, "inference", {"posterior", "gradient"})
         self.steps = positive_int(steps, "steps")
