@@ -213,3 +213,24 @@ def test_lateral_inhibition_experiment_writes_what_the_issue_asks(tmp_path):
     assert surround == sorted(surround)                  # negative, rising towards 0
     assert res["loglik_gain_nats"] > 0 and 0 < res["cov_deviation"] < 1
     assert abs(res["temporal_background_coefficient_after"]) < 1e-6
+
+
+def test_learning_behind_a_flow_works_on_y_and_scores_in_data_space():
+    """A model with a flow learns on y on either side: the deterministic circuit (which computes
+    y with its lateral units, settling in a few τ_lateral) and the VAE side's gradient inference
+    on y, both run to equilibrium before each update, reach the same model (to 1e-6), and the
+    held-out score is the data-space log p(x) (log-det included)."""
+    from pcbio.learning import VaeLearner, heldout_score
+    x, _ = _correlated(d=3, n=400)
+    model = load_model("linear_gaussian_2d").replaced(flow=LinearFlow.fit(x, "zca", 0.1))
+    rates = LearningRates(weights=0.05, bias=0.05)
+    batches = x[:40].reshape(4, 10, 3)
+    circuit = CircuitLearner(model, rates, batch=10, settle=300 * ms, dt=0.5 * ms,
+                             target="numpy", compare_every=1)
+    records = circuit.epoch(batches)
+    vae = VaeLearner(model, rates, inference="gradient", steps=600, step_size=0.05)
+    vae.epoch(batches)
+    assert np.allclose(circuit.model.links[0].W, vae.model.links[0].W, rtol=1e-6, atol=1e-8)
+    assert all(-1 <= r["weight_cosine"][0] <= 1 for r in records)
+    score = heldout_score(circuit.model, x[200:])["log_likelihood"]
+    assert score == pytest.approx(data_log_evidence(circuit.model, x[200:]).mean(), rel=1e-12)

@@ -161,6 +161,8 @@ class RateCircuit(Circuit):
         every data point); dynamic error units: the largest noise variance; interneurons: their
         leak."""
         model, p = self.model, self.params
+        if self.front_end:       # the hierarchy sees the flow's y
+            x = model.flow.normalize(x)
         if model.is_linear:      # H is the same for every data point: one eigensolve suffices
             x, z = x[:1], [zl[:1] for zl in z]
         lam = np.abs(np.linalg.eigvalsh(neg_hessian(model, x, z))).max()

@@ -131,8 +131,9 @@ class CircuitLearner:
         grad = activity_gradient(model, x, z, eps, inter)
         record = {"update": k}
         if self.compare_every and k % self.compare_every == 0:
-            reference = (reference_gradient(model, x, z, self._seed + k) if self._tops is None
-                         else backprop_gradient(model, x, self._tops[k]))
+            seen = x if model.flow is None else model.flow.normalize(x)   # what the model describes
+            reference = (reference_gradient(model, seen, z, self._seed + k) if self._tops is None
+                         else backprop_gradient(model, seen, self._tops[k]))
             record.update(compare_updates(grad, reference))
         new = apply_gradient(model, grad, self.rates, self.batch)
         if self.rates.lateral:

@@ -26,12 +26,16 @@ CHECKPOINT = "checkpoint.json"
 
 
 def heldout_score(model: GenerativeModel, x: np.ndarray, seed: int = 0) -> dict:
-    """Average per data point of ``x`` (n, d_0): exact ``log p(x)`` for a linear model, else the
-    Laplace ELBO at the MAP (a lower bound on it)."""
+    """Average per data point of ``x`` (n, d_0), in data space (a flow's log-det included):
+    exact ``log p(x)`` for a linear model, else the Laplace ELBO at the MAP (a lower bound)."""
+    shift = 0.0
+    if model.flow is not None:
+        x, shift = model.flow.normalize(x), model.flow.logdet
     if model.is_linear:
-        return {"log_likelihood": float(log_evidence(model, x).mean())}
+        return {"log_likelihood": float(log_evidence(model, x).mean()) + shift}
     z, _ = map_estimate(model, x)
-    return {"elbo": float(laplace_elbo(model, x, z, n_samples=64, seed=seed).value.mean())}
+    return {"elbo": float(laplace_elbo(model, x, z, n_samples=64, seed=seed).value.mean())
+            + shift}
 
 
 def train(learner, x_train: np.ndarray, x_test: np.ndarray, epochs: int, batch: int, seed: int,

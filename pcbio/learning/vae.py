@@ -45,6 +45,8 @@ class VaeLearner:
     def update(self, x: np.ndarray, seed: int = 0):
         """The summed update for minibatch ``x`` (N, d_0) at the current model."""
         model = self.model
+        if model.flow is not None:          # the model describes the flow's y
+            x = model.flow.normalize(x)
         if self.inference == "gradient":
             traj = gradient_inference(model, x, steps=self.steps, step_size=self.step_size,
                                       record_every=self.steps)
