@@ -126,8 +126,7 @@ def cmd_infer(args):
                           cost_sim.what)
     check_affordable(cost, args.force, progress)
     out = {"model": model.name, "method": args.method, "batch": len(x)}
-    data, x = x, x if model.flow is None else model.flow.normalize(x)   # the model describes y
-    shift = 0.0 if model.flow is None else model.flow.logdet           # log |det dy/dx|
+    data, (x, shift) = x, model.model_space(x)     # the model describes y; shift: log |det|
     if model.flow is not None:
         out["flow"] = {"kind": model.flow.kind, "logdet": shift,
                        "note": "the model describes the flow's y = A (x - m); elbo and log_px "

@@ -173,7 +173,5 @@ def data_log_evidence(model, x: np.ndarray) -> np.ndarray:
     """``log p(x)`` in data space for a linear model with a flow in front:
     ``log p_model(y) + log |det A|`` (the model's own evidence if it has no flow); (batch,)."""
     from .inference import log_evidence
-    flow = getattr(model, "flow", None)
-    if flow is None:
-        return log_evidence(model, x)
-    return log_evidence(model, flow.normalize(x)) + flow.logdet
+    y, logdet = model.model_space(x)
+    return log_evidence(model, y) + logdet

@@ -371,7 +371,7 @@ def map_trajectory(traj: Trajectory, model: GenerativeModel, x, s_values=(0.01, 
     ``skipped_checks`` (name → why it was left out).  Returns a :class:`MappingResult`.
     """
     data = model.check_x(x)
-    x = data if model.flow is None else model.flow.normalize(data)   # what the model describes
+    x = model.model_space(data)[0]          # what the model describes
     info = traj.info
     if not isinstance(info, CircuitRunInfo):
         raise TypeError("map_trajectory needs the Trajectory of a circuit run")

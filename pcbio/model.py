@@ -255,6 +255,14 @@ class GenerativeModel:
         """Σ_l of level ``l`` (0 = data, L = top prior)."""
         return self.top_cov if l == self.n_latent else self.links[l].cov
 
+    def model_space(self, x: np.ndarray) -> tuple[np.ndarray, float]:
+        """The data as the model describes them and the log-determinant that takes densities
+        back to data space: ``(flow.normalize(x), log |det ∂y/∂x|)`` for a model with a flow,
+        ``(x, 0)`` without one."""
+        if self.flow is None:
+            return x, 0.0
+        return self.flow.normalize(x), self.flow.logdet
+
     # -- input checking ---------------------------------------------------------------------
     def check_x(self, x, name: str = "x") -> np.ndarray:
         """Data as an array of shape (batch, d_0); a single vector (d_0,) becomes batch 1.

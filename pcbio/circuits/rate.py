@@ -100,16 +100,21 @@ class RateCircuit(Circuit):
     def front_end(self) -> bool:
         return self.params["lateral"] != "none"
 
-    def front_end_logdet(self) -> float:
-        """``log |det ∂y/∂x|`` of the transform the lateral units' steady state computes,
-        ``y = (S − L)⁻¹ (F x − b)`` (F feed-forward, L lateral weights, S the shunting gains),
-        from the circuit's own weights."""
+    def _lateral_system(self) -> tuple[np.ndarray, np.ndarray]:
+        """The front end's steady state ``y = (S − L)⁻¹ (F x − b)`` as declared by its
+        structure: ``F`` (feed-forward weights) and ``S − L`` (shunting gains minus lateral
+        weights), both (d_0, d_0)."""
         pops, paths = self.structure()
         by_name = {pw.name: pw for pw in paths}
         shunt = next(p for p in pops if p.role == "lateral").params["shunt"]
         lateral = by_name["lat_y"].dense_matrix() if "lat_y" in by_name else 0.0
-        return float(np.linalg.slogdet(by_name["ff_y"].dense_matrix())[1]
-                     - np.linalg.slogdet(np.diag(shunt) - lateral)[1])
+        return by_name["ff_y"].dense_matrix(), np.diag(shunt) - lateral
+
+    def front_end_logdet(self) -> float:
+        """``log |det ∂y/∂x|`` of the transform the lateral units' steady state computes, from
+        the circuit's own weights: ``log |det F| − log |det (S − L)|``."""
+        feedforward, system = self._lateral_system()
+        return float(np.linalg.slogdet(feedforward)[1] - np.linalg.slogdet(system)[1])
 
     def describe(self) -> dict:
         out = super().describe()
@@ -161,8 +166,7 @@ class RateCircuit(Circuit):
         every data point); dynamic error units: the largest noise variance; interneurons: their
         leak."""
         model, p = self.model, self.params
-        if self.front_end:       # the hierarchy sees the flow's y
-            x = model.flow.normalize(x)
+        x = model.model_space(x)[0]     # behind a front end the hierarchy sees the flow's y
         if model.is_linear:      # H is the same for every data point: one eigensolve suffices
             x, z = x[:1], [zl[:1] for zl in z]
         lam = np.abs(np.linalg.eigvalsh(neg_hessian(model, x, z))).max()
@@ -178,10 +182,7 @@ class RateCircuit(Circuit):
         if p["precision"] == "interneuron":
             limits.append(("tau_inter", p["tau_inter"], 1.0, "the interneuron leak"))
         if self.front_end:
-            pops, paths = self.structure()
-            shunt = next(q for q in pops if q.role == "lateral").params["shunt"]
-            lat = next((pw.dense_matrix() for pw in paths if pw.name == "lat_y"), 0.0)
-            rate = np.abs(np.linalg.eigvals(np.diag(shunt) - lat)).max()
+            rate = np.abs(np.linalg.eigvals(self._lateral_system()[1])).max()
             limits.append(("tau_lateral", p["tau_lateral"], rate,
                            "the fastest mode of the lateral units"))
         return limits

@@ -24,9 +24,10 @@ from ..circuits import CircuitNetwork, build_circuit
 from ..inference import elbo_gradient, exact_posterior, laplace_posterior
 from ..model import GenerativeModel
 from ..simulate import check_stability, run
-from .rules import (LearningRates, activity_gradient, apply_gradient, compare_updates,
-                    lateral_step, mean_variances)
+from .rules import (LearningRates, activity_gradient, apply_gradient, check_local_learning,
+                    compare_updates, lateral_step, mean_variances)
 from .supervised import backprop_gradient
+from .train import epoch_seed
 
 
 def reference_gradient(model: GenerativeModel, x: np.ndarray, z: list, seed: int = 0):
@@ -79,9 +80,7 @@ class CircuitLearner:
             raise ValueError("a lateral learning rate needs a model with a [flow] and the "
                              "recurrent lateral front end (the decorrelating rule acts on its "
                              "lateral weights)")
-        if any(link.is_mlp for link in model.links):
-            raise ValueError("a circuit learns affine links W f(z) + b; learn MLP links on the "
-                             "VAE side (pcbio learn --circuit vae)")
+        check_local_learning(model)
         self.network = CircuitNetwork(self.circuit, self.batch, self.dt, "matrix",
                                       record_every=int(round(steps)), target=target)
         self.interneurons = precision == "interneuron"
@@ -108,7 +107,7 @@ class CircuitLearner:
         clamped = self.circuit.params["top"] == "clamped"
         if clamped != (tops is not None):
             raise ValueError("tops (the inputs) go with top='clamped', and only with it")
-        self._seed = int(np.random.SeedSequence(list(seed)).generate_state(1)[0] % 2**31)
+        self._seed = epoch_seed(seed)
         brian2.seed(self._seed)               # the noise of noisy value units
         self._frames, self._tops, self._records = batches, tops, []
         if clamped:
@@ -131,7 +130,7 @@ class CircuitLearner:
         grad = activity_gradient(model, x, z, eps, inter)
         record = {"update": k}
         if self.compare_every and k % self.compare_every == 0:
-            seen = x if model.flow is None else model.flow.normalize(x)   # what the model describes
+            seen = model.model_space(x)[0]
             reference = (reference_gradient(model, seen, z, self._seed + k) if self._tops is None
                          else backprop_gradient(model, seen, self._tops[k]))
             record.update(compare_updates(grad, reference))

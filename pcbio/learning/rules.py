@@ -71,9 +71,7 @@ def activity_gradient(model: GenerativeModel, x: np.ndarray, z: list, eps: list,
     over the N data points.  With ``inter`` (the precision interneurons' activity, levels 0 … L)
     the covariances learn by the interneuron rule instead of the gradient rule.  Affine links
     ``W f(z) + b`` only (an MLP link's hidden units are not plastic)."""
-    if any(link.is_mlp for link in model.links):
-        raise ValueError("local learning in a circuit supports affine links W f(z) + b; learn "
-                         "MLP links on the VAE side (pcbio learn --circuit vae)")
+    check_local_learning(model)
     fu = [link.nl.f(zl) for link, zl in zip(model.links, z)]
     fw = Forward(z=list(z), u=list(z), fu=fu, residuals=None, errors=list(eps))
     grad = model.parameter_gradient(x, z, forward=fw)
@@ -84,6 +82,13 @@ def activity_gradient(model: GenerativeModel, x: np.ndarray, z: list, eps: list,
             link_grad.cov = rule
         grad.top_cov = rules[-1]
     return grad
+
+
+def check_local_learning(model: GenerativeModel) -> None:
+    """Circuits learn affine links ``W f(z) + b``: an MLP link's hidden units are not plastic."""
+    if any(link.is_mlp for link in model.links):
+        raise ValueError("local learning in a circuit supports affine links W f(z) + b; learn "
+                         "MLP links on the VAE side (pcbio learn --circuit vae)")
 
 
 def interneuron_rule(cov: Covariance, eps: np.ndarray, inter: np.ndarray) -> np.ndarray:

@@ -25,12 +25,15 @@ from ..progress import SILENT
 CHECKPOINT = "checkpoint.json"
 
 
+def epoch_seed(seed) -> int:
+    """One integer seed for an epoch's noise from its ``(seed, epoch)`` pair."""
+    return int(np.random.SeedSequence(list(seed)).generate_state(1)[0] % 2**31)
+
+
 def heldout_score(model: GenerativeModel, x: np.ndarray, seed: int = 0) -> dict:
     """Average per data point of ``x`` (n, d_0), in data space (a flow's log-det included):
     exact ``log p(x)`` for a linear model, else the Laplace ELBO at the MAP (a lower bound)."""
-    shift = 0.0
-    if model.flow is not None:
-        x, shift = model.flow.normalize(x), model.flow.logdet
+    x, shift = model.model_space(x)
     if model.is_linear:
         return {"log_likelihood": float(log_evidence(model, x).mean()) + shift}
     z, _ = map_estimate(model, x)

@@ -16,6 +16,7 @@ from ..inference import gradient_inference, map_estimate
 from ..model import GenerativeModel
 from .circuit import reference_gradient
 from .rules import LearningRates, activity_gradient, apply_gradient, mean_variances
+from .train import epoch_seed
 
 
 class VaeLearner:
@@ -45,8 +46,7 @@ class VaeLearner:
     def update(self, x: np.ndarray, seed: int = 0):
         """The summed update for minibatch ``x`` (N, d_0) at the current model."""
         model = self.model
-        if model.flow is not None:          # the model describes the flow's y
-            x = model.flow.normalize(x)
+        x = model.model_space(x)[0]
         if self.inference == "gradient":
             traj = gradient_inference(model, x, steps=self.steps, step_size=self.step_size,
                                       record_every=self.steps)
@@ -61,7 +61,7 @@ class VaeLearner:
         if tops is not None:
             raise ValueError("the VAE-side learner is unsupervised; train a clamped-top network "
                              "with CircuitLearner(top='clamped') or BackpropLearner")
-        base = int(np.random.SeedSequence(list(seed)).generate_state(1)[0] % 2**31)
+        base = epoch_seed(seed)
         records = []
         for k, x in enumerate(batches):
             self.model = apply_gradient(self.model, self.update(x, base + k), self.rates, len(x))
