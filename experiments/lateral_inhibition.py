@@ -26,6 +26,7 @@ from pcbio.data import image_patches, natural_image
 from pcbio.flows import LinearFlow, TemporalFlow, data_log_evidence
 from pcbio.inference import log_evidence
 from pcbio.learning import CircuitLearner, LearningRates, ppca_maximum_likelihood
+from pcbio.learning import train as train_learner
 from pcbio.model import GenerativeModel, Link
 from pcbio.plotting import CIRCUIT, VAE, figure, panel_label, style
 from pcbio.progress import SILENT
@@ -33,7 +34,7 @@ from pcbio.progress import SILENT
 DESCRIPTION = "lateral inhibition learns whitening of image patches: centre-surround, noise, flow"
 SIZE, NOISE, CENTRE = 8, 0.05, (3, 3)
 NOISE_LEVELS = [0.0, 0.01, 0.03, 0.1, 0.3, 1.0]
-RATES = (0.02, 0.01, 0.005, 0.0025, 0.00125)   # lateral learning rate per epoch
+RATE, EPOCHS = 0.02, 5            # lateral learning rate, halved after every epoch
 TAU, DT, SETTLE, BATCH = 2 * ms, 0.4 * ms, 100 * ms, 100    # TAU: the lateral units' default
 
 
@@ -92,19 +93,15 @@ def run(quick=False, seed=0, progress=SILENT):
     progress(f"learning lateral weights on {len(train)} patches in the brian2 circuit")
     start = GenerativeModel(np.zeros(1), 1.0, [Link(np.zeros((d, 1)), None, "identity", 1.0)],
                             name="whitening_front_end", flow=LinearFlow(np.zeros(d), np.eye(d)))
-    learner = CircuitLearner(start, LearningRates(), BATCH, settle=SETTLE, dt=DT,
+    learner = CircuitLearner(start, LearningRates(lateral=RATE), BATCH, settle=SETTLE, dt=DT,
                              compare_every=0)
-    epochs = RATES[:1] if quick else RATES
-    n = len(train_noisy) // BATCH
-    deviation, t0 = [], time.perf_counter()
-    for epoch, rate in enumerate(epochs):
-        learner.rates = LearningRates(lateral=rate)
-        shuffled = train_noisy[np.random.default_rng([seed, epoch]).permutation(len(train_noisy))]
-        learner.epoch(shuffled[:n * BATCH].reshape(n, BATCH, d), seed=(seed, epoch))
-        deviation.append(cov_deviation(learner.model.flow, test_noisy))
-        progress(f"epoch {epoch + 1}/{len(epochs)}: covariance deviation {deviation[-1]:.3f}",
-                 (epoch + 1) / len(epochs))
+    epochs = 1 if quick else EPOCHS
+    t0 = time.perf_counter()
+    state = train_learner(learner, train_noisy, test_noisy, epochs, BATCH, seed, rate_decay=0.5,
+                  progress=progress,
+                  score=lambda model, x, _: {"cov_deviation": cov_deviation(model.flow, x)})
     seconds = time.perf_counter() - t0
+    deviation = [h["cov_deviation"] for h in state["history"]["heldout"][1:]]
     learned = learner.model.flow
     fitted = LinearFlow.fit(train, "zca", NOISE)
     w_learned, stats_learned = filter_stats(learned.matrix)
@@ -197,7 +194,8 @@ def run(quick=False, seed=0, progress=SILENT):
         for a, letter in zip(axes.ravel(), "abcdef"):
             panel_label(a, letter)
     params = {"patch_size": SIZE, "patches_per_image": per_image, "images": "camera, grass, "
-              "gravel, brick", "input_noise_variance": NOISE, "lateral_rates_per_epoch":
-              list(epochs), "tau_lateral_ms": float(TAU / ms), "dt_ms": float(DT / ms),
+              "gravel, brick", "input_noise_variance": NOISE, "lateral_rate": RATE,
+              "lateral_rate_decay_per_epoch": 0.5, "epochs": epochs,
+              "tau_lateral_ms": float(TAU / ms), "dt_ms": float(DT / ms),
               "settle_ms": float(SETTLE / ms), "batch": BATCH, "noise_levels": NOISE_LEVELS}
     return fig, data, params

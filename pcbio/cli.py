@@ -192,6 +192,13 @@ def _circuit_options(args, kind):
     return options
 
 
+def _default_text(param):
+    """A declared parameter's default as ``--help`` shows it: ``10.0ms``, ``instant``, …"""
+    key, value = param.to_json(param.default)
+    unit = key.rsplit("_", 1)[-1] if key.endswith(("_ms", "_Hz")) else ""
+    return f"{value}{unit}"
+
+
 def _all_circuit_parameters():
     """Every command-line parameter of every circuit kind, by name (first declaration wins)."""
     from .circuits import CIRCUITS
@@ -219,10 +226,19 @@ def cmd_map(args):
     return 0
 
 
-#: options of ``pcbio learn`` for the rate circuit, with their defaults
-LEARN_CIRCUIT_OPTIONS = (("settle", "45ms"), ("dt", "0.015ms"), ("tau", "10ms"),
-                         ("temperature", 1.0), ("errors", "instant"),
-                         ("precision", "synaptic"), ("target", "auto"), ("compare_every", 1))
+#: options of ``pcbio learn`` for the circuit learner itself (not the circuit), with defaults
+LEARNER_OPTIONS = (("settle", "45ms"), ("dt", "0.015ms"), ("target", "auto"),
+                   ("compare_every", 1))
+#: where ``pcbio learn`` departs from the rate circuit's own defaults: noisy value units, so
+#: that the local rule is an unbiased estimate of the likelihood gradient
+LEARN_CIRCUIT_DEFAULTS = {"temperature": 1.0}
+
+
+def _learn_circuit_parameters():
+    """The rate circuit's declared parameters that ``pcbio learn`` offers (all but the clamped
+    top of supervised learning)."""
+    from .circuits import RateCircuit
+    return [p for p in RateCircuit.PARAMETERS if p.on_command_line and p.name != "top"]
 
 
 def cmd_learn(args):
@@ -234,16 +250,18 @@ def cmd_learn(args):
                           top_mean=args.lr_top_mean, top_cov=args.lr_top_cov,
                           lateral=args.lr_lateral,
                           variance_floor=args.variance_floor)
-    given = {name: getattr(args, name) for name, _ in LEARN_CIRCUIT_OPTIONS
-             if getattr(args, name) is not None}
+    circuit_params = {p.name: p for p in _learn_circuit_parameters()}
+    given = {name: getattr(args, name) for name in [n for n, _ in LEARNER_OPTIONS] +
+             list(circuit_params) if getattr(args, name) is not None}
     options = None
     if args.circuit == "rate":
-        values = {**dict(LEARN_CIRCUIT_OPTIONS), **given}
-        options = {"settle": quantity(values["settle"], "duration", "--settle"),
-                   "dt": quantity(values["dt"], "time step", "--dt"),
-                   "tau": quantity(values["tau"], "time constant", "--tau"),
-                   **{k: values[k] for k in ("temperature", "errors", "precision", "target",
-                                             "compare_every")}}
+        learner = {**dict(LEARNER_OPTIONS), **given}
+        options = {"settle": quantity(learner["settle"], "duration", "--settle"),
+                   "dt": quantity(learner["dt"], "time step", "--dt"),
+                   "target": learner["target"], "compare_every": learner["compare_every"],
+                   **LEARN_CIRCUIT_DEFAULTS,
+                   **{name: circuit_params[name].parse(text) for name, text in given.items()
+                      if name in circuit_params}}
     elif given:
         raise UsageError(f"--{next(iter(given)).replace('_', '-')} applies to --circuit rate only")
     summary = learn(model, args.data, args.out, learner=args.circuit, epochs=args.epochs,
@@ -335,7 +353,7 @@ def build_parser():
                 users = [k for k in sorted(CIRCUITS) if any(q.name == param.name for q in
                                                             CIRCUITS[k].PARAMETERS)]
                 also = f"; also: {', '.join(u for u in users if u != kind)}" if len(users) > 1 else ""
-                default = param.to_json(param.default)[1]
+                default = _default_text(param)
                 group.add_argument(param.option, dest=param.name, default=None,
                                    choices=param.choices or None,
                                    help=f"{param.help} (default {default}{also})")
@@ -394,22 +412,21 @@ def build_parser():
                     default=1e-3, help="no learned variance goes below this")
     sp.add_argument("--rate-decay", type=_number(float, "--rate-decay", 0, strict=True),
                     default=1.0, help="rates are multiplied by this after every epoch (<= 1)")
-    helps = {"settle": "time each minibatch is shown", "dt": "integration time step",
-             "tau": "value-unit time constant",
-             "temperature": "1 samples the posterior (the unbiased local rule), 0 is "
-                            "deterministic (MAP: biased for s > 0)",
-             "errors": "error units", "precision": "how precision acts (interneuron: "
-                                                   "Bogacz's local variance rule)",
-             "target": "brian2 code-generation target",
+    helps = {"settle": "time each minibatch is shown (the inference phase)",
+             "dt": "integration time step", "target": "brian2 code-generation target",
              "compare_every": "compare every k-th update with the ELBO gradient (0: never)"}
-    kinds = {"temperature": _number(float, "--temperature", 0, strict=False),
-             "compare_every": _number(int, "--compare-every", 0, strict=False)}
-    choices = {"errors": ["instant", "dynamic"], "precision": ["synaptic", "interneuron"],
-               "target": ["numpy", "cython", "auto"]}
-    for name, default in LEARN_CIRCUIT_OPTIONS:
-        sp.add_argument("--" + name.replace("_", "-"), default=None, type=kinds.get(name),
-                        choices=choices.get(name), help=f"rate circuit: {helps[name]} "
-                        f"(default {default})")
+    sp.add_argument("--settle", default=None, help=f"rate circuit: {helps['settle']} (default 45ms)")
+    sp.add_argument("--dt", default=None, help=f"rate circuit: {helps['dt']} (default 0.015ms)")
+    sp.add_argument("--target", default=None, choices=["numpy", "cython", "auto"],
+                    help=f"rate circuit: {helps['target']} (default auto)")
+    sp.add_argument("--compare-every", default=None, dest="compare_every",
+                    type=_number(int, "--compare-every", 0, strict=False),
+                    help=f"rate circuit: {helps['compare_every']} (default 1)")
+    for param in _learn_circuit_parameters():        # the circuit's own declarations
+        default = LEARN_CIRCUIT_DEFAULTS.get(param.name, _default_text(param))
+        sp.add_argument(param.option, dest=param.name, default=None,
+                        choices=param.choices or None,
+                        help=f"rate circuit: {param.help} (default {default})")
     sp.add_argument("--seed", type=seed, default=0, help="seed of the split, order and noise")
     sp.add_argument("--quiet", action="store_true", help="no progress messages")
     sp.set_defaults(func=cmd_learn)

@@ -48,23 +48,22 @@ class CircuitLearner:
     rates : :class:`LearningRates`
     batch : int — data points per update (side by side in the network)
     settle : brian2 time each minibatch is shown (inference phase)
-    dt : brian2 time step; tau : value-unit time constant
-    temperature : 0 (deterministic: the MAP) or > 0 (Langevin noise; 1 samples the posterior)
-    errors, precision : the rate circuit's error units and precision (``"interneuron"`` learns
-        variances by Bogacz's interneuron rule)
-    lateral : the front end of a model with a flow (``"auto"``, ``"recurrent"``,
-        ``"feedforward"``); ``rates.lateral`` > 0 learns its lateral weights (recurrent only)
-    top : ``"free"``, or ``"clamped"`` for supervised learning: each minibatch's top level is
-        held at its input (``epoch(…, tops=…)``) and the levels below start from the
-        feed-forward pass (Whittington & Bogacz 2017)
+    dt : brian2 time step
     target : brian2 code-generation target (``"auto"``, ``"numpy"``, ``"cython"``)
     compare_every : compare every k-th update with the ELBO gradient (0: never)
+    circuit_params : the rate circuit's own parameters (:class:`~pcbio.circuits.RateCircuit`),
+        among them ``temperature`` (0: deterministic, the MAP; 1: Langevin noise sampling the
+        posterior), ``errors`` and ``precision`` (``"interneuron"`` learns variances by
+        Bogacz's interneuron rule), ``lateral`` (the front end of a model with a flow;
+        ``rates.lateral`` > 0 learns its weights, recurrent form only) and ``top``
+        (``"clamped"`` for supervised learning: each minibatch's top level is held at its input,
+        ``epoch(…, tops=…)``, and the levels below start from the feed-forward pass;
+        Whittington & Bogacz 2017)
     """
 
     def __init__(self, model: GenerativeModel, rates: LearningRates, batch: int,
-                 settle=60 * ms, dt=0.1 * ms, tau=10 * ms, temperature: float = 0.0,
-                 errors: str = "instant", precision: str = "synaptic", top: str = "free",
-                 lateral: str = "auto", target: str = "auto", compare_every: int = 1):
+                 settle=60 * ms, dt=0.1 * ms, target: str = "auto", compare_every: int = 1,
+                 **circuit_params):
         if not isinstance(rates, LearningRates):
             raise TypeError(f"rates must be a LearningRates, got {type(rates).__name__}")
         self.rates, self.batch = rates, positive_int(batch, "batch")
@@ -73,9 +72,7 @@ class CircuitLearner:
         steps = float(self.settle / self.dt)
         if abs(steps - round(steps)) > 1e-6:
             raise ValueError(f"settle={settle} must be a whole number of time steps dt={dt}")
-        self.circuit = build_circuit(model, "rate", tau=tau, temperature=temperature,
-                                     errors=errors, precision=precision, top=top,
-                                     lateral=lateral)
+        self.circuit = build_circuit(model, "rate", **circuit_params)
         if rates.lateral and self.circuit.params["lateral"] != "recurrent":
             raise ValueError("a lateral learning rate needs a model with a [flow] and the "
                              "recurrent lateral front end (the decorrelating rule acts on its "
@@ -83,7 +80,7 @@ class CircuitLearner:
         check_local_learning(model)
         self.network = CircuitNetwork(self.circuit, self.batch, self.dt, "matrix",
                                       record_every=int(round(steps)), target=target)
-        self.interneurons = precision == "interneuron"
+        self.interneurons = self.circuit.params["precision"] == "interneuron"
         self._frames, self._records, self._seed = None, [], 0
 
     @property
