@@ -158,8 +158,10 @@ def test_decorrelating_rule_whitens_a_correlated_input():
 
 def test_precision_interneurons_learn_a_full_covariance():
     """Bogacz (2017) §5 generalised to a covariance: error units with precision interneurons
-    learning Σ by ΔΣ ∝ ε eᵀ − I from a stream of correlated Gaussian inputs reach the
-    covariance of the stream (its fixed point E[r rᵀ] = Σ) within 6 % (Frobenius)."""
+    learning Σ by ΔΣ ∝ ε eᵀ − I from a stream of correlated Gaussian inputs reach the rule's
+    fixed point, the stream's residual covariance E[r rᵀ] around the prediction, within 4 %
+    (Frobenius; what remains is the rule's own fluctuation at this rate), and the covariance
+    the stream was drawn from within 6 % (the sampling error of 2000 draws is ≈ 4 %)."""
     rng = np.random.default_rng(1)
     C = np.array([[2.0, 0.6, 0.0], [0.6, 1.0, -0.3], [0.0, -0.3, 1.5]])
     mean = np.array([1.0, -1.0, 0.5])
@@ -172,6 +174,8 @@ def test_precision_interneurons_learn_a_full_covariance():
     for epoch in range(2):
         learner.epoch(x.reshape(100, 20, 3), seed=(0, epoch))
     learned = learner.model.links[0].cov.matrix
+    residual = (x - mean).T @ (x - mean) / len(x)
+    assert np.linalg.norm(learned - residual) / np.linalg.norm(residual) < 0.04
     assert np.linalg.norm(learned - C) / np.linalg.norm(C) < 0.06
 
 
