@@ -195,7 +195,7 @@ def _circuit_options(args, kind):
 def _default_text(param):
     """A declared parameter's default as ``--help`` shows it: ``10.0ms``, ``instant``, …"""
     key, value = param.to_json(param.default)
-    unit = key.rsplit("_", 1)[-1] if key.endswith(("_ms", "_Hz")) else ""
+    unit = key.rsplit("_", 1)[-1] if key.endswith(("_ms", "_Hz", "_pF")) else ""
     return f"{value}{unit}"
 
 

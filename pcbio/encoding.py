@@ -70,16 +70,62 @@ class Encoding(ABC):
         return np.gradient(values, t, axis=0)
 
 
-def _check_rate(value, name):
-    if not isinstance(value, brian2.Quantity) or not value.has_same_dimensions(brian2.Hz):
-        raise TypeError(f"encoding {name} must be a rate with brian2 units (e.g. 10*Hz), "
+def _check_quantity(value, name, unit, example):
+    if not isinstance(value, brian2.Quantity) or not value.has_same_dimensions(unit):
+        raise TypeError(f"encoding {name} must be a quantity with brian2 units (e.g. {example}), "
                         f"got {value!r}")
     if not np.isfinite(float(value)):
         raise ValueError(f"encoding {name} must be finite, got {value!r}")
     return value
 
 
-class RateEncoding(Encoding):
+class LinearEncoding(Encoding):
+    """Linear code ``n = n0 + κ z``: a neural variable ``n`` codes the model variable ``z``
+    (dimensionless) around a baseline ``n0`` with gain ``κ``.  Subclasses fix the neural
+    variable and its unit (a firing rate, a membrane potential)."""
+
+    #: the unit in brian2 equations, its name in results files (``"Hz"``, ``"mV"``) and that
+    #: unit's size in SI units
+    eq_unit: str
+    unit_name: str
+    unit_scale: float
+
+    def __init__(self, baseline, gain):
+        example = f"1*{self.unit_name}"
+        self.baseline = _check_quantity(baseline, "baseline", self.unit, example)
+        self.gain = _check_quantity(gain, "gain", self.unit, example)
+        if float(gain) == 0:
+            raise ValueError("encoding gain must be non-zero")
+        self._n0, self._gain = float(baseline), float(gain)     # plain floats: decode is hot
+
+    def equations(self, model_var, suffix, derivative=None, value=None):
+        if derivative is not None and value is not None:
+            raise ValueError("give at most one of derivative or value")
+        n, unit = self.variable, self.eq_unit
+        n0, gain = f"{n}0_{suffix}", f"gain_{suffix}"
+        if derivative is not None:
+            state = f"d{n}/dt = {gain} * {derivative} : {unit}"
+        else:
+            state = f"{n} : {unit}" if value is None else f"{n} = {n0} + {gain} * ({value}) : {unit}"
+        return Equations(f"{state}\n{model_var} = ({n} - {n0}) / {gain} : 1")
+
+    def namespace(self, suffix):
+        return {f"{self.variable}0_{suffix}": self.baseline, f"gain_{suffix}": self.gain}
+
+    def encode(self, z):
+        return self._n0 + self._gain * np.asarray(z, dtype=float)
+
+    def decode(self, raw):
+        n = np.asarray(raw / self.unit if isinstance(raw, brian2.Quantity) else raw, dtype=float)
+        return (n - self._n0) / self._gain
+
+    def describe(self):
+        scale = self.unit_scale
+        return {"kind": self.code, f"baseline_{self.unit_name}": self._n0 / scale,
+                f"gain_{self.unit_name}": self._gain / scale}
+
+
+class RateEncoding(LinearEncoding):
     """Linear rate code ``r = r0 + κ z``: a unit's firing rate ``r`` (Hz) codes the model
     variable ``z`` (dimensionless) around a baseline ``r0`` with gain ``κ``.
 
@@ -92,39 +138,32 @@ class RateEncoding(Encoding):
     gain : brian2 quantity in Hz, non-zero (default 10 Hz)
     """
 
-    variable = "r"
-    unit = brian2.Hz
+    variable, unit, eq_unit, code = "r", brian2.Hz, "Hz", "rate"
+    unit_name, unit_scale = "Hz", 1.0
     runaway = 1e12
 
     def __init__(self, baseline=0 * brian2.Hz, gain=10 * brian2.Hz):
-        self.baseline = _check_rate(baseline, "baseline")
-        self.gain = _check_rate(gain, "gain")
-        if float(gain) == 0:
-            raise ValueError("encoding gain must be non-zero")
-        self._r0, self._gain = float(baseline), float(gain)     # plain floats: decode is hot
+        super().__init__(baseline, gain)
 
-    def equations(self, model_var, suffix, derivative=None, value=None):
-        if derivative is not None and value is not None:
-            raise ValueError("give at most one of derivative or value")
-        r0, gain = f"r0_{suffix}", f"gain_{suffix}"
-        if derivative is not None:
-            state = f"dr/dt = {gain} * {derivative} : Hz"
-        else:
-            state = "r : Hz" if value is None else f"r = {r0} + {gain} * ({value}) : Hz"
-        return Equations(f"{state}\n{model_var} = (r - {r0}) / {gain} : 1")
 
-    def namespace(self, suffix):
-        return {f"r0_{suffix}": self.baseline, f"gain_{suffix}": self.gain}
+class VoltageEncoding(LinearEncoding):
+    """Membrane-potential code ``v = E + κ z`` of a compartment (soma, dendrite, branch): its
+    potential ``v`` codes the model variable ``z`` as a deviation from the resting potential
+    ``E`` with gain ``κ`` (``docs/mathematics.md`` §12).
 
-    def encode(self, z):
-        return self._r0 + self._gain * np.asarray(z, dtype=float)
+    Parameters
+    ----------
+    baseline : brian2 quantity in volt (default −70 mV, the resting potential of Urbanczik &
+        Senn 2014)
+    gain : brian2 quantity in volt, non-zero (default 1 mV per model unit)
+    """
 
-    def decode(self, raw):
-        r = np.asarray(raw / brian2.Hz if isinstance(raw, brian2.Quantity) else raw, dtype=float)
-        return (r - self._r0) / self._gain
+    variable, unit, eq_unit, code = "v", brian2.volt, "volt", "voltage"
+    unit_name, unit_scale = "mV", 1e-3
+    runaway = 1e3       # volt: a membrane potential beyond a kilovolt has diverged
 
-    def describe(self):
-        return {"kind": "rate", "baseline_Hz": float(self.baseline), "gain_Hz": float(self.gain)}
+    def __init__(self, baseline=-70 * brian2.mV, gain=1 * brian2.mV):
+        super().__init__(baseline, gain)
 
 
 class SpikeTrainEncoding(Encoding):

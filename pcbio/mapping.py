@@ -107,6 +107,40 @@ def error_series(traj, model, x) -> list[np.ndarray]:
     return [relative_error(e, ref) for e, ref in zip(traj.errors, model.errors(x, traj.means))]
 
 
+def compartment_series(traj, model, x) -> dict:
+    """The dendritic compartments against the two terms of ``∇_z log p`` at the somata's state
+    (``docs/mathematics.md`` §12), each (T,) relative errors per level:
+
+    * ``basal`` (levels 1 … L): the basal potential against the bottom-up error ``Wᵀ ε_{l-1}``
+      (the soma's ``f'(z)`` gates it: their product is ``J_{l-1}ᵀ ε_{l-1}``), or ``J_{l-1}ᵀ ε_{l-1}``
+      itself for an MLP link, whose branches gate it;
+    * ``apical`` (levels 0 … L): the apical potential against ``−ε_l``;
+    * ``branch`` (MLP links l): each branch's output ``f(u)`` against the MLP's hidden layer
+      ``f(A z_{l+1} + a)`` of its cell.
+
+    Returns name → list of (T,) arrays, and name → the levels they belong to."""
+    eps = model.errors(x, traj.means)
+    values = [np.broadcast_to(x, eps[0].shape)] + list(traj.means)
+    out, levels = {"basal": [], "apical": [], "branch": []}, {"basal": [], "apical": [], "branch": []}
+    for l, e in enumerate(eps):
+        out["apical"].append(relative_error(traj.compartments[f"apical_{l}"], -e))
+        levels["apical"].append(l)
+        if l == 0:
+            continue
+        link = model.links[l - 1]
+        bottom_up = link.vjp(values[l], eps[l - 1]) if link.is_mlp else eps[l - 1] @ link.W
+        out["basal"].append(relative_error(traj.compartments[f"basal_{l}"], bottom_up))
+        levels["basal"].append(l)
+        if link.is_mlp:
+            hidden = link.nl.f(link.preactivation(values[l]))
+            T, B, d = eps[l - 1].shape
+            branches = link.nl.f(traj.compartments[f"branch_{l - 1}"]).reshape(T, B, d, -1)
+            out["branch"].append(relative_error(branches.reshape(T, B * d, -1),
+                                                np.repeat(hidden, d, axis=1)))
+            levels["branch"].append(l - 1)
+    return out, levels
+
+
 def elbo_series(model, x, traj, reference, max_points: int = 100, n_samples: int = 256,
                 seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """ELBO of ``N(z(t), S)`` along the trajectory (S: Laplace covariance at ``reference``), at up
@@ -234,6 +268,23 @@ def _check_fixed_point(c, **_):
     c.report["final_means"] = [f.tolist() for f in final]
 
 
+def _check_compartments(c, **_):
+    series, levels = compartment_series(c.traj, c.model, c.seen)
+    names = {"basal": "basal_vs_bottom_up", "apical": "apical_vs_own_error",
+             "branch": "branch_vs_hidden_layer"}
+    by_level = {lev["level"]: lev for lev in c.levels}
+    by_level[0] = c.report.setdefault("data_level", {})
+    for key, rels in series.items():
+        for l, rel in zip(levels[key], rels):
+            by_level[l].update({f"{names[key]}_rel_err_median": _stat(np.median, rel),
+                                f"{names[key]}_rel_err_max": _stat(np.max, rel)})
+    c.report["compartments_note"] = (
+        "per recorded step: basal potential vs the bottom-up error W^T eps (J^T eps for MLP "
+        "links), apical potential vs -eps of the cell's level, branch output vs the MLP's "
+        "hidden layer of the level above; relative errors")
+    c.series["compartments_rel"] = series
+
+
 def _check_elbo(c, **_):
     idx, elbos, elbo_se = elbo_series(c.model, c.x, c.traj, c.reference, n_samples=c.n_samples,
                                       seed=c.seed)
@@ -326,6 +377,9 @@ CHECKS = {
                     _check_error_units),
     "fixed_point": ("the final state against the exact posterior mean (linear) or the MAP",
                     _check_fixed_point),
+    "compartments": ("dendritic potentials against the two terms of the gradient: basal vs the "
+                     "bottom-up error, apical vs the own-level error, branches vs the MLP's "
+                     "hidden layer", _check_compartments),
     "elbo": ("the ELBO of N(circuit state, Laplace covariance at the reference) along the run",
              _check_elbo),
     "step_equivalence": ("Euler steps of the circuit against gradient iterative inference with "

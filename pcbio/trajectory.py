@@ -108,6 +108,8 @@ class Trajectory:
         Time series of plastic parameters (e.g. a pathway's weights).
     normalized : list with one array (T, batch, d_0), or None
         Decoded lateral-inhibition (front-end) units: the flow's normalized data ``y``.
+    compartments : dict of population name -> array (T, batch, dims)
+        Decoded dendritic compartments (model units): ``basal_l``, ``apical_l``, ``branch_l``.
     provenance : dict or None
         Seed, parameters, versions (see :func:`pcbio.io.provenance`) when saved with them.
     """
@@ -124,6 +126,7 @@ class Trajectory:
     params: dict = field(default_factory=dict)
     provenance: dict | None = None
     normalized: list = None
+    compartments: dict = field(default_factory=dict)
 
     def __len__(self):
         return len(self.t)
@@ -144,7 +147,7 @@ class Trajectory:
         for name in LEVEL_FIELDS:
             for l, a in enumerate(getattr(self, name) or []):
                 arrays[f"{name}/{l}"] = a
-        for group in ("scores", "raw", "params"):
+        for group in ("scores", "raw", "params", "compartments"):
             for name, a in getattr(self, group).items():
                 arrays[f"{group}/{name}"] = a
         for name, (idx, times) in self.spikes.items():
@@ -179,5 +182,6 @@ class Trajectory:
                        **{name: levels(name) for name in LEVEL_FIELDS},
                        scores=groups.get("scores", {}), raw=groups.get("raw", {}),
                        params=groups.get("params", {}), spikes=spikes,
+                       compartments=groups.get("compartments", {}),
                        info=None if meta["info"] is None else _info_from_json(meta["info"]),
                        provenance=meta["provenance"])

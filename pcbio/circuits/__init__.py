@@ -8,6 +8,7 @@ mapping layer and the command line.
 
 from ..checks import one_of
 from .base import CIRCUITS, Circuit, register
+from .dendritic import DendriticCircuit
 from .network import CircuitNetwork
 from .rate import RateCircuit
 from .spiking import SpikingCircuit
@@ -20,5 +21,5 @@ def build_circuit(model, kind: str = "rate", **params) -> Circuit:
     return CIRCUITS[kind](model, **params)
 
 
-__all__ = ["CIRCUITS", "Circuit", "CircuitNetwork", "RateCircuit", "SpikingCircuit",
+__all__ = ["CIRCUITS", "Circuit", "CircuitNetwork", "DendriticCircuit", "RateCircuit", "SpikingCircuit",
            "build_circuit", "register"]

@@ -19,13 +19,28 @@ from typing import ClassVar
 
 import numpy as np
 
+from ..inference import neg_hessian
 from ..model import GenerativeModel
 from ..trajectory import Trajectory
 from .parameters import Parameter, resolve
 from .structure import Pathway, Population
 
+#: population roles decoded into ``Trajectory.compartments`` (dendritic potentials)
+COMPARTMENT_ROLES = ("basal", "apical", "branch")
+
 #: circuit kind name -> class; filled by :func:`register`
 CIRCUITS: dict = {}
+
+
+def gradient_flow_limit(model: GenerativeModel, tau, x: np.ndarray, z: list) -> tuple:
+    """The Euler limit of value units following ``τ dz/dt = ∇_z log p(x, z)`` (an entry of
+    :meth:`Circuit.euler_limits`): ``λ`` is the largest curvature of log p at data ``x``
+    (batch, d_0) and state ``z``; for linear models the same for every data point."""
+    x = model.model_space(x)[0]     # behind a front end the hierarchy sees the flow's y
+    if model.is_linear:      # H is the same for every data point: one eigensolve suffices
+        x, z = x[:1], [zl[:1] for zl in z]
+    lam = np.abs(np.linalg.eigvalsh(neg_hessian(model, x, z))).max()
+    return ("tau", tau, lam, "the largest curvature of log p(x, z)")
 
 
 def register(cls):
@@ -120,11 +135,14 @@ class Circuit(ABC):
         """Decode recordings (see :meth:`CircuitNetwork.recordings`) through each population's
         encoding: value units → latent means, error units → ε, the value units' derivative →
         dz/dt (recorded where it is a state equation, else estimated by the encoding), lateral
-        (front-end) units → the normalized data; raw neural values are kept per population."""
+        (front-end) units → the normalized data, dendritic compartments → their potentials in
+        model units; raw neural values are kept per population."""
         def decoded(role):
             pops = self.populations(role)
             return [p.encoding.decode(recordings[p.name][p.encoding.variable]) for p in pops] or None
         t, means = recordings["t"], decoded("value")
+        dendrites = {p.name: p.encoding.decode(recordings[p.name][p.encoding.variable])
+                     for p in self.populations() if p.role in COMPARTMENT_ROLES}
         dzdt = [recordings[p.name][p.neuron.derivative] if p.neuron.derivative
                 else p.encoding.derivative(m, t)
                 for p, m in zip(self.populations("value"), means or [])] or None
@@ -133,7 +151,7 @@ class Circuit(ABC):
         info.raw_units = {p.name: str(p.encoding.unit) for p in self.populations()}
         return Trajectory(t=t, time_unit="s", means=means, errors=decoded("error"), dzdt=dzdt,
                           info=info, raw=raw, spikes=recordings.get("spikes", {}),
-                          normalized=decoded("lateral"))
+                          normalized=decoded("lateral"), compartments=dendrites)
 
     def __repr__(self):
         return f"{type(self).__name__}({self.model.name!r}, {self.describe()})"

@@ -15,11 +15,14 @@ import brian2
 from ..checks import one_of, positive_int, positive_number, positive_quantity
 from ..encoding import Encoding
 
-#: kind -> (unit, command-line suffixes, noun, example in Python, example on the command line)
+#: kind -> (unit, command-line suffixes, noun, example in Python, example on the command line,
+#: the unit results files use)
 _QUANTITIES = {
     "time": (brian2.second, {"ms": brian2.ms, "us": brian2.us, "s": brian2.second}, "time",
-             "10*ms", "10ms"),
-    "rate": (brian2.Hz, {"Hz": brian2.Hz, "kHz": brian2.kHz}, "rate", "20*Hz", "20Hz"),
+             "10*ms", "10ms", "ms"),
+    "rate": (brian2.Hz, {"Hz": brian2.Hz, "kHz": brian2.kHz}, "rate", "20*Hz", "20Hz", "Hz"),
+    "capacitance": (brian2.farad, {"pF": brian2.pF, "nF": brian2.nF}, "capacitance", "300*pF",
+                    "300pF", "pF"),
 }
 _QUANTITY_TEXT = re.compile(r"^\s*([-+0-9.eE]+)\s*([A-Za-z]+)\s*$")
 
@@ -28,7 +31,7 @@ _QUANTITY_TEXT = re.compile(r"^\s*([-+0-9.eE]+)\s*([A-Za-z]+)\s*$")
 class Parameter:
     """One circuit parameter.
 
-    kind: ``"time"`` / ``"rate"`` (a positive brian2 quantity), ``"choice"`` (one of
+    kind: ``"time"`` / ``"rate"`` / ``"capacitance"`` (a positive brian2 quantity), ``"choice"`` (one of
     ``choices``), ``"int"`` (>= 1), ``"seed"`` (an integer >= 0), ``"number"`` (> 0),
     ``"nonnegative"`` (a number >= 0), ``"encoding"`` (an
     :class:`~pcbio.encoding.Encoding` or None; Python only, not on the command line).
@@ -52,7 +55,7 @@ class Parameter:
         """``value`` validated (raises TypeError/ValueError naming the parameter)."""
         where = where or self.name
         if self.kind in _QUANTITIES:
-            unit, _, noun, example, _ = _QUANTITIES[self.kind]
+            unit, _, noun, example, _, _ = _QUANTITIES[self.kind]
             return positive_quantity(value, where, unit, noun, example)
         if self.kind == "choice":
             return one_of(value, where, self.choices)
@@ -69,7 +72,7 @@ class Parameter:
     def parse(self, text: str):
         """A command-line string converted and validated; errors name the option."""
         if self.kind in _QUANTITIES:
-            _, suffixes, noun, _, example = _QUANTITIES[self.kind]
+            _, suffixes, noun, _, example, _ = _QUANTITIES[self.kind]
             match = _QUANTITY_TEXT.match(text)
             try:
                 if match and match.group(2) in suffixes:
@@ -88,11 +91,11 @@ class Parameter:
             raise ValueError(f"{self.option} must be {bound}, got {text!r}") from None
 
     def to_json(self, value):
-        """``(key, value)`` for results files: times in ms, rates in Hz, encodings described."""
-        if self.kind == "time":
-            return f"{self.name}_ms", float(value / brian2.ms)
-        if self.kind == "rate":
-            return f"{self.name}_Hz", float(value / brian2.Hz)
+        """``(key, value)`` for results files: times in ms, rates in Hz, capacitances in pF,
+        encodings described."""
+        if self.kind in _QUANTITIES:
+            name = _QUANTITIES[self.kind][5]
+            return f"{self.name}_{name}", float(value / getattr(brian2, name))
         if self.kind == "encoding":
             return self.name, None if value is None else value.describe()
         return self.name, value

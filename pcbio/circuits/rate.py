@@ -20,10 +20,9 @@ import numpy as np
 from brian2 import ms
 
 from ..encoding import RateEncoding
-from ..inference import neg_hessian
 from ..neurons import rate as neurons
 from ..nonlinearities import NONLINEARITIES
-from .base import Circuit, register
+from .base import Circuit, gradient_flow_limit, register
 from .parameters import Parameter
 from .structure import Pathway, Population
 
@@ -166,11 +165,8 @@ class RateCircuit(Circuit):
         every data point); dynamic error units: the largest noise variance; interneurons: their
         leak."""
         model, p = self.model, self.params
-        x = model.model_space(x)[0]     # behind a front end the hierarchy sees the flow's y
-        if model.is_linear:      # H is the same for every data point: one eigensolve suffices
-            x, z = x[:1], [zl[:1] for zl in z]
-        lam = np.abs(np.linalg.eigvalsh(neg_hessian(model, x, z))).max()
-        limits = [("tau", p["tau"], lam, "the largest curvature of log p(x, z)")]
+        limits = [gradient_flow_limit(model, p["tau"], x, z)]
+        lam = limits[0][2]
         if self.noisy:     # Euler–Maruyama inflates the sampled variance by 1/(1 − dt·λ/2τ)
             limits.append(("tau", p["tau"], LANGEVIN_ACCURACY * lam, "the largest curvature "
                            "of log p(x, z), times 8: noisy value units sample the posterior to "

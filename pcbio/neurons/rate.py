@@ -44,9 +44,15 @@ fz = {f} : 1
         noise="sqrt(2 * temperature / tau) * xi" if noisy else None)
 
 
+def relay_unit(model_var: str) -> NeuronModel:
+    """A unit whose model variable ``model_var`` follows its input ``I_in`` instantly."""
+    return NeuronModel("", model_var=model_var, value="I_in", ports=("I_in",),
+                       outputs=(model_var,))
+
+
 def instant_error_unit() -> NeuronModel:
     """Precision-weighted prediction error that follows its input instantly."""
-    return NeuronModel("", model_var="eps", value="I_in", ports=("I_in",), outputs=("eps",))
+    return relay_unit("eps")
 
 
 def dynamic_error_unit(tau=2 * ms) -> NeuronModel:

@@ -1,0 +1,123 @@
+"""The three-compartment pyramidal cell against the closed forms of its linear circuit, the
+stability condition of its stiff equations, and the two-layer (MLP) cell."""
+
+import brian2
+import numpy as np
+import pytest
+from brian2 import mV, ms, nA, nS, pF
+from scipy.linalg import expm
+
+from pcbio.model import Link
+from pcbio.neurons.pyramidal import PyramidalCell, PyramidalParameters, two_layer_cells
+
+P = PyramidalParameters()
+C, Cd = float(P.capacitance), float(P.dendrite_capacitance)
+gL, gLd, gB, gA, E = (float(P.g_leak), float(P.dendrite_leak), float(P.g_basal),
+                      float(P.g_apical), float(P.E_leak))
+
+
+def _run(cell, dt, duration, method="euler", check=True, **currents):
+    """Run one cell (numpy target) from rest with constant input currents; returns times (s)
+    and the recorded potentials (T, n) in volt."""
+    brian2.prefs.codegen.target = "numpy"
+    if check:
+        group = cell.group(1, dt, method=method)
+    else:
+        group = brian2.NeuronGroup(1, cell.equations(), method=method, dt=dt,
+                                   namespace=cell.namespace())
+        for var in cell.compartments:
+            setattr(group, var, P.E_leak)
+    for name, value in currents.items():
+        setattr(group, name, value)
+    mon = brian2.StateMonitor(group, list(cell.compartments), record=0, dt=dt)
+    net = brian2.Network(group, mon)
+    net.run(duration, namespace={})
+    return mon.t_[:], np.stack([getattr(mon, v + "_")[0] for v in cell.compartments], axis=1)
+
+
+def test_instant_form_steady_state_is_the_conductance_weighted_average():
+    """Sacramento et al. (2018): with instantaneous dendrites the soma settles at
+    ``u* = (g_L E + g_B v_B + g_A v_A)/(g_L + g_B + g_A)`` with the effective time constant
+    ``C/(g_L + g_B + g_A)``; the dendritic potentials here are ``E + I/g_Ld``."""
+    cell = PyramidalCell(P, "instant")
+    I_b, I_a = 0.3 * nA, -0.2 * nA
+    t, v = _run(cell, 0.005 * ms, 10 * ms, method="rk4", I_b=I_b, I_a=I_a)
+    vb, va = E + float(I_b) / gLd, E + float(I_a) / gLd
+    u_star = (gL * E + gB * vb + gA * va) / (gL + gB + gA)
+    assert abs(v[-1, 0] - u_star) < 1e-9 * abs(u_star)
+    assert cell.steady_state(I_b=float(I_b), I_a=float(I_a))["v_s"] == pytest.approx(u_star, rel=1e-12)
+    tau = C / (gL + gB + gA)
+    assert cell.time_constants()[0] == pytest.approx(tau, rel=1e-12)
+    k = np.searchsorted(t, tau)         # one time constant: 1 − 1/e of the way
+    assert (v[k, 0] - E) / (u_star - E) == pytest.approx(1 - np.exp(-t[k] / tau), abs=1e-4)
+
+
+def test_compartmental_form_follows_the_linear_circuit_solution():
+    """Three integrated compartments: the simulated potentials equal the exact solution
+    ``v(t) = v* + exp(−C⁻¹G t)(E − v*)`` of the linear circuit (matrix built here from the
+    equations), the slowest decay matches the slowest eigenvalue, and the steady-state
+    apical→soma attenuation is ``g_A / (g_L + g_A + g_B g_Ld/(g_Ld + g_B))``."""
+    cell = PyramidalCell(P, "compartmental")
+    G = np.array([[gL + gB + gA, -gB, -gA], [-gB, gLd + gB, 0], [-gA, 0, gLd + gA]])
+    c = np.array([C, Cd, Cd])
+    I = np.array([0.1e-9, 0.0, 0.4e-9])
+    t, v = _run(cell, 0.01 * ms, 40 * ms, method="rk4", I_s=I[0] * brian2.amp,
+                I_a=I[2] * brian2.amp)
+    v_star = E + np.linalg.solve(G, I)
+    exact = np.array([v_star + expm(-G / c[:, None] * tk) @ (E - v_star) for tk in t])
+    assert np.abs(v - exact).max() < 1e-9            # volt: rk4 at dt 10 µs
+    eig = np.sort(np.linalg.eigvals(G / c[:, None]).real)
+    np.testing.assert_allclose(cell.time_constants(), 1 / eig, rtol=1e-12)
+    late = (t > 20e-3) & (t < 30e-3)           # only the slowest mode is left
+    slope = np.polyfit(t[late], np.log(np.abs(v[late, 0] - v_star[0])), 1)[0]
+    assert -1 / slope == pytest.approx(1 / eig[0], rel=1e-3)
+    att = gA / (gL + gA + gB * gLd / (gLd + gB))
+    assert cell.attenuation()["apical"] == pytest.approx(att, rel=1e-12)
+    only_apical = PyramidalCell(P, "compartmental")
+    _, va = _run(only_apical, 0.05 * ms, 250 * ms, method="rk4", I_a=0.4 * nA)
+    assert (va[-1, 0] - E) / (va[-1, 2] - E) == pytest.approx(att, rel=1e-6)
+
+
+def test_stiff_coupling_is_refused_before_the_run_because_euler_diverges():
+    """Strong dendro-somatic coupling (g = 6 µS on 300 pF) makes the equations stiff: explicit
+    Euler is stable only while dt·λ_max < 2.  The cell refuses a larger step before running; run
+    anyway (bypassing the check), Euler diverges, and just below the limit it settles."""
+    stiff = PyramidalCell(PyramidalParameters(g_basal=6000 * nS, g_apical=6000 * nS), "compartmental")
+    lam = 1 / stiff.time_constants().min()
+    limit = 2 / lam
+    above, below = 1.2 * limit * brian2.second, 0.8 * limit * brian2.second
+    with pytest.raises(ValueError, match="too large for 'euler'"):
+        stiff.check_step(above, "euler")
+    stiff.check_step(below, "euler")
+    _, v = _run(stiff, above, 5 * ms, check=False, I_a=0.2 * nA)
+    assert not np.all(np.abs(v[-1] - E) < 1.0)             # grown beyond a volt (or NaN)
+    _, v = _run(stiff, below, 400 * ms, check=False, I_a=0.2 * nA)
+    star = stiff.steady_state(I_a=0.2e-9)
+    assert abs(v[-1, 0] - star["v_s"]) < 1e-9
+    with pytest.raises(ValueError, match="rk4"):          # the group refuses it up front too
+        stiff.group(1, 1.01 * 2.785 * stiff.time_constants().min() * brian2.second, method="rk4")
+
+
+def test_bad_cell_parameters_are_refused():
+    """Parameters without units or non-positive conductances are errors naming the field."""
+    with pytest.raises(TypeError, match="g_basal"):
+        PyramidalParameters(g_basal=300)
+    with pytest.raises(ValueError, match="capacitance"):
+        PyramidalParameters(capacitance=0 * pF)
+    with pytest.raises(ValueError, match="form"):
+        PyramidalCell(P, "cable")
+
+
+def test_two_layer_cells_compute_the_mlp_forward_pass():
+    """Poirazi, Brannon & Mel (2003): a cell whose apical branches are sigmoidal subunits is a
+    two-layer network.  Compiled from an MLP link, the cells' steady somatic potentials equal
+    the MLP's output ``W f(A z + a) + b`` and their branches' outputs its hidden layer."""
+    rng = np.random.default_rng(3)
+    link = Link(rng.normal(size=(3, 6)), rng.normal(size=3), f="tanh",
+                hidden_weights=rng.normal(size=(6, 2)), hidden_bias=rng.normal(size=6) * 0.5)
+    z = np.array([0.4, -0.9])
+    out = two_layer_cells(link, z, gain=2 * mV)
+    np.testing.assert_allclose(out["branches"], np.tile(np.tanh(link.A @ z + link.a), (3, 1)),
+                               atol=1e-12)
+    np.testing.assert_allclose(out["soma"], link.W @ np.tanh(link.A @ z + link.a) + link.b,
+                               atol=1e-9)
