@@ -24,6 +24,17 @@ TARGET = 0.90
 
 #: name -> (file, original text, mutated text); the original must occur exactly once
 MUTANTS = {
+    "basal error sign": ("pcbio/circuits/dendritic.py",
+                         'f"basal_{l + 1}", "I_in",\n                                -link.W.T)',
+                         'f"basal_{l + 1}", "I_in",\n                                link.W.T)'),
+    "interneuron copies nothing": ("pcbio/circuits/dendritic.py",
+                                   '"I_in", np.ones(dims[l])),\n                      Pathway(f"pi_{l}"',
+                                   '"I_in", 0.5 * np.ones(dims[l])),\n                      Pathway(f"pi_{l}"'),
+    "branch error sign": ("pcbio/circuits/dendritic.py", '"I_bu", -to_trunk.T)',
+                          '"I_bu", to_trunk.T)'),
+    "cell coupling left out": ("pcbio/neurons/pyramidal.py",
+                               "G = np.array([[gL + gB + gA, -gB, -gA], [-gB, gLd + gB, 0.0]",
+                               "G = np.array([[gL + gB + gA, -gB, -gA], [-gB, gLd, 0.0]"),
     "residual sign": ("pcbio/model.py", "np.subtract(below, r, out=r)", "np.subtract(r, below, out=r)"),
     "top residual sign": ("pcbio/model.py", "res.append(z[-1] - self.top_mean)",
                           "res.append(self.top_mean - z[-1])"),
