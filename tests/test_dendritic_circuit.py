@@ -131,3 +131,20 @@ def test_command_line_maps_and_infers_with_the_dendritic_circuit(tmp_path, capsy
     out = json.loads(capsys.readouterr().out)
     want = exact_posterior(m, np.array([[0.5, -0.2, 1.0]])).means[0]
     np.testing.assert_allclose(out["means"][0], want[0], atol=1e-6)
+
+
+def test_pyramidal_dendrites_experiment_writes_what_the_issue_asks(tmp_path):
+    """`pcbio run pyramidal_dendrites --quick` writes JSON, PDF and PNG; its numbers are the
+    exactness statements: fixed point at the exact posterior mean, compartments equal to the
+    gradient's terms and the two-layer cells equal to the MLP, all to round-off."""
+    from pcbio.experiment import run_experiment
+    run_experiment("pyramidal_dendrites", tmp_path, quick=True, seed=0)
+    res = json.loads((tmp_path / "pyramidal_dendrites.json").read_text())["results"]
+    assert (tmp_path / "pyramidal_dendrites.pdf").exists()
+    assert (tmp_path / "pyramidal_dendrites.png").exists()
+    assert res["fixed_point_rel_err"] < 1e-6
+    assert res["fixed_point_rel_err_map"] < 1e-2
+    for key in ("basal_vs_bottom_up_rel_err", "apical_vs_own_error_rel_err",
+                "branch_vs_hidden_layer_rel_err"):
+        assert res[key] < 1e-10
+    assert res["mlp_forward_max_abs_err"] < 1e-9

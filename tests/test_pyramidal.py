@@ -115,9 +115,9 @@ def test_two_layer_cells_compute_the_mlp_forward_pass():
     rng = np.random.default_rng(3)
     link = Link(rng.normal(size=(3, 6)), rng.normal(size=3), f="tanh",
                 hidden_weights=rng.normal(size=(6, 2)), hidden_bias=rng.normal(size=6) * 0.5)
-    z = np.array([0.4, -0.9])
+    z = np.array([[0.4, -0.9], [-1.2, 0.3], [0.0, 2.0]])
     out = two_layer_cells(link, z, gain=2 * mV)
-    np.testing.assert_allclose(out["branches"], np.tile(np.tanh(link.A @ z + link.a), (3, 1)),
+    hidden = np.tanh(z @ link.A.T + link.a)
+    np.testing.assert_allclose(out["branches"], np.repeat(hidden[:, None, :], 3, axis=1),
                                atol=1e-12)
-    np.testing.assert_allclose(out["soma"], link.W @ np.tanh(link.A @ z + link.a) + link.b,
-                               atol=1e-9)
+    np.testing.assert_allclose(out["soma"], hidden @ link.W.T + link.b, atol=1e-9)

@@ -194,9 +194,9 @@ class PyramidalCell:
 
 def two_layer_cells(link, z: np.ndarray, gain=1 * mV, duration=20 * ms, dt=0.05 * ms,
                     params: PyramidalParameters | None = None) -> dict:
-    """Run ``d_below`` pyramidal cells (instant form) whose apical trees compute the MLP link
+    """Run pyramidal cells (instant form) whose apical trees compute the MLP link
     ``g(z) = W f(A z + a) + b`` of ``link`` (a :class:`pcbio.model.Link` with hidden weights),
-    on one input ``z`` (d_above,).
+    ``d_below`` cells for each input of ``z`` (batch, d_above), in one brian2 network.
 
     Cell k has one apical branch per hidden unit j.  The branch's potential is driven by
     synapses from the input neurons (whose potentials code z with ``gain``) to ``κ (A z + a)_j``
@@ -206,42 +206,46 @@ def two_layer_cells(link, z: np.ndarray, gain=1 * mV, duration=20 * ms, dt=0.05 
     The apical weights are scaled by the dendro-somatic attenuation ``(g_L + g_B + g_A)/g_A``
     so that the steady somatic depolarisation codes ``g(z)`` with the same gain.
 
-    Returns ``{"soma": (d_below,), "branches": (d_below, hidden)}`` — the somatic potential and
-    the branches' output, decoded to model units, at the end of ``duration``.
+    Returns ``{"soma": (batch, d_below), "branches": (batch, d_below, hidden)}`` — the somatic
+    potentials and the branches' outputs, decoded to model units, at the end of ``duration``.
     """
     if not link.is_mlp:
         raise ValueError("two_layer_cells needs an MLP link (hidden_weights A)")
+    z = np.atleast_2d(np.asarray(z, dtype=float))
+    if z.ndim != 2 or z.shape[1] != link.d_above:
+        raise ValueError(f"z must have shape (batch, {link.d_above}), got {z.shape}")
     params = params or PyramidalParameters()
     cell = PyramidalCell(params, "instant")
-    n_out, hidden = link.W.shape
-    z = np.asarray(z, dtype=float)
-    net = brian2.Network()
-    gain_si = float(gain)
-    inputs = brian2.NeuronGroup(len(z), "v : volt", name="inputs")
-    inputs.v = params.E_leak + z * gain
+    batch, (n_out, hidden), d_in = len(z), link.W.shape, link.d_above
+    gain_si, rest = float(gain), params.E_leak
+    inputs = brian2.NeuronGroup(batch * d_in, "v : volt", name="inputs")
+    inputs.v = rest + z.ravel() * gain
     branch_eqs = (f"v = E_L + tonic + drive : volt\ntonic : volt (constant)\ndrive : volt\n"
                   f"out = {link.nl.expression('(v - E_L) / kappa')} : 1")
-    branches = brian2.NeuronGroup(n_out * hidden, branch_eqs, name="branches",
-                                  namespace={"E_L": params.E_leak, "kappa": gain})
-    branches.tonic = np.tile(link.a, n_out) * gain
+    per_point = n_out * hidden                      # branch (b, k, j) = b·per_point + k·hidden + j
+    branches = brian2.NeuronGroup(batch * per_point, branch_eqs, name="branches",
+                                  namespace={"E_L": rest, "kappa": gain})
+    branches.tonic = np.tile(link.a, batch * n_out) * gain
     syn_in = brian2.Synapses(inputs, branches, "w : 1\ndrive_post = w * (v_pre - E_L) : volt (summed)",
-                             namespace={"E_L": params.E_leak}, name="syn_in")
-    syn_in.connect()
-    syn_in.w = np.tile(link.A, (n_out, 1)).T.ravel()      # pre-major order: (input i, branch kj)
-    cells = cell.group(n_out, dt, method="euler", name="cells")
+                             namespace={"E_L": rest}, name="syn_in")
+    b, i, kj = np.meshgrid(np.arange(batch), np.arange(d_in), np.arange(per_point), indexing="ij")
+    syn_in.connect(i=(b * d_in + i).ravel(), j=(b * per_point + kj).ravel())
+    syn_in.w = link.A[kj % hidden, i].ravel()
+    cells = cell.group(batch * n_out, dt, method="euler", name="cells")
     scale = float((params.g_leak + params.g_basal + params.g_apical) / params.g_apical)
     # the trunk potential above rest is I_a / g_Ld: currents that make it scale·κ·g(z)
     to_current = float(params.dendrite_leak) * scale * gain_si
     syn_out = brian2.Synapses(branches, cells, "w : amp\nI_a_post = w * out_pre : amp (summed)",
-                              namespace={"E_L": params.E_leak, "kappa": gain}, name="syn_out")
+                              namespace={"E_L": rest, "kappa": gain}, name="syn_out")
     syn_out.connect(j="i // hidden", namespace={"hidden": hidden})
-    syn_out.w = link.W.ravel() * to_current * brian2.amp
+    syn_out.w = np.tile(link.W.ravel(), batch) * to_current * brian2.amp
     # the bias b_k: a tonic current at the soma worth the apical one (g_A/g_Ld times it)
-    cells.I_s = link.b * to_current * float(params.g_apical / params.dendrite_leak) * brian2.amp
-    net.add(inputs, branches, syn_in, cells, syn_out)
-    net.run(duration, namespace={})
-    soma = (np.asarray(cells.v_s[:]) - float(params.E_leak)) / gain_si
-    return {"soma": soma, "branches": np.asarray(branches.out[:]).reshape(n_out, hidden)}
+    cells.I_s = (np.tile(link.b, batch) * to_current * float(params.g_apical / params.dendrite_leak)
+                 * brian2.amp)
+    brian2.Network(inputs, branches, syn_in, cells, syn_out).run(duration, namespace={})
+    soma = (np.asarray(cells.v_s[:]) - float(rest)) / gain_si
+    return {"soma": soma.reshape(batch, n_out),
+            "branches": np.asarray(branches.out[:]).reshape(batch, n_out, hidden)}
 
 
 # -- compartments of the dendritic predictive-coding circuit (model units) ------------------------
