@@ -133,6 +133,7 @@ def test_command_line_maps_and_infers_with_the_dendritic_circuit(tmp_path, capsy
     np.testing.assert_allclose(out["means"][0], want[0], atol=1e-6)
 
 
+@pytest.mark.slow
 def test_pyramidal_dendrites_experiment_writes_what_the_issue_asks(tmp_path):
     """`pcbio run pyramidal_dendrites --quick` writes JSON, PDF and PNG; its numbers are the
     exactness statements: fixed point at the exact posterior mean, compartments equal to the
