@@ -70,9 +70,9 @@ class Encoding(ABC):
         return np.gradient(values, t, axis=0)
 
 
-def _check_quantity(value, name, unit, example):
+def _check_quantity(value, name, unit, noun, example):
     if not isinstance(value, brian2.Quantity) or not value.has_same_dimensions(unit):
-        raise TypeError(f"encoding {name} must be a quantity with brian2 units (e.g. {example}), "
+        raise TypeError(f"encoding {name} must be a {noun} with brian2 units (e.g. {example}), "
                         f"got {value!r}")
     if not np.isfinite(float(value)):
         raise ValueError(f"encoding {name} must be finite, got {value!r}")
@@ -84,16 +84,17 @@ class LinearEncoding(Encoding):
     (dimensionless) around a baseline ``n0`` with gain ``κ``.  Subclasses fix the neural
     variable and its unit (a firing rate, a membrane potential)."""
 
-    #: the unit in brian2 equations, its name in results files (``"Hz"``, ``"mV"``) and that
-    #: unit's size in SI units
+    #: the unit in brian2 equations, its name in results files (``"Hz"``, ``"mV"``), that unit's
+    #: size in SI units, and what the neural variable is (for error messages)
     eq_unit: str
     unit_name: str
     unit_scale: float
+    noun: str
 
     def __init__(self, baseline, gain):
         example = f"1*{self.unit_name}"
-        self.baseline = _check_quantity(baseline, "baseline", self.unit, example)
-        self.gain = _check_quantity(gain, "gain", self.unit, example)
+        self.baseline = _check_quantity(baseline, "baseline", self.unit, self.noun, example)
+        self.gain = _check_quantity(gain, "gain", self.unit, self.noun, example)
         if float(gain) == 0:
             raise ValueError("encoding gain must be non-zero")
         self._n0, self._gain = float(baseline), float(gain)     # plain floats: decode is hot
@@ -139,7 +140,7 @@ class RateEncoding(LinearEncoding):
     """
 
     variable, unit, eq_unit, code = "r", brian2.Hz, "Hz", "rate"
-    unit_name, unit_scale = "Hz", 1.0
+    unit_name, unit_scale, noun = "Hz", 1.0, "rate"
     runaway = 1e12
 
     def __init__(self, baseline=0 * brian2.Hz, gain=10 * brian2.Hz):
@@ -159,7 +160,7 @@ class VoltageEncoding(LinearEncoding):
     """
 
     variable, unit, eq_unit, code = "v", brian2.volt, "volt", "voltage"
-    unit_name, unit_scale = "mV", 1e-3
+    unit_name, unit_scale, noun = "mV", 1e-3, "membrane potential"
     runaway = 1e3       # volt: a membrane potential beyond a kilovolt has diverged
 
     def __init__(self, baseline=-70 * brian2.mV, gain=1 * brian2.mV):
