@@ -226,6 +226,7 @@ class _Context:
     seed: int
     n_samples: int
     data: np.ndarray = None
+    update: object = None
 
     @property
     def seen(self) -> np.ndarray:
@@ -283,6 +284,19 @@ def _check_compartments(c, **_):
         "links), apical potential vs -eps of the cell's level, branch output vs the MLP's "
         "hidden layer of the level above; relative errors")
     c.series["compartments_rel"] = series
+
+
+def _check_learned_update(c, **_):
+    """τ dz/dt of the circuit against the learned update's step ``μ_{t+1} − μ_t`` at the
+    circuit's own state, per recorded step."""
+    info, (T, B, D) = c.traj.info, c.traj.means[0].shape
+    flat = c.traj.means[0].reshape(T * B, D)
+    x = np.tile(c.seen, (T, 1))
+    step = (c.update.step(c.model, x, flat)[0] - flat).reshape(T, B, D)
+    rel = relative_error(c.traj.dzdt[0] * info.tau_s, step)
+    c.levels[0].update(learned_update_rel_err_median=_stat(np.median, rel),
+                       learned_update_rel_err_max=_stat(np.max, rel))
+    c.series["learned_update_rel"] = rel
 
 
 def _check_elbo(c, **_):
@@ -380,6 +394,8 @@ CHECKS = {
     "compartments": ("dendritic potentials against the two terms of the gradient: basal vs the "
                      "bottom-up error, apical vs the own-level error, branches vs the MLP's "
                      "hidden layer", _check_compartments),
+    "learned_update": ("the somata's tau dz/dt against a learned iterative update's step "
+                       "at the circuit's state", _check_learned_update),
     "elbo": ("the ELBO of N(circuit state, Laplace covariance at the reference) along the run",
              _check_elbo),
     "step_equivalence": ("Euler steps of the circuit against gradient iterative inference with "
@@ -395,8 +411,10 @@ CHECKS = {
 }
 
 
-def _unavailable(name, traj, model):
+def _unavailable(name, traj, model, update=None):
     """Why a check the circuit declares cannot run on this trajectory and model (or None)."""
+    if name == "learned_update" and update is None:
+        return "the learned update was not given to map_trajectory (update=...)"
     if name == "variance_gap" and model.is_linear:
         return "linear model: grad_mu ELBO does not depend on s, the gap is exactly 0"
     if name in ("gradient_flow", "step_equivalence") and (traj.dzdt is None or traj.info.tau_s is None):
@@ -408,7 +426,7 @@ def _unavailable(name, traj, model):
 
 def map_trajectory(traj: Trajectory, model: GenerativeModel, x, s_values=(0.01, 0.03, 0.1, 0.3, 1.0),
                    n_samples: int = 256, seed: int = 0, vae: bool = True,
-                   posterior_std: float | None = None) -> MappingResult:
+                   posterior_std: float | None = None, update=None) -> MappingResult:
     """Compare a circuit trajectory with the VAE side, running exactly the comparisons the
     circuit declares (``traj.info.checks``; see :data:`CHECKS`).
 
@@ -420,6 +438,8 @@ def map_trajectory(traj: Trajectory, model: GenerativeModel, x, s_values=(0.01, 
         where the circuit declares it
     posterior_std : compare dz/dt with ∇_μ L of q = N(z(t), s² I) at this s instead of the
         s → 0 limit (see :func:`gradient_series`)
+    update : the :class:`~pcbio.inference.amortized.IterativeUpdate` a dendritic circuit ran
+        (for its ``learned_update`` check)
 
     The report lists ``applicable_checks`` (name → the exactness statement tested) and
     ``skipped_checks`` (name → why it was left out).  Returns a :class:`MappingResult`.
@@ -437,8 +457,8 @@ def map_trajectory(traj: Trajectory, model: GenerativeModel, x, s_values=(0.01, 
                                                           "declare it")
         elif name == "step_equivalence" and not vae:
             skipped[name] = "not asked for (vae=False)"
-        elif _unavailable(name, traj, model):
-            skipped[name] = _unavailable(name, traj, model)
+        elif _unavailable(name, traj, model, update):
+            skipped[name] = _unavailable(name, traj, model, update)
         else:
             applicable[name] = info.checks[name]
     report = {"model": model.name, "circuit": asdict(info), "reference": ref_name,
@@ -449,7 +469,7 @@ def map_trajectory(traj: Trajectory, model: GenerativeModel, x, s_values=(0.01, 
               "reference_means": [r.tolist() for r in ref]}
     series = {"t": traj.t, "means": traj.means, "reference": ref}
     context = _Context(traj, model, x, ref, report["levels"], report, series, seed, n_samples,
-                       data)
+                       data, update)
     for name in applicable:
         CHECKS[name][1](context, posterior_std=posterior_std, s_values=s_values)
     return MappingResult(report, series)
@@ -483,7 +503,8 @@ def map_circuit(model, x, circuit: str = "rate", duration=None, dt=None, target:
     traj = simulate(circ, x, duration=duration, dt=dt, target=target,
                     record_every=max(1, int(round(float(duration / dt))) // 2000),  # ≤ 2000 records
                     progress=progress or SILENT)
-    result = map_trajectory(traj, model, x, seed=seed, posterior_std=posterior_std)
+    result = map_trajectory(traj, model, x, seed=seed, posterior_std=posterior_std,
+                            update=params.get("update"))
     if plot:
         save_figure(mapping_figure(result), plot)
     return result.report

@@ -19,7 +19,10 @@ a :class:`~pcbio.encoding.VoltageEncoding`):
   of Poirazi, Brannon & Mel 2003), and its ``f'`` gates the apical error back to the basal trees
   above: the dendritic tree is the deep network and its own backward pass.
 
-The soma is the rate circuit's value unit, a branch its MLP hidden unit.
+The soma is the rate circuit's value unit, a branch its MLP hidden unit.  With a learned
+iterative update (``update``, ``docs/mathematics.md`` §13) a population ``gain_1`` of branches,
+driven by the data cells' and the cells' own apical potentials (ε_x, ε_z) and the somata,
+multiplies each soma's drive by a learned gain.
 """
 
 import numpy as np
@@ -60,6 +63,10 @@ class DendriticCircuit(Circuit):
                   "(default membrane potential v = -70 mV + 1 mV * value)"),
         Parameter("interneuron_encoding", "encoding", None, "code of the interneurons (default "
                   "rate r = 0 Hz + 10 Hz * value)"),
+        Parameter("update", "update", None, "a learned iterative update (IterativeUpdate, one "
+                  "latent level): gain branches driven by the errors multiply the somata's "
+                  "drive; tau is then the iteration period (dt = tau: one Euler step is one "
+                  "iteration)"),
     )
 
     def __init__(self, model, **params):
@@ -69,6 +76,15 @@ class DendriticCircuit(Circuit):
                              "a [flow] (or the rate circuit, whose front end computes it)")
         self.params["compartment_encoding"] = self.params["compartment_encoding"] or VoltageEncoding()
         self.params["interneuron_encoding"] = self.params["interneuron_encoding"] or RateEncoding()
+        update = self.params["update"]
+        if update is not None:
+            if model.n_latent != 1:
+                raise ValueError("update: a learned iterative update is written for models with "
+                                 f"one latent level; this model has {model.n_latent}")
+            if update.Ux.shape[1] != model.dims[0] or len(update.a) != model.dims[1]:
+                raise ValueError(f"update: its weights are for data of dimension "
+                                 f"{update.Ux.shape[1]} and {len(update.a)} latents; the model "
+                                 f"has {model.dims[0]} and {model.dims[1]}")
 
     @property
     def tau(self):
@@ -83,7 +99,23 @@ class DendriticCircuit(Circuit):
         out["coupling_conductance_nS"] = round(float(self.params["capacitance"] / self.params["tau"] / nS), 9)
         return out
 
+    @property
+    def update(self):
+        return self.params["update"]
+
     def checks(self):
+        if self.update is not None:
+            return {"learned_update": "tau dz/dt against the learned update's step at the "
+                                      "circuit's state" + (", lagging while the leaky dendrites "
+                                                           "settle" if self.leaky else
+                                                           ": exact; with dt = tau each Euler "
+                                                           "step is one iteration"),
+                    "compartments": "basal potential against J^T eps of the level below, apical "
+                                    "potential against -eps of the cell's own level",
+                    "fixed_point": "the learned gain multiplies the gradient: the fixed points "
+                                   "are the MAP's",
+                    "elbo": "ELBO of the circuit state with the Laplace covariance at the "
+                            "reference"}
         return {"gradient_flow": LAGGING_FLOW if self.leaky else EXACT_FLOW,
                 "compartments": "basal potential against J^T eps of the level below, apical "
                                 "potential against -eps of the cell's own level, branch output "
@@ -98,11 +130,25 @@ class DendriticCircuit(Circuit):
                 "variance_gap": "nonlinear links: grad_mu ELBO at posterior std s vs the update"}
 
     def skipped_checks(self):
-        return {"error_units": "the errors are dendritic potentials, compared by 'compartments'",
-                "front_end": "the dendritic circuit has no lateral front end"}
+        skipped = {"error_units": "the errors are dendritic potentials, compared by "
+                                  "'compartments'",
+                   "front_end": "the dendritic circuit has no lateral front end"}
+        if self.update is not None:
+            why = ("the somata follow the learned update (a state-dependent gain on the "
+                   "gradient), compared by 'learned_update'")
+            skipped.update({name: why for name in ("gradient_flow", "step_equivalence",
+                                                   "variance_gap")})
+        return skipped
 
     def euler_limits(self, x, z):
-        limits = [gradient_flow_limit(self.model, self.params["tau"], x, z)]
+        if self.update is None:
+            limits = [gradient_flow_limit(self.model, self.params["tau"], x, z)]
+        else:
+            # the learned update is a discrete map: with dt = tau each Euler step is one of its
+            # iterations (whose stability is the update's own, learned); dt < tau integrates its
+            # continuous version; dt > tau would extrapolate beyond what was learned
+            limits = [("tau", self.params["tau"], 2.0 / (1.0 + 1e-9),
+                       "a learned update runs at most one iteration per step (dt <= tau)")]
         if self.leaky:
             limits.append(("tau_dendrite", self.params["tau_dendrite"], 1.0,
                            "the dendritic membrane's leak"))
@@ -131,7 +177,9 @@ class DendriticCircuit(Circuit):
             if l > 0:
                 link = m.links[l - 1]
                 pops += [Population(f"soma_{l}", "value", l, dims[l], neurons.value_unit(
-                             identity if link.is_mlp else link.nl, p["tau"]), venc),
+                             identity if link.is_mlp else link.nl, p["tau"],
+                             gain=self.update is not None), venc,
+                             bias={"I_gain": self.update.a} if self.update is not None else {}),
                          Population(f"basal_{l}", "basal", l, dims[l], dendrite, venc)]
                 paths += [Pathway(f"bas_{l}", f"basal_{l}", "vd", f"soma_{l}", "I_bu",
                                   np.ones(dims[l])),
@@ -141,7 +189,24 @@ class DendriticCircuit(Circuit):
                 link_pops, link_paths = self._link(l)
                 pops += link_pops
                 paths += link_paths
+        if self.update is not None:
+            pops_g, paths_g = self._gain()
+            pops += pops_g
+            paths += paths_g
         return pops, paths
+
+    def _gain(self):
+        """The learned update's branches (``docs/mathematics.md`` §13): ``tanh(U_x ε_x + U_z ε_z
+        + U_μ z + c)`` from the apical potentials of the data cells (−ε_x) and of the cells
+        themselves (−ε_z) and from their somata; their output, weighted by V, is the somata's
+        gain on top of ``a``."""
+        u = self.update
+        pop = Population("gain_1", "branch", 1, len(u.c), neurons.hidden_unit(
+            NONLINEARITIES["tanh"]), self.params["compartment_encoding"], bias={"I_in": u.c})
+        return [pop], [Pathway("gx_1", "apical_0", "vd", "gain_1", "I_in", -u.Ux),
+                       Pathway("gz_1", "apical_1", "vd", "gain_1", "I_in", -u.Uz),
+                       Pathway("gmu_1", "soma_1", "z", "gain_1", "I_in", u.Umu.copy()),
+                       Pathway("gain_1", "gain_1", "fu", "soma_1", "I_gain", u.V.copy())]
 
     def _link(self, l):
         """Top-down prediction into the apical trees of level l and the bottom-up error into the

@@ -34,7 +34,9 @@ class Parameter:
     kind: ``"time"`` / ``"rate"`` / ``"capacitance"`` (a positive brian2 quantity), ``"choice"`` (one of
     ``choices``), ``"int"`` (>= 1), ``"seed"`` (an integer >= 0), ``"number"`` (> 0),
     ``"nonnegative"`` (a number >= 0), ``"encoding"`` (an
-    :class:`~pcbio.encoding.Encoding` or None; Python only, not on the command line).
+    :class:`~pcbio.encoding.Encoding` or None), ``"update"`` (a learned
+    :class:`~pcbio.inference.amortized.IterativeUpdate` or None); the last two are Python only,
+    not on the command line.
     """
     name: str
     kind: str
@@ -49,7 +51,7 @@ class Parameter:
 
     @property
     def on_command_line(self) -> bool:
-        return self.kind != "encoding"
+        return self.kind not in ("encoding", "update")
 
     def check(self, value, where: str | None = None):
         """``value`` validated (raises TypeError/ValueError naming the parameter)."""
@@ -65,6 +67,12 @@ class Parameter:
             return positive_int(value, where, minimum=0)
         if self.kind in ("number", "nonnegative"):
             return positive_number(value, where, allow_zero=self.kind == "nonnegative")
+        if self.kind == "update":
+            from ..inference.amortized import IterativeUpdate
+            if value is not None and not isinstance(value, IterativeUpdate):
+                raise TypeError(f"{where} must be a pcbio.inference.amortized.IterativeUpdate, "
+                                f"got {type(value).__name__}")
+            return value
         if value is not None and not isinstance(value, Encoding):     # "encoding"
             raise TypeError(f"{where} must be a pcbio.encoding.Encoding, got {type(value).__name__}")
         return value
@@ -98,6 +106,9 @@ class Parameter:
             return f"{self.name}_{name}", float(value / getattr(brian2, name))
         if self.kind == "encoding":
             return self.name, None if value is None else value.describe()
+        if self.kind == "update":
+            return self.name, None if value is None else {"kind": "iterative_update",
+                                                          "hidden": len(value.c)}
         return self.name, value
 
 

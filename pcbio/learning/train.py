@@ -5,7 +5,9 @@ A *learner* (:class:`~pcbio.learning.circuit.CircuitLearner`,
 :class:`~pcbio.learning.vae.VaeLearner`) holds the current ``model`` and implements
 ``epoch(batches, seed, tops) -> list of per-update records`` (``batches``: (updates, batch,
 d_0); ``tops``: the clamped inputs of supervised learning, else None),
-``set_model(model)`` and ``describe() -> dict``.  Epoch k shows the training points in the order
+``set_model(model)`` and ``describe() -> dict``; a learner with weights of its own (an encoder,
+an optimiser's moments) also ``state() -> dict`` and ``set_state(dict)``, kept in the
+checkpoint.  Epoch k shows the training points in the order
 ``default_rng([seed, k]).permutation`` (dropping the last ``n mod batch``) and seeds the learner's
 own noise with ``(seed, k)``, so a run resumed from the checkpoint after epoch k gives the same
 numbers as one that was never interrupted.
@@ -79,6 +81,8 @@ def train(learner, x_train: np.ndarray, x_test: np.ndarray, epochs: int, batch: 
             raise ValueError(f"{path} was written by a run with other settings or data; give "
                              "another output folder (or delete it) to start afresh")
         learner.set_model(GenerativeModel.from_dict(state["model"]))
+        if "learner" in state:
+            learner.set_state(state["learner"])
         progress(f"resuming from {path} after epoch {state['epoch']}")
     else:
         state = {"epoch": 0, "model": learner.model.to_dict(), "config": config,
@@ -96,6 +100,8 @@ def train(learner, x_train: np.ndarray, x_test: np.ndarray, epochs: int, batch: 
         scores = evaluate(learner.model)
         state["history"]["heldout"].append(scores)
         state.update(epoch=epoch + 1, model=learner.model.to_dict())
+        if hasattr(learner, "state"):          # weights of its own (an encoder) and optimiser
+            state["learner"] = learner.state()
         learner.rates = rates
         if path is not None:
             text = json_text(state)

@@ -12,8 +12,9 @@ Two things live here:
   :func:`two_layer_cells` compiles a one-hidden-layer MLP into such cells whose apical branches
   are the hidden units (Poirazi, Brannon & Mel 2003, Neuron 37:989).
 * the compartments of the ``dendritic`` predictive-coding circuit as neuron types in model units
-  (:func:`dendrite`, :func:`interneuron`); the soma is the rate circuit's value unit and a
-  branch its MLP hidden unit (:mod:`pcbio.neurons.rate`).
+  (:func:`dendrite`, :func:`interneuron`); the soma is the rate circuit's value unit (with a
+  gain port when it runs a learned update) and a branch its MLP hidden unit
+  (:mod:`pcbio.neurons.rate`).
 """
 
 from dataclasses import dataclass, field
@@ -263,4 +264,5 @@ def interneuron() -> NeuronModel:
     """A dendrite-targeting (SST-like) interneuron of the circuit: it follows its input from the
     pyramidal cells of its own level instantly and inhibits their apical trees."""
     return relay_unit("inh")
+
 

@@ -29,17 +29,21 @@ def _in(nl: Nonlinearity, var: str):
     return nl.expression(var), nl.derivative_expression(var)
 
 
-def value_unit(nl: Nonlinearity, tau=10 * ms, temperature: float = 0.0) -> NeuronModel:
+def value_unit(nl: Nonlinearity, tau=10 * ms, temperature: float = 0.0,
+               gain: bool = False) -> NeuronModel:
     """Latent estimate z of one level; ``nl`` is the link nonlinearity applied to z when the
     level below is predicted (identity when an MLP's hidden units apply it instead).
-    ``temperature`` T >= 0 adds the white noise ``√(2T/τ) ξ(t)`` to dz/dt (none at 0)."""
+    ``temperature`` T >= 0 adds the white noise ``√(2T/τ) ξ(t)`` to dz/dt (none at 0).
+    ``gain``: the drive is multiplied by a port ``I_gain`` (a learned, state-dependent step,
+    ``docs/mathematics.md`` §13)."""
     f, df = _in(nl, "z")
     noisy = temperature > 0
     return NeuronModel(f"""
-dzdt = (gate * I_bu + I_in) / tau : Hz
+dzdt = {"I_gain * " if gain else ""}(gate * I_bu + I_in) / tau : Hz
 gate = {df} : 1
 fz = {f} : 1
-""", model_var="z", derivative="dzdt", ports=("I_in", "I_bu"), outputs=("z", "fz"),
+""", model_var="z", derivative="dzdt", ports=("I_in", "I_bu") + (("I_gain",) if gain else ()),
+        outputs=("z", "fz"),
         constants={"tau": tau, **({"temperature": temperature} if noisy else {})},
         noise="sqrt(2 * temperature / tau) * xi" if noisy else None)
 
