@@ -186,8 +186,8 @@ def save_models(folder, seed=0, progress=SILENT):
     from pcbio.learning.amortized import save_inference
     from pcbio.model_file import model_text
     _, _, model, encoder, update, _ = fit(False, seed, progress)
-    prov = provenance(seed=seed, params={"experiment": "iterative_amortized", "latents": LATENTS,
-                                         "hidden": HIDDEN, "steps": STEPS})
+    prov = provenance(seed, {"experiment": "iterative_amortized", "latents": LATENTS,
+                             "hidden": HIDDEN, "steps": STEPS})
     folder = Path(folder)
     (folder / "digits_mlp.toml").write_text(model_text(
         model, comment="Fitted to scikit-learn's digits (80 % split, seed 0) as a VAE by "

@@ -24,6 +24,14 @@ TARGET = 0.90
 
 #: name -> (file, original text, mutated text); the original must occur exactly once
 MUTANTS = {
+    "encoder tanh derivative dropped": ("pcbio/inference/amortized.py",
+                                        "dh = (dmu @ self.Wm + dlv @ self.Ws) * (1 - h * h)",
+                                        "dh = (dmu @ self.Wm + dlv @ self.Ws)"),
+    "learned gain ignores the gradient": ("pcbio/inference/amortized.py", "gg = g * grad",
+                                          "gg = g"),
+    "gain branch error sign": ("pcbio/circuits/dendritic.py",
+                               'Pathway("gx_1", "apical_0", "vd", "gain_1", "I_in", -u.Ux)',
+                               'Pathway("gx_1", "apical_0", "vd", "gain_1", "I_in", u.Ux)'),
     "basal error sign": ("pcbio/circuits/dendritic.py",
                          'f"basal_{l + 1}", "I_in",\n                                -link.W.T)',
                          'f"basal_{l + 1}", "I_in",\n                                link.W.T)'),
