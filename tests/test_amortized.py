@@ -167,3 +167,15 @@ def test_iterative_amortized_experiment_orders_the_methods(tmp_path):
     for key in ("gradient", "learned"):
         assert max(res["refined_gap_nats"][key][1:]) < gap
     assert res["circuit_vs_learned_max_abs"] < 1e-10
+
+
+def test_shipped_digits_weights_load_by_name():
+    """`models/digits_mlp.*` (written by the experiment's ``--save``) load by name, fit the
+    model's shapes and carry their provenance."""
+    from pcbio.model import load_model
+    model = load_model("digits_mlp")
+    enc, prov = load_inference("digits_mlp.encoder")
+    upd, _ = load_inference("digits_mlp.update")
+    assert enc.W1.shape[1] == model.dims[0] and enc.Wm.shape[0] == model.dims[1]
+    assert upd.Ux.shape[1] == model.dims[0] and len(upd.a) == model.dims[1]
+    assert prov["seed"] == 0 and "git_commit" in prov
