@@ -62,10 +62,15 @@ class Covariance:
             raise ValueError(f"{name}: condition number {eig.max() / eig.min():.3g} exceeds 1e12; "
                              "its inverse (the precision) would be dominated by round-off")
         self.value = arr
-        self.matrix = arr * np.eye(dim) if arr.ndim == 0 else (np.diag(arr) if arr.ndim == 1 else arr)
-        self.chol = np.linalg.cholesky(self.matrix)
-        self.precision = np.linalg.inv(self.matrix)
-        self.precision = 0.5 * (self.precision + self.precision.T)
+        if arr.ndim < 2:                 # diagonal: no factorisation needed
+            var = np.broadcast_to(arr, (dim,)).astype(arr.dtype)
+            self.matrix, self.chol = np.diag(var), np.diag(np.sqrt(var))
+            self.precision = np.diag(1.0 / var)
+        else:
+            self.matrix = arr
+            self.chol = np.linalg.cholesky(self.matrix)
+            self.precision = np.linalg.inv(self.matrix)
+            self.precision = 0.5 * (self.precision + self.precision.T)
         self.logdet = float(2.0 * np.sum(np.log(np.diag(self.chol))))   # a Python float: keeps dtypes
         self._var = np.diag(self.matrix).copy()
         self._inv_var = 1.0 / self._var

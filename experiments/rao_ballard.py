@@ -1,0 +1,124 @@
+"""Rao & Ballard (1999) re-run: hierarchical predictive coding of natural images, its level-1
+filters and end-stopped error units, with and without feedback.
+
+The network of ``models/networks/rao_ballard1999.toml`` (three 16×16 level-1 modules offset by
+5 px, 32 units each, 128 level-2 units, the paper's σ², σ_td², α, α_h, λ and k2 schedule) learns
+from DoG-filtered natural images through pcbio's shared training loop: every minibatch of 10
+inputs is inferred exactly (the equivalent hierarchical Gaussian model's posterior mean — the
+steady state of the paper's inference equation) and the weights take the paper's Hebbian step.
+
+(a) The centre module's 32 learned basis vectors.
+(b) Tuning of example error units (``r − U_h r_h``) to bar length, with feedback and without it
+    (the level above removed: the error is the response itself), normalised to their peaks.
+(c) The end-stopping index ``(peak − plateau)/peak`` of all 32 error units, both conditions;
+    a unit counts as end-stopped when its index exceeds 0.2 (the plateau: bars longer than
+    18 px).  RB99 found 28 of 32 end-stopped with feedback, 5 without.
+(d) Training: reconstruction error per input and the held-out log-likelihood of the equivalent
+    model.
+The rate circuit of the trained (equivalent) model is mapped on two held-out inputs: its Euler
+steps against gradient iterative inference on the VAE side (the dynamics whose fixed point is the
+exact posterior mean the training used).
+"""
+
+import numpy as np
+from brian2 import ms
+
+from pcbio.circuits.base import gradient_flow_limit
+from pcbio.learning.train import train
+from pcbio.mapping import map_circuit
+from pcbio.plotting import CIRCUIT, REFERENCE, VAE, figure, panel_label, style
+from pcbio.progress import SILENT
+from pcbio.rao_ballard import (RaoBallardLearner, RaoBallardNetwork, end_stopping,
+                               load_parameters, orientation_index, training_inputs)
+
+DESCRIPTION = "Rao & Ballard (1999): natural-image filters and end-stopped error units"
+THRESHOLD = 0.2            # end-stopped: long bars at least 20 % below the peak
+ORIENTED = 0.3             # orientation index above which a basis vector counts as oriented
+PAPER = {"end_stopped_feedback": 28, "end_stopped_no_feedback": 5, "n_error_units": 32}
+
+
+def run(quick=False, seed=0, progress=SILENT):
+    params = load_parameters()
+    n_train, n_test = (1500, 100) if quick else (12000, 400)
+    inputs = training_inputs(n_train + n_test, params, seed)
+    learner = RaoBallardLearner(RaoBallardNetwork.initial(params, seed))
+    progress(f"training on {n_train} inputs from {len(params.images)} DoG-filtered images")
+    state = train(learner, inputs[:n_train], inputs[n_train:], epochs=1, batch=10, seed=seed,
+                  progress=progress)
+    net = learner.network
+    lengths = np.arange(2, params.width + 1, 2)
+    progress("end-stopping: bars of 2 to 26 px at each unit's preferred orientation")
+    es = end_stopping(net, lengths)
+    fb, nf = np.array(es["feedback"]["index"]), np.array(es["no_feedback"]["index"])
+    osi, _ = orientation_index(net.U[1], params.patch)
+
+    progress("mapping: the rate circuit of the trained model against the VAE side")
+    model, probe = net.equivalent_model(), inputs[n_train:n_train + 2]
+    # the trained model is stiff (curvatures from ~0.05 to ~1e4): τ is set so that one step
+    # moves the stiffest direction by dt·λ/τ = 1, and 300 steps are compared step by step
+    lam = gradient_flow_limit(model, 1 * ms, probe, model.prior_means(len(probe)))[2]
+    mapping = map_circuit(model, probe, "rate", duration=30 * ms, dt=0.1 * ms,
+                          target="numpy", seed=seed, tau=0.1 * ms * lam)
+    n_units = params.level1_units
+    data = {
+        "end_stopped_fraction_feedback": float(np.mean(fb > THRESHOLD)),
+        "end_stopped_fraction_no_feedback": float(np.mean(nf > THRESHOLD)),
+        "end_stopped_feedback": int(np.sum(fb > THRESHOLD)),
+        "end_stopped_no_feedback": int(np.sum(nf > THRESHOLD)),
+        "n_error_units": n_units, "threshold": THRESHOLD, "paper": PAPER,
+        "end_stopping_index": {"feedback": fb.tolist(), "no_feedback": nf.tolist()},
+        "tuning_curves": {"lengths_px": lengths.tolist(),
+                          "feedback": es["feedback"]["curves"],
+                          "no_feedback": es["no_feedback"]["curves"]},
+        "orientation_index": osi.tolist(),
+        "oriented_fraction": float(np.mean(osi > ORIENTED)),
+        "orientation_index_median": float(np.median(osi)),
+        "heldout_log_likelihood": state["history"]["heldout"],
+        "reconstruction_error": [u["reconstruction_error"] for u in state["history"]["updates"]],
+        "circuit_step_equivalence_max_abs": mapping["step_equivalence_max_abs"],
+        "circuit_gradient_rel_err_max": [lev["grad_rel_err_max"] for lev in mapping["levels"]],
+        "weights": {"U": net.U, "Uh": net.Uh},
+    }
+
+    with style():
+        fig, axes = figure(4, width=7.4, height=2.4)
+        ax = axes[0, 0]
+        tiles = net.U[1].T.reshape(4, 8, params.patch, params.patch)
+        mosaic = np.block([[np.pad(t / np.abs(t).max(), 1) for t in row] for row in tiles])
+        ax.imshow(mosaic, cmap="gray", vmin=-1, vmax=1)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_xlabel("level-1 basis vectors (centre module)")
+        ax = axes[0, 1]
+        examples = np.argsort(fb - nf)[::-1][:3]
+        for k, color in zip(examples, (CIRCUIT, VAE, REFERENCE)):
+            for key, ls in (("feedback", "-"), ("no_feedback", ":")):
+                curve = np.array(es[key]["curves"][k])
+                ax.plot(lengths, curve / curve.max(), color=color, ls=ls,
+                        label=f"unit {k}" if key == "feedback" else None)
+        ax.axvline(18, color="0.6", lw=0.6)
+        ax.set(xlabel="bar length (px)", ylabel="error-unit response (norm.)")
+        ax.legend(frameon=False, fontsize=6, title="solid: feedback; dotted: none",
+                  title_fontsize=6)
+        ax = axes[0, 2]
+        bins = np.linspace(-0.2, 1.0, 13)
+        ax.hist(np.clip(fb, bins[0], bins[-1]), bins, color=CIRCUIT, alpha=0.7,
+                label=f"feedback: {data['end_stopped_feedback']}/{n_units}")
+        ax.hist(np.clip(nf, bins[0], bins[-1]), bins, color=VAE, alpha=0.5,
+                label=f"no feedback: {data['end_stopped_no_feedback']}/{n_units}")
+        ax.axvline(THRESHOLD, color=REFERENCE, ls="--", lw=0.8)
+        ax.set(xlabel="end-stopping index", ylabel="error units")
+        ax.legend(frameon=False, fontsize=6)
+        ax = axes[0, 3]
+        err = np.array(data["reconstruction_error"])
+        smooth = np.convolve(err, np.ones(20) / 20, mode="valid")      # 200 inputs
+        ax.semilogy(np.arange(1, len(err) + 1) * 10, err, color=CIRCUIT, lw=0.3, alpha=0.4)
+        ax.semilogy((np.arange(len(smooth)) + 20) * 10, smooth, color=CIRCUIT)
+        ax.set(xlabel="training inputs", ylabel=r"reconstruction error $|I - Ur|^2$")
+        for ax, letter in zip(axes[0], "abcd"):
+            panel_label(ax, letter)
+    run_params = {"network": "rao_ballard1999", "n_train": n_train, "n_test": n_test,
+                  "batch": 10, "bar_lengths_px": lengths.tolist(), "threshold": THRESHOLD,
+                  "oriented_threshold": ORIENTED, **{k: (list(v) if isinstance(v, tuple) else v)
+                                                     for k, v in vars(params).items()}}
+    return fig, data, run_params

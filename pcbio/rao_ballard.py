@@ -1,0 +1,353 @@
+"""Rao & Ballard (1999)'s hierarchical predictive-coding network of natural images
+(``docs/mathematics.md`` §14; parameters in ``models/networks/rao_ballard1999.toml``).
+
+Three level-1 modules (32 units each) explain three Gaussian-windowed 16×16 patches offset by
+5 pixels; 128 level-2 units explain the 96 level-1 responses.  With linear f the energy is
+
+    E = |I − U r|²/2σ² + |r − U_h r_h|²/2σ_td² + G(r) + α_h |r_h|²/2,
+
+``U`` block-diagonal (each module its own basis), ``G(r) = α|r|²/2`` (the paper's Gaussian
+prior) or ``α Σ log(1 + r²)/2`` (its sparse, kurtotic option).  RB99's inference equation is
+gradient descent on E with rate k1, its learning rule gradient descent on E (plus the weight
+decay λ) with rate k2.
+
+pcbio runs both through its own code.  The Hebbian updates are
+:meth:`GenerativeModel.parameter_gradient` of the hierarchical Gaussian model *without* the
+level-1 prior (``original_model``; the prior does not involve the weights), block-masked, plus
+weight decay.  For inference the Gaussian level-1 prior is folded into an exactly equivalent
+hierarchical Gaussian model (``equivalent_model``, same energy up to a constant): completing the
+square in r, ``p(r | r_h) = N(c U_h r_h, S)`` with ``S = (1/σ_td² + α)⁻¹``, ``c = S/σ_td²``, and
+the top prior's precision becomes ``α_h I + κ U_hᵀU_h`` with ``κ = α S/σ_td²`` — so the exact
+posterior mean, the rate circuit and the mapping layer apply unchanged.  The sparse prior is
+not Gaussian: its MAP is found by L-BFGS on E.
+"""
+
+import tomllib
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.ndimage import gaussian_filter
+
+from .checks import one_of
+from .inference import exact_posterior
+from .inference.optimize import _lbfgs
+from .learning.rules import LearningRates
+from .model import GenerativeModel, Link
+from .paths import models_dir
+
+
+@dataclass(frozen=True)
+class RaoBallardParameters:
+    """The values of ``models/networks/rao_ballard1999.toml`` (see its comments)."""
+    patch: int = 16
+    modules: int = 3
+    offset: int = 5
+    level1_units: int = 32
+    level2_units: int = 128
+    window_sigma: float = 4.0
+    k1: float = 0.5
+    sigma2: float = 1.0
+    sigma_td2: float = 10.0
+    alpha: float = 1.0
+    alpha_top: float = 0.05
+    prior: str = "gaussian"
+    k2_initial: float = 1.0
+    k2_divisor: float = 1.015
+    k2_every: int = 40
+    weight_decay: float = 0.02
+    images: tuple = ("camera", "grass", "gravel", "brick", "moon")
+    dog_center: float = 1.0
+    dog_surround: float = 3.0
+    contrast: float = 5.0
+
+    def __post_init__(self):
+        one_of(self.prior, "prior", ("gaussian", "sparse"))
+
+    @property
+    def width(self) -> int:
+        """Width of the level-2 field: ``patch + (modules − 1)·offset`` (26)."""
+        return self.patch + (self.modules - 1) * self.offset
+
+    def k2(self, inputs_seen: int) -> float:
+        """RB99's learning-rate schedule after ``inputs_seen`` training inputs."""
+        return self.k2_initial / self.k2_divisor ** (inputs_seen // self.k2_every)
+
+
+def load_parameters(path=None, **overrides) -> RaoBallardParameters:
+    """The network's parameters from its TOML file (default the one in ``models/networks/``),
+    with ``overrides`` (e.g. ``prior="sparse"``)."""
+    path = path or models_dir() / "networks" / "rao_ballard1999.toml"
+    with open(path, "rb") as fh:
+        spec = tomllib.load(fh)
+    values = {**spec["architecture"], **spec["inference"], **spec["learning"]}
+    images = spec["images"]
+    values.update(images=tuple(images["names"]), dog_center=images["dog_center"],
+                  dog_surround=images["dog_surround"], contrast=images["contrast"])
+    values.update(overrides)
+    return RaoBallardParameters(**values)
+
+
+# -- inputs ----------------------------------------------------------------------------------------
+def dog(image: np.ndarray, center: float, surround: float) -> np.ndarray:
+    """Difference-of-Gaussians filter (widths in pixels): an LGN-like centre–surround image."""
+    return gaussian_filter(image, center) - gaussian_filter(image, surround)
+
+
+def dog_filter(image: np.ndarray, center: float, surround: float) -> np.ndarray:
+    """:func:`dog`, scaled to unit variance (how training images are prepared)."""
+    out = dog(image, center, surround)
+    return out / out.std()
+
+
+def window(params: RaoBallardParameters) -> np.ndarray:
+    """The Gaussian window over one patch, (patch²,), peak 1."""
+    c = (params.patch - 1) / 2
+    y, x = np.mgrid[:params.patch, :params.patch]
+    return np.exp(-((y - c) ** 2 + (x - c) ** 2) / (2 * params.window_sigma ** 2)).ravel()
+
+
+def split_field(fields: np.ndarray, params: RaoBallardParameters) -> np.ndarray:
+    """Level-2 fields (n, patch, width) → the windowed module patches, concatenated:
+    (n, modules·patch²)."""
+    w = window(params)
+    parts = [fields[:, :, m * params.offset:m * params.offset + params.patch]
+             .reshape(len(fields), -1) * w for m in range(params.modules)]
+    return np.concatenate(parts, axis=1)
+
+
+def training_inputs(n: int, params: RaoBallardParameters, seed: int) -> np.ndarray:
+    """``n`` training inputs (n, modules·patch²): 16×26 fields at seeded random positions of the
+    DoG-filtered images (scaled to standard deviation ``contrast``), split into the modules'
+    windowed patches."""
+    from skimage import data
+    rng = np.random.default_rng(seed)
+    images = [params.contrast * dog_filter(getattr(data, name)().astype(float),
+                                           params.dog_center, params.dog_surround)
+              for name in params.images]
+    which = rng.integers(0, len(images), n)
+    fields = np.empty((n, params.patch, params.width))
+    for k, i in enumerate(which):
+        img = images[i]
+        r = rng.integers(0, img.shape[0] - params.patch + 1)
+        c = rng.integers(0, img.shape[1] - params.width + 1)
+        fields[k] = img[r:r + params.patch, c:c + params.width]
+    return split_field(fields, params)
+
+
+# -- the network -----------------------------------------------------------------------------------
+class RaoBallardNetwork:
+    """Weights ``U`` (modules, patch², level1_units) and ``Uh`` (modules·level1_units,
+    level2_units), and the two pcbio models they define (see the module docstring)."""
+
+    def __init__(self, params: RaoBallardParameters, U: np.ndarray, Uh: np.ndarray):
+        self.params, self.U, self.Uh = params, np.asarray(U, float), np.asarray(Uh, float)
+
+    @classmethod
+    def initial(cls, params: RaoBallardParameters, seed: int) -> "RaoBallardNetwork":
+        """Small random weights (normal, scaled by 1/√(fan-in)·0.1)."""
+        rng = np.random.default_rng(seed)
+        n_in, n1 = params.patch ** 2, params.level1_units
+        U = rng.normal(size=(params.modules, n_in, n1)) * 0.1 / np.sqrt(n1)
+        Uh = rng.normal(size=(params.modules * n1, params.level2_units)) * 0.1 / np.sqrt(
+            params.level2_units)
+        return cls(params, U, Uh)
+
+    def block_weights(self) -> np.ndarray:
+        """``U`` as one block-diagonal matrix (modules·patch², modules·level1_units)."""
+        p = self.params
+        W = np.zeros((p.modules * p.patch ** 2, p.modules * p.level1_units))
+        for m in range(p.modules):
+            W[m * p.patch ** 2:(m + 1) * p.patch ** 2, m * p.level1_units:(m + 1) * p.level1_units] = self.U[m]
+        return W
+
+    def original_model(self) -> GenerativeModel:
+        """The hierarchical Gaussian model without the level-1 prior: what the Hebbian
+        updates are the gradient of (the prior does not involve the weights)."""
+        p = self.params
+        return GenerativeModel(np.zeros(p.level2_units), 1.0 / p.alpha_top,
+                               [Link(self.block_weights(), cov=p.sigma2, name="U"),
+                                Link(self.Uh, cov=p.sigma_td2, name="Uh")], name="rao_ballard1999")
+
+    def equivalent_model(self, feedback: bool = True) -> GenerativeModel:
+        """The hierarchical Gaussian model with the same energy as RB99's (Gaussian prior);
+        ``feedback=False``: level 1 alone with its prior N(0, 1/α) (no top-down prediction)."""
+        p = self.params
+        bottom = Link(self.block_weights(), cov=p.sigma2, name="U")
+        if not feedback:
+            return GenerativeModel(np.zeros(self.Uh.shape[0]), 1.0 / p.alpha, [bottom],
+                                   name="rao_ballard1999_no_feedback")
+        S = 1.0 / (1.0 / p.sigma_td2 + p.alpha)
+        c, kappa = S / p.sigma_td2, p.alpha * S / p.sigma_td2
+        top_precision = p.alpha_top * np.eye(p.level2_units) + kappa * self.Uh.T @ self.Uh
+        top_cov = np.linalg.inv(top_precision)
+        return GenerativeModel(np.zeros(p.level2_units), 0.5 * (top_cov + top_cov.T),
+                               [bottom, Link(c * self.Uh, cov=S, name="Uh")],
+                               name="rao_ballard1999")
+
+    def infer(self, I: np.ndarray, feedback: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """Steady-state responses ``(r, r_h)`` to inputs ``I`` (n, modules·patch²): the minimum
+        of E (RB99's inference equation at equilibrium).  Gaussian prior: the exact posterior
+        mean of :meth:`equivalent_model`; sparse prior: L-BFGS on E from it.  Without feedback
+        ``r_h`` is None and ``r`` ignores the level above."""
+        q = exact_posterior(self.equivalent_model(feedback), I)
+        r, rh = q.means[0], (q.means[1] if feedback else None)
+        if self.params.prior == "sparse":
+            r, rh = self._sparse_map(I, r, rh)
+        return r, rh
+
+    def _sparse_map(self, I, r, rh):
+        p, model = self.params, self.original_model()
+        n, n1 = len(I), r.shape[1]
+
+        def energy(flat):
+            z = flat.reshape(n, -1)
+            r_, rh_ = z[:, :n1], (z[:, n1:] if rh is not None else None)
+            if rh_ is None:      # level 1 alone: only the bottom-up term and the prior
+                resid = I - r_ @ self.block_weights().T
+                value = 0.5 * np.sum(resid ** 2) / p.sigma2
+                grad = -(resid @ self.block_weights()) / p.sigma2
+            else:
+                value = -np.sum(model.log_joint(I, [r_, rh_]))
+                grad = -np.concatenate(model.grad_log_joint(I, [r_, rh_]), axis=-1)
+            value += 0.5 * p.alpha * np.sum(np.log1p(r_ ** 2))
+            grad[:, :n1] += p.alpha * r_ / (1 + r_ ** 2)
+            return value, grad.ravel()
+        start = r if rh is None else np.concatenate([r, rh], axis=1)
+        flat, _ = _lbfgs(energy, start.ravel(), 1e-8, "Rao-Ballard sparse MAP")
+        z = flat.reshape(n, -1)
+        return z[:, :n1], (z[:, n1:] if rh is not None else None)
+
+    def learning_step(self, I: np.ndarray, r: np.ndarray, rh: np.ndarray, k2: float) -> None:
+        """RB99's weight update for inputs ``I`` (n, …) at their responses, summed over the n
+        inputs: ``ΔU = k2 ((1/σ²)(I − U r) rᵀ − λ U)`` (each module's block) and
+        ``ΔU_h = k2 ((1/σ_td²)(r − U_h r_h) r_hᵀ − λ U_h)`` — the Hebbian gradient of
+        :meth:`original_model` (``parameter_gradient``) plus weight decay."""
+        p, n1, n_in = self.params, self.params.level1_units, self.params.patch ** 2
+        grad = self.original_model().parameter_gradient(I, [r, rh])
+        G = grad.links[0].weights
+        blocks = np.stack([G[m * n_in:(m + 1) * n_in, m * n1:(m + 1) * n1]
+                           for m in range(p.modules)])
+        n = len(I)
+        self.U = self.U + k2 * (blocks - n * p.weight_decay * self.U)
+        self.Uh = self.Uh + k2 * (grad.links[1].weights - n * p.weight_decay * self.Uh)
+
+
+class RaoBallardLearner:
+    """The network as a learner of :func:`pcbio.learning.train.train`: each minibatch is
+    inferred and then updates the weights with the k2 of RB99's schedule (``inputs_seen``
+    counts the training inputs); ``model`` is the equivalent Gaussian model, so held-out scores
+    are its exact log-likelihood."""
+
+    def __init__(self, network: RaoBallardNetwork):
+        self.network, self.inputs_seen = network, 0
+        self.rates = LearningRates(weights=1.0)
+        self.model = network.equivalent_model()
+
+    def set_model(self, model: GenerativeModel) -> None:
+        self.model = model
+
+    def describe(self) -> dict:
+        from dataclasses import asdict
+        return {"learner": "rao_ballard1999", **asdict(self.network.params)}
+
+    def epoch(self, batches: np.ndarray, seed=(0, 0), tops=None) -> list[dict]:
+        records = []                # no noise of its own: train() orders the inputs by epoch
+        for k, I in enumerate(batches):
+            r, rh = self.network.infer(I)
+            k2 = self.network.params.k2(self.inputs_seen)
+            resid = I - r @ self.network.block_weights().T
+            self.network.learning_step(I, r, rh, k2)
+            self.inputs_seen += len(I)
+            records.append({"update": k, "k2": k2,
+                            "reconstruction_error": float(np.mean(np.sum(resid ** 2, axis=1)))})
+        self.model = self.network.equivalent_model()
+        return records
+
+    def state(self) -> dict:
+        return {"U": self.network.U, "Uh": self.network.Uh, "inputs_seen": self.inputs_seen}
+
+    def set_state(self, state: dict) -> None:
+        self.network.U, self.network.Uh = np.asarray(state["U"]), np.asarray(state["Uh"])
+        self.inputs_seen = int(state["inputs_seen"])
+        self.model = self.network.equivalent_model()
+
+
+# -- analysis --------------------------------------------------------------------------------------
+def orientation_index(basis: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per basis vector (columns of ``basis``, (size², k)): the orientation selectivity of its
+    Fourier power, ``|Σ P(f) e^{2iθ(f)}| / Σ P(f)`` over non-zero frequencies (0: no preferred
+    orientation, 1: all power along one orientation), and the preferred orientation of its
+    stripes (radians, 0 = horizontal stripes)."""
+    imgs = basis.T.reshape(-1, size, size)
+    power = np.abs(np.fft.fft2(imgs)) ** 2
+    fy, fx = np.meshgrid(np.fft.fftfreq(size), np.fft.fftfreq(size), indexing="ij")
+    theta = np.arctan2(fy, fx)
+    keep = (fx != 0) | (fy != 0)
+    vec = np.sum((power * np.exp(2j * theta))[:, keep], axis=1)
+    osi = np.abs(vec) / np.sum(power[:, keep], axis=1)
+    freq_angle = 0.5 * np.angle(vec)                 # orientation of the frequency vector
+    return osi, np.mod(freq_angle + np.pi / 2, np.pi)  # stripes run perpendicular to it
+
+
+def bar_field(params: RaoBallardParameters, length: float, angle: float, center,
+              thickness: float = 2.0) -> np.ndarray:
+    """A bright bar on a zero background over the level-2 field (patch, width): ``length``
+    pixels long at ``angle`` (radians, 0 = horizontal) through ``center`` (row, col)."""
+    y, x = np.mgrid[:params.patch, :params.width].astype(float)
+    dy, dx = y - center[0], x - center[1]
+    along = dx * np.cos(angle) + dy * np.sin(angle)
+    across = -dx * np.sin(angle) + dy * np.cos(angle)
+    return ((np.abs(along) <= length / 2) & (np.abs(across) <= thickness / 2)).astype(float)
+
+
+def end_stopping(network: RaoBallardNetwork, lengths, module: int = 1,
+                 plateau_from: float = 18.0) -> dict:
+    """Tuning of the error units ``r − U_h r_h`` of one level-1 module (the centre one by
+    default) to bars of increasing length, with and without feedback.
+
+    Each unit gets a bar at its preferred orientation (:func:`orientation_index`), through the
+    centre of the module's patch shifted across the bar to where a short bar (6 px) drives the
+    unit most, with the polarity that makes its response positive; bars are DoG-filtered like
+    the training images.  Without feedback the level above is absent: the error is the
+    response itself.  The end-stopping index is ``(peak − plateau)/peak``, the plateau the mean
+    response for lengths above ``plateau_from`` pixels.  Returns the curves (units, lengths)
+    and indices (units,) for ``"feedback"`` and ``"no_feedback"``, and the orientations."""
+    p = network.params
+    n1 = p.level1_units
+    unit_slice = slice(module * n1, (module + 1) * n1)
+    _, angles = orientation_index(network.U[module], p.patch)
+    center = ((p.patch - 1) / 2, module * p.offset + (p.patch - 1) / 2)
+    lengths = np.asarray(lengths, dtype=float)
+
+    # bars of one contrast: a full-length bar's DoG-filtered peak is 3 standard deviations of
+    # the training images' pixels
+    contrast = 3.0 * p.contrast / np.abs(dog(bar_field(p, p.width, 0.0, center), p.dog_center,
+                                             p.dog_surround)).max()
+
+    def responses(fields, feedback):
+        I = split_field(np.stack([contrast * dog(f, p.dog_center, p.dog_surround)
+                                  for f in fields]), p)
+        r, rh = network.infer(I, feedback)
+        err = r - rh @ network.Uh.T if feedback else r
+        return err[:, unit_slice]
+
+    curves = {"feedback": np.zeros((n1, len(lengths))), "no_feedback": np.zeros((n1, len(lengths)))}
+    for k in range(n1):
+        a = angles[k]
+        shifts = np.arange(-3, 4)
+        probe = [bar_field(p, 6, a, (center[0] + s * np.cos(a), center[1] - s * np.sin(a)))
+                 for s in shifts]
+        drive = responses(probe, False)[:, k]
+        best = int(np.argmax(np.abs(drive)))
+        sign = np.sign(drive[best]) or 1.0
+        c = (center[0] + shifts[best] * np.cos(a), center[1] - shifts[best] * np.sin(a))
+        fields = [sign * bar_field(p, L, a, c) for L in lengths]
+        for key, fb in (("feedback", True), ("no_feedback", False)):
+            curves[key][k] = responses(fields, fb)[:, k]
+    out = {"lengths": lengths.tolist(), "orientation_rad": angles.tolist()}
+    plateau = lengths > plateau_from
+    for key, curve in curves.items():
+        peak = curve.max(axis=1)
+        index = (peak - curve[:, plateau].mean(axis=1)) / np.where(peak > 0, peak, np.nan)
+        out[key] = {"curves": curve.tolist(), "index": index.tolist()}
+    return out

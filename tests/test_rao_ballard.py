@@ -1,0 +1,151 @@
+"""Rao & Ballard (1999): their inference equation's steady state, their learning rule, the
+equivalent Gaussian model pcbio infers with, and the analysis tools (``docs/mathematics.md``
+§14)."""
+
+import numpy as np
+import pytest
+from brian2 import ms
+
+from pcbio.circuits import build_circuit
+from pcbio.rao_ballard import (RaoBallardNetwork, bar_field, load_parameters, orientation_index,
+                               training_inputs)
+from pcbio.simulate import simulate
+
+
+def _small(prior="gaussian"):
+    """A small network with the paper's σ², σ_td², α, α_h and λ (4×4 patches, 3 modules offset by
+    1 pixel, 3 level-1 units each, 4 level-2 units) and random, not small, weights."""
+    p = load_parameters(patch=4, offset=1, level1_units=3, level2_units=4, prior=prior)
+    net = RaoBallardNetwork.initial(p, seed=1)
+    rng = np.random.default_rng(2)
+    net.U = rng.normal(size=net.U.shape) * 0.5
+    net.Uh = rng.normal(size=net.Uh.shape) * 0.5
+    return p, net
+
+
+def _energy(net, I, r, rh):
+    """RB99's energy, written here from the paper: |I − Ur|²/2σ² + |r − U_h r_h|²/2σ_td²
+    + α|r|²/2 + α_h|r_h|²/2 (per input)."""
+    p = net.params
+    return (0.5 * np.sum((I - r @ net.block_weights().T) ** 2, -1) / p.sigma2
+            + 0.5 * np.sum((r - rh @ net.Uh.T) ** 2, -1) / p.sigma_td2
+            + 0.5 * p.alpha * np.sum(r ** 2, -1) + 0.5 * p.alpha_top * np.sum(rh ** 2, -1))
+
+
+def test_steady_state_of_the_inference_equation_is_the_closed_form():
+    """With U fixed and a top-down prediction r_td, RB99's equation
+    ``dr/dt = k1[Uᵀ(I − Ur)/σ² + (r_td − r)/σ_td² − α r]`` settles at
+    ``r* = (UᵀU/σ² + (α + 1/σ_td²) I)⁻¹ (UᵀI/σ² + r_td/σ_td²)``: integrated here by hand
+    (Euler, k1 = 0.5 as in the paper), by pcbio's rate circuit on the equivalent model with the
+    level-2 units clamped (r_td = U_h r_h), and in pcbio's joint inference with its own r_h —
+    each to 1e-6."""
+    p, net = _small()
+    I = training_inputs(2, p, seed=0)
+    rh = np.random.default_rng(3).normal(size=(2, p.level2_units))
+    U, r_td = net.block_weights(), rh @ net.Uh.T
+    n1 = U.shape[1]
+    A = U.T @ U / p.sigma2 + (p.alpha + 1 / p.sigma_td2) * np.eye(n1)
+    closed = np.linalg.solve(A, (I @ U / p.sigma2 + r_td / p.sigma_td2).T).T
+    r = np.zeros_like(closed)
+    for _ in range(20000):
+        r += p.k1 * 0.05 * ((I - r @ U.T) @ U / p.sigma2 + (r_td - r) / p.sigma_td2 - p.alpha * r)
+    np.testing.assert_allclose(r, closed, atol=1e-6)
+    circuit = build_circuit(net.equivalent_model(), "rate", top="clamped")
+    traj = simulate(circuit, I, duration=400 * ms, target="numpy", init=[np.zeros_like(closed), rh])
+    np.testing.assert_allclose(traj.final_means()[0], closed, atol=1e-6)
+    r_joint, rh_joint = net.infer(I)
+    joint = np.linalg.solve(A, (I @ U / p.sigma2 + rh_joint @ net.Uh.T / p.sigma_td2).T).T
+    np.testing.assert_allclose(r_joint, joint, atol=1e-9)
+
+
+def test_equivalent_model_has_the_papers_energy():
+    """Folding the level-1 prior α into the hierarchy (``p(r | r_h) = N(c U_h r_h, S)`` and a top
+    prior of precision ``α_h I + κ U_hᵀU_h``) changes the energy only by a constant:
+    ``−log p_equiv(I, r, r_h) − E_RB(I, r, r_h)`` is the same at every (r, r_h)."""
+    p, net = _small()
+    I = training_inputs(1, p, seed=0)
+    model = net.equivalent_model()
+    rng = np.random.default_rng(5)
+    gaps = [(-model.log_joint(I, [r, rh]) - _energy(net, I, r, rh))[0]
+            for r, rh in ((rng.normal(size=(1, 9)), rng.normal(size=(1, 4))) for _ in range(5))]
+    np.testing.assert_allclose(gaps, gaps[0], atol=1e-9)
+
+
+def test_one_learning_step_is_the_papers_weight_update():
+    """RB99's learning rule for one input, written here from the paper:
+    ``ΔU = k2((1/σ²)(I − U r) rᵀ − λ U)`` per module and ``ΔU_h = k2((1/σ_td²)(r − U_h r_h)
+    r_hᵀ − λ U_h)`` — pcbio's step (Hebbian ``parameter_gradient`` of the model without the
+    level-1 prior, block-masked, plus weight decay) equals it exactly."""
+    p, net = _small()
+    I = training_inputs(1, p, seed=4)
+    r, rh = net.infer(I)
+    U0, Uh0, k2 = net.U.copy(), net.Uh.copy(), 0.7
+    resid = I - r @ net.block_weights().T
+    n_in, n1 = p.patch ** 2, p.level1_units
+    want_U = np.stack([U0[m] + k2 * (np.outer(resid[0, m * n_in:(m + 1) * n_in],
+                                              r[0, m * n1:(m + 1) * n1]) / p.sigma2
+                                     - p.weight_decay * U0[m]) for m in range(p.modules)])
+    want_Uh = Uh0 + k2 * (np.outer(r[0] - rh[0] @ Uh0.T, rh[0]) / p.sigma_td2
+                          - p.weight_decay * Uh0)
+    net.learning_step(I, r, rh, k2)
+    np.testing.assert_allclose(net.U, want_U, rtol=0, atol=1e-13)
+    np.testing.assert_allclose(net.Uh, want_Uh, rtol=0, atol=1e-13)
+
+
+def test_learning_rate_schedule_is_the_papers():
+    """k2 starts at 1 and is divided by 1.015 after every 40 training inputs."""
+    p = load_parameters()
+    assert p.k2(0) == 1.0 and p.k2(39) == 1.0
+    assert p.k2(40) == pytest.approx(1 / 1.015) and p.k2(4000) == pytest.approx(1.015 ** -100)
+
+
+def test_sparse_prior_finds_a_stationary_point_of_its_energy():
+    """The kurtotic prior ``G(r) = α Σ log(1 + r²)/2``: the inferred responses are a stationary
+    point of the energy (its finite-difference gradient vanishes there)."""
+    p, net = _small("sparse")
+    I = training_inputs(1, p, seed=6)
+    r, rh = net.infer(I)
+
+    def energy(z):
+        rr, hh = z[:, :9], z[:, 9:]
+        return (_energy(net, I, rr, hh) - 0.5 * p.alpha * np.sum(rr ** 2, -1)
+                + 0.5 * p.alpha * np.sum(np.log1p(rr ** 2), -1))[0]
+    z = np.concatenate([r, rh], axis=1)
+    h = 1e-5
+    grad = [(energy(z + h * e) - energy(z - h * e)) / (2 * h) for e in np.eye(z.shape[1])[:, None]]
+    assert np.abs(grad).max() < 1e-5
+
+
+def test_orientation_index_of_gratings_and_bars():
+    """A horizontal-stripe grating has orientation index ≈ 1 and preferred (stripe) orientation
+    0; the same grating turned 90° has preferred orientation π/2; a round blob has index ≈ 0.
+    A bar of the level-2 field is as long and as thick as asked."""
+    y, x = np.mgrid[:16, :16]
+    stripes = np.cos(2 * np.pi * y / 4).ravel()
+    turned = np.cos(2 * np.pi * x / 4).ravel()
+    blob = np.exp(-((y - 7.5) ** 2 + (x - 7.5) ** 2) / 8).ravel()
+    osi, angle = orientation_index(np.stack([stripes, turned, blob], axis=1), 16)
+    assert osi[0] > 0.99 and osi[1] > 0.99 and osi[2] < 0.05
+    assert min(angle[0], np.pi - angle[0]) < 1e-6 and abs(angle[1] - np.pi / 2) < 1e-6
+    p = load_parameters()
+    bar = bar_field(p, 10, 0.0, (7.5, 12.5), thickness=2)
+    assert bar.sum(axis=1).max() == 10 and bar.sum(axis=0).max() == 2
+
+
+@pytest.mark.slow
+def test_rao_ballard_experiment_writes_what_the_issue_asks(tmp_path):
+    """`pcbio run rao_ballard --quick` writes JSON, PDF and PNG with the end-stopped fractions
+    with and without feedback, the number of error units, the tuning curves and indices; the
+    rate circuit of the trained model steps exactly as gradient inference on the VAE side."""
+    import json
+
+    from pcbio.experiment import run_experiment
+    run_experiment("rao_ballard", tmp_path, quick=True, seed=0)
+    res = json.loads((tmp_path / "rao_ballard.json").read_text())["results"]
+    for key in ("end_stopped_fraction_feedback", "end_stopped_fraction_no_feedback"):
+        assert 0 <= res[key] <= 1
+    assert res["n_error_units"] == 32
+    curves = np.array(res["tuning_curves"]["feedback"])
+    assert curves.shape == (32, len(res["tuning_curves"]["lengths_px"]))
+    assert max(res["circuit_step_equivalence_max_abs"]) < 1e-10
+    assert (tmp_path / "rao_ballard.pdf").exists()
