@@ -88,7 +88,7 @@ def run(quick=False, seed=0, progress=SILENT):
         ax.imshow(mosaic, cmap="gray", vmin=-1, vmax=1)
         ax.set_xticks([])
         ax.set_yticks([])
-        ax.set_xlabel("level-1 basis vectors (centre module)")
+        ax.set_xlabel("level-1 basis vectors\n(centre module)", fontsize=7)
         ax = axes[0, 1]
         examples = np.argsort(fb - nf)[::-1][:3]
         for k, color in zip(examples, (CIRCUIT, VAE, REFERENCE)):

@@ -277,13 +277,19 @@ def cmd_learn(args):
 
 
 def cmd_list(args):
+    import tomllib
+
     from .experiment import load_experiment
     from .model import load_model
-    from .paths import list_experiments, list_models
+    from .paths import list_experiments, list_models, models_dir
     print("models (models/):")
     for name in list_models():
         model = load_model(name)
         print(f"  {name:28s} dims {model.dims}  {model!r}")
+    print("published networks (models/networks/):")
+    for path in sorted((models_dir() / "networks").glob("*.toml")):
+        with open(path, "rb") as fh:
+            print(f"  {path.stem:28s} {tomllib.load(fh).get('description', '')}")
     print("experiments (experiments/, run with `pcbio run NAME`):")
     for name in list_experiments():
         print(f"  {name:28s} {load_experiment(name).DESCRIPTION}")
