@@ -65,6 +65,7 @@ def test_compartments_are_the_two_terms_of_the_gradient_at_every_step(mlp):
     assert report["data_level"]["apical_vs_own_error_rel_err_max"] < 1e-10
 
 
+@pytest.mark.slow
 def test_leaky_dendrites_lag_the_gradient_and_the_mapping_measures_it():
     """With leaky dendrites (τ_d = 2 ms) the compartments lag their inputs: early on the apical
     potential departs from −ε by a visible amount, and the gap closes as the circuit settles,

@@ -52,6 +52,7 @@ def test_instant_form_steady_state_is_the_conductance_weighted_average():
     assert (v[k, 0] - E) / (u_star - E) == pytest.approx(1 - np.exp(-t[k] / tau), abs=1e-4)
 
 
+@pytest.mark.slow
 def test_compartmental_form_follows_the_linear_circuit_solution():
     """Three integrated compartments: the simulated potentials equal the exact solution
     ``v(t) = v* + exp(−C⁻¹G t)(E − v*)`` of the linear circuit (matrix built here from the

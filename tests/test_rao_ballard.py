@@ -36,7 +36,7 @@ def test_steady_state_of_the_inference_equation_is_the_closed_form():
     """With U fixed and a top-down prediction r_td, RB99's equation
     ``dr/dt = k1[Uᵀ(I − Ur)/σ² + (r_td − r)/σ_td² − α r]`` settles at
     ``r* = (UᵀU/σ² + (α + 1/σ_td²) I)⁻¹ (UᵀI/σ² + r_td/σ_td²)``: integrated here by hand
-    (Euler, k1 = 0.5 as in the paper), by pcbio's rate circuit on the equivalent model with the
+    (Euler steps of k1·0.2, k1 = 0.5 as in the paper), by pcbio's rate circuit on the equivalent model with the
     level-2 units clamped (r_td = U_h r_h), and in pcbio's joint inference with its own r_h —
     each to 1e-6."""
     p, net = _small()
@@ -47,8 +47,8 @@ def test_steady_state_of_the_inference_equation_is_the_closed_form():
     A = U.T @ U / p.sigma2 + (p.alpha + 1 / p.sigma_td2) * np.eye(n1)
     closed = np.linalg.solve(A, (I @ U / p.sigma2 + r_td / p.sigma_td2).T).T
     r = np.zeros_like(closed)
-    for _ in range(20000):
-        r += p.k1 * 0.05 * ((I - r @ U.T) @ U / p.sigma2 + (r_td - r) / p.sigma_td2 - p.alpha * r)
+    for _ in range(4000):
+        r += p.k1 * 0.2 * ((I - r @ U.T) @ U / p.sigma2 + (r_td - r) / p.sigma_td2 - p.alpha * r)
     np.testing.assert_allclose(r, closed, atol=1e-6)
     circuit = build_circuit(net.equivalent_model(), "rate", top="clamped")
     traj = simulate(circuit, I, duration=400 * ms, target="numpy", init=[np.zeros_like(closed), rh])
