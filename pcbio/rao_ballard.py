@@ -213,7 +213,10 @@ class RaoBallardNetwork:
             grad[:, :n1] += p.alpha * r_ / (1 + r_ ** 2)
             return value, grad.ravel()
         start = r if rh is None else np.concatenate([r, rh], axis=1)
-        flat, _ = _lbfgs(energy, start.ravel(), 1e-8, "Rao-Ballard sparse MAP")
+        # a summed energy of size |E| has gradients known to about 1e-16·|E| per unit step:
+        # ask for what round-off allows
+        scale = max(1.0, abs(energy(start.ravel())[0]))
+        flat, _ = _lbfgs(energy, start.ravel(), 1e-10 * scale, "Rao-Ballard sparse MAP")
         z = flat.reshape(n, -1)
         return z[:, :n1], (z[:, n1:] if rh is not None else None)
 
