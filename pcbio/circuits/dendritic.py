@@ -38,6 +38,9 @@ from .structure import Pathway, Population
 
 EXACT_FLOW = ("instantaneous dendrites: tau dz/dt = f'(z) v_B + v_A = grad_z log p(x, z) exactly; "
               "for a linear-Gaussian model that is grad_mu ELBO for any posterior variance")
+ELBO = "ELBO of the circuit state with the Laplace covariance at the reference"
+COMPARTMENTS = ("basal potential against J^T eps of the level below, apical potential against -eps "
+                "of the cell's own level")
 LAGGING_FLOW = ("leaky dendrites: the somata follow grad_z log p / tau once the dendritic "
                 "potentials have settled; the departure while they lag is measured")
 
@@ -110,20 +113,16 @@ class DendriticCircuit(Circuit):
                                                            "settle" if self.leaky else
                                                            ": exact; with dt = tau each Euler "
                                                            "step is one iteration"),
-                    "compartments": "basal potential against J^T eps of the level below, apical "
-                                    "potential against -eps of the cell's own level",
+                    "compartments": COMPARTMENTS,
                     "fixed_point": "the learned gain multiplies the gradient: the fixed points "
                                    "are the MAP's",
-                    "elbo": "ELBO of the circuit state with the Laplace covariance at the "
-                            "reference"}
+                    "elbo": ELBO}
         return {"gradient_flow": LAGGING_FLOW if self.leaky else EXACT_FLOW,
-                "compartments": "basal potential against J^T eps of the level below, apical "
-                                "potential against -eps of the cell's own level, branch output "
-                                "against the MLP's hidden layer" +
+                "compartments": COMPARTMENTS + ", branch output against the MLP's hidden layer" +
                                 ("; they lag while the leaky dendrites settle" if self.leaky
                                  else ", exact at every step"),
                 "fixed_point": "fixed point: exact posterior mean (linear) or MAP (nonlinear)",
-                "elbo": "ELBO of the circuit state with the Laplace covariance at the reference",
+                "elbo": ELBO,
                 "step_equivalence": "Euler step dt against gradient iterative inference with "
                                     "alpha = dt/tau: " + ("a real difference while dendrites lag"
                                                           if self.leaky else "round-off"),
