@@ -194,7 +194,7 @@ class PyramidalCell:
 
 
 def two_layer_cells(link, z: np.ndarray, gain=1 * mV, duration=20 * ms, dt=0.05 * ms,
-                    params: PyramidalParameters | None = None) -> dict:
+                    params: PyramidalParameters | None = None, target: str = "numpy") -> dict:
     """Run pyramidal cells (instant form) whose apical trees compute the MLP link
     ``g(z) = W f(A z + a) + b`` of ``link`` (a :class:`pcbio.model.Link` with hidden weights),
     ``d_below`` cells for each input of ``z`` (batch, d_above), in one brian2 network.
@@ -207,9 +207,13 @@ def two_layer_cells(link, z: np.ndarray, gain=1 * mV, duration=20 * ms, dt=0.05 
     The apical weights are scaled by the dendro-somatic attenuation ``(g_L + g_B + g_A)/g_A``
     so that the steady somatic depolarisation codes ``g(z)`` with the same gain.
 
+    ``target``: brian2's code generation (``"numpy"``, ``"cython"``, ``"auto"``; the network is
+    small, so numpy avoids a compilation).
+
     Returns ``{"soma": (batch, d_below), "branches": (batch, d_below, hidden)}`` — the somatic
     potentials and the branches' outputs, decoded to model units, at the end of ``duration``.
     """
+    from ..simulate import _codegen_target
     if not link.is_mlp:
         raise ValueError("two_layer_cells needs an MLP link (hidden_weights A)")
     z = np.atleast_2d(np.asarray(z, dtype=float))
@@ -243,7 +247,8 @@ def two_layer_cells(link, z: np.ndarray, gain=1 * mV, duration=20 * ms, dt=0.05 
     # the bias b_k: a tonic current at the soma worth the apical one (g_A/g_Ld times it)
     cells.I_s = (np.tile(link.b, batch) * to_current * float(params.g_apical / params.dendrite_leak)
                  * brian2.amp)
-    brian2.Network(inputs, branches, syn_in, cells, syn_out).run(duration, namespace={})
+    with _codegen_target(target):
+        brian2.Network(inputs, branches, syn_in, cells, syn_out).run(duration, namespace={})
     soma = (np.asarray(cells.v_s[:]) - float(rest)) / gain_si
     return {"soma": soma.reshape(batch, n_out),
             "branches": np.asarray(branches.out[:]).reshape(batch, n_out, hidden)}
