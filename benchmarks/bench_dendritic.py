@@ -10,30 +10,14 @@ neuron and step.
 """
 
 import argparse
-import time
 
 import numpy as np
 from brian2 import ms
+from bench_rate_circuit import best_of, random_model      # the same models and timing
 
 from pcbio.circuits import CircuitNetwork, build_circuit
-from pcbio.model import GenerativeModel, Link, load_model
+from pcbio.model import load_model
 from pcbio.simulate import run
-
-
-def random_model(dims, seed=0):
-    rng = np.random.default_rng(seed)
-    links = [Link(rng.normal(size=(dims[l], dims[l + 1])) / np.sqrt(dims[l + 1]) * 0.5,
-                  cov=1.0, name=f"link{l}") for l in range(len(dims) - 1)]
-    return GenerativeModel(np.zeros(dims[-1]), 1.0, links, name="x".join(map(str, dims)))
-
-
-def best_of(fn, repeats):
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
 
 
 def main():

@@ -60,8 +60,8 @@ def fit(quick=False, seed=0, progress=SILENT):
     """Fit the model and encoder (VAE), then the learned update.  Returns the held-out split,
     model, encoder, update and both training histories."""
     x_train, x_test = split(load_data("digits"), 0.2, seed)
-    vae = AmortizedLearner(initial_model(x_train, seed), Encoder.initial(
-        initial_model(x_train, seed), ENCODER_HIDDEN, seed))
+    start = initial_model(x_train, seed)
+    vae = AmortizedLearner(start, Encoder.initial(start, ENCODER_HIDDEN, seed))
     epochs = 40 if quick else 150
     progress(f"VAE: {epochs} epochs on {len(x_train)} digits")
     vae_state = train(vae, x_train, x_test, epochs=epochs, batch=50, seed=seed, rate_decay=0.99,

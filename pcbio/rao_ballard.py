@@ -196,29 +196,32 @@ class RaoBallardNetwork:
         return r, rh
 
     def _sparse_map(self, I, r, rh):
-        p, model = self.params, self.original_model()
+        """L-BFGS on E with the sparse prior: the energy of the Gaussian hierarchy (with the
+        level above, :meth:`original_model`; without it, level 1 alone — whose Gaussian prior
+        is taken back out) plus ``α Σ log(1 + r²)/2``."""
+        p, feedback = self.params, rh is not None
+        model = self.original_model() if feedback else self.equivalent_model(False)
         n, n1 = len(I), r.shape[1]
 
         def energy(flat):
             z = flat.reshape(n, -1)
-            r_, rh_ = z[:, :n1], (z[:, n1:] if rh is not None else None)
-            if rh_ is None:      # level 1 alone: only the bottom-up term and the prior
-                resid = I - r_ @ self.block_weights().T
-                value = 0.5 * np.sum(resid ** 2) / p.sigma2
-                grad = -(resid @ self.block_weights()) / p.sigma2
-            else:
-                value = -np.sum(model.log_joint(I, [r_, rh_]))
-                grad = -np.concatenate(model.grad_log_joint(I, [r_, rh_]), axis=-1)
+            levels = [z[:, :n1], z[:, n1:]] if feedback else [z]
+            r_ = levels[0]
+            value = -np.sum(model.log_joint(I, levels))
+            grad = -np.concatenate(model.grad_log_joint(I, levels), axis=-1)
+            if not feedback:                         # remove the Gaussian prior N(0, 1/α)
+                value -= 0.5 * p.alpha * np.sum(r_ ** 2)
+                grad -= p.alpha * r_
             value += 0.5 * p.alpha * np.sum(np.log1p(r_ ** 2))
             grad[:, :n1] += p.alpha * r_ / (1 + r_ ** 2)
             return value, grad.ravel()
-        start = r if rh is None else np.concatenate([r, rh], axis=1)
+        start = np.concatenate([r, rh], axis=1) if feedback else r
         # a summed energy of size |E| has gradients known to about 1e-16·|E| per unit step:
         # ask for what round-off allows
         scale = max(1.0, abs(energy(start.ravel())[0]))
         flat, _ = _lbfgs(energy, start.ravel(), 1e-10 * scale, "Rao-Ballard sparse MAP")
         z = flat.reshape(n, -1)
-        return z[:, :n1], (z[:, n1:] if rh is not None else None)
+        return z[:, :n1], (z[:, n1:] if feedback else None)
 
     def learning_step(self, I: np.ndarray, r: np.ndarray, rh: np.ndarray, k2: float) -> None:
         """RB99's weight update for inputs ``I`` (n, …) at their responses, summed over the n

@@ -93,26 +93,23 @@ def test_training_resumes_exactly_and_saved_weights_load_by_path(tmp_path):
     x, _ = m.sample(60, seed=3)
     xtr, xte = x[:40], x[40:]
 
-    def vae(epochs, folder):
-        learner = AmortizedLearner(m, Encoder.initial(m, 4, 0))
-        train(learner, xtr, xte, epochs=epochs, batch=10, seed=1, score=learner.score,
-              checkpoint_dir=folder)
-        return learner
-    a = vae(2, tmp_path / "a")
-    vae(1, tmp_path / "b")
-    b = vae(2, tmp_path / "b")
+    def uninterrupted_and_resumed(make, name):
+        """Two epochs in one go, and one epoch then a resumed second: (learner, learner)."""
+        def trained(epochs, folder):
+            learner = make()
+            train(learner, xtr, xte, epochs=epochs, batch=10, seed=1, score=learner.score,
+                  checkpoint_dir=tmp_path / folder)
+            return learner
+        whole = trained(2, name + "_whole")
+        trained(1, name + "_resumed")
+        return whole, trained(2, name + "_resumed")
+
+    a, b = uninterrupted_and_resumed(lambda: AmortizedLearner(m, Encoder.initial(m, 4, 0)), "vae")
     for name in Encoder.NAMES:
         assert np.array_equal(a.encoder.params()[name], b.encoder.params()[name])
     assert np.array_equal(a.model.links[0].W, b.model.links[0].W)
-
-    def upd(epochs, folder):
-        learner = UpdateLearner(a.model, _update(a.model), steps=3)
-        train(learner, xtr, xte, epochs=epochs, batch=10, seed=1, score=learner.score,
-              checkpoint_dir=folder)
-        return learner
-    c = upd(2, tmp_path / "c")
-    upd(1, tmp_path / "d")
-    d = upd(2, tmp_path / "d")
+    c, d = uninterrupted_and_resumed(
+        lambda: UpdateLearner(a.model, _update(a.model), steps=3), "update")
     for name in IterativeUpdate.NAMES:
         assert np.array_equal(c.update.params()[name], d.update.params()[name])
     save_inference(tmp_path / "u.json", c.update, {"seed": 1})

@@ -101,7 +101,8 @@ def test_learning_rate_schedule_is_the_papers():
 
 def test_sparse_prior_finds_a_stationary_point_of_its_energy():
     """The kurtotic prior ``G(r) = α Σ log(1 + r²)/2``: the inferred responses are a stationary
-    point of the energy (its finite-difference gradient vanishes there)."""
+    point of the energy (its finite-difference gradient vanishes there), with the level above
+    and without it."""
     p, net = _small("sparse")
     I = training_inputs(1, p, seed=6)
     r, rh = net.infer(I)
@@ -113,6 +114,14 @@ def test_sparse_prior_finds_a_stationary_point_of_its_energy():
     z = np.concatenate([r, rh], axis=1)
     h = 1e-5
     grad = [(energy(z + h * e) - energy(z - h * e)) / (2 * h) for e in np.eye(z.shape[1])[:, None]]
+    assert np.abs(grad).max() < 1e-5
+    r_alone, _ = net.infer(I, feedback=False)       # level 1 alone: |I − Ur|²/2σ² + sparse prior
+    U = net.block_weights()
+
+    def alone(rr):
+        return (0.5 * np.sum((I - rr @ U.T) ** 2) / p.sigma2
+                + 0.5 * p.alpha * np.sum(np.log1p(rr ** 2)))
+    grad = [(alone(r_alone + h * e) - alone(r_alone - h * e)) / (2 * h) for e in np.eye(9)[:, None]]
     assert np.abs(grad).max() < 1e-5
 
 
