@@ -12,6 +12,7 @@ through the command line and the sweep's bookkeeping.
 """
 
 import argparse
+import json
 import tempfile
 import time
 from pathlib import Path
@@ -55,19 +56,25 @@ def main():
         t0 = time.perf_counter()
         summary = run_sweep(path, Path(tmp) / "out", workers=2)
         parallel_s = time.perf_counter() - t0
+        on_workers = [json.loads(f.read_text())["seconds"]
+                      for f in (Path(tmp) / "out" / "points").glob("*.json")]
         assert summary["failed"] == 0 and all(r["status"] == "ok" for r in serial)
         t0 = time.perf_counter()
         for x in xs[:5]:
             infer_with_circuit(model, x[None], "spiking", duration=args.duration_ms * ms,
                                target="numpy", neurons_per_unit=100)
         direct_s = (time.perf_counter() - t0) / 5
-    per_point = serial_s / len(points)
+    per_point = np.mean([r["seconds"] for r in serial[:5]])     # the same five points
     print(f"{len(points)} points: serial in one process {serial_s:.1f} s, 2-worker Dask cluster "
           f"{parallel_s:.1f} s (speed-up {serial_s / parallel_s:.2f}x, cluster start-up "
           "included)")
-    print(f"per point: direct call {direct_s:.3f} s, through the command line {per_point:.3f} s "
+    print(f"per point (the first five): direct call {direct_s:.3f} s, through the command line "
+          f"{per_point:.3f} s "
           f"(overhead {per_point - direct_s:+.3f} s)")
-    print(f"point times on the workers: median {np.median([r['seconds'] for r in serial]):.2f} s")
+    print(f"point times: median {np.median([r['seconds'] for r in serial]):.2f} s serially, "
+          f"{np.median(on_workers):.2f} s on the workers; time the cluster adds to the points' "
+          f"work (start, scheduling, the last point's wait): "
+          f"{parallel_s - sum(on_workers) / 2:.1f} s")
 
 
 if __name__ == "__main__":

@@ -102,6 +102,22 @@ def test_dask_cluster_gives_the_same_results_as_one_by_one(tmp_path):
         assert record["pcbio_version"] and record["git_commit"]
 
 
+def _blas_threads():
+    import threadpoolctl
+    return [lib["num_threads"] for lib in threadpoolctl.threadpool_info()]
+
+
+def test_local_cluster_workers_use_one_blas_thread_each():
+    """A local cluster has one single-threaded worker per core, so each worker's BLAS must run
+    one thread too, or the workers' matrix products oversubscribe the cores (workers forked from
+    this process would otherwise keep its BLAS thread pool)."""
+    from pcbio.sweep import Pool
+    with Pool(workers=2) as pool:
+        per_worker = pool.client.run(_blas_threads)
+    assert len(per_worker) == 2
+    assert all(threads and set(threads) == {1} for threads in per_worker.values())
+
+
 def test_a_learning_sweep_writes_each_point_into_its_own_folder(tmp_path):
     """command = "learn": every point learns into OUT/points/KEY/ (model.toml, learn.json), and
     results.csv carries its held-out scores; 'out' cannot be set per point."""
