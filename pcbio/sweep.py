@@ -251,10 +251,8 @@ def _local_cluster(workers: int):
     operating system can fork (Linux, macOS), the workers start as copies of this process —
     0.2 s instead of the 3 s a fresh interpreter needs to import numpy, brian2 and pcbio again
     (measured on the 2-core development machine) — and inherit what it has already loaded.
-    Dask's statistical profiler, which samples each worker's stack every 10 ms for the dashboard
-    this cluster does not serve, is off: on brian2's deep stacks it slowed every point by ≈ 15 %
-    (benchmarks/bench_sweep.py: median point 5.45 s on the workers against 4.59 s serially with
-    it, 4.02 s against 3.81 s without)."""
+    Dask's statistical profiler, which samples each worker's stack every 10 ms for a dashboard
+    this cluster does not serve, is off."""
     import dask
     from dask.distributed import LocalCluster
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
