@@ -47,10 +47,11 @@ def as_array(value, name, ndim=None, shape=None, nonempty=True):
             raise ValueError(f"{name} must have shape {want}, got {arr.shape}")
     if nonempty and 0 in arr.shape:
         raise ValueError(f"{name} is empty (shape {arr.shape}); every axis needs at least one entry")
-    if not np.isfinite(arr).all():
+    largest = np.abs(arr).max() if arr.size else 0.0     # NaN if any entry is NaN
+    if not np.isfinite(largest):
         raise ValueError(f"{name} contains NaN or Inf; all entries must be finite")
-    if arr.size and np.abs(arr).max() > MAX_ABS:
-        raise ValueError(f"{name} has values up to {np.abs(arr).max():.3g}, beyond ±{MAX_ABS:g}: "
+    if largest > MAX_ABS:
+        raise ValueError(f"{name} has values up to {largest:.3g}, beyond ±{MAX_ABS:g}: "
                          "their squared errors would overflow float64")
     return arr
 

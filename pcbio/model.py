@@ -255,6 +255,11 @@ class GenerativeModel:
         """Σ_l of level ``l`` (0 = data, L = top prior)."""
         return self.top_cov if l == self.n_latent else self.links[l].cov
 
+    @property
+    def covariances(self) -> list[Covariance]:
+        """``[Σ_0, …, Σ_L]``: every level's covariance, data level first."""
+        return [link.cov for link in self.links] + [self.top_cov]
+
     def model_space(self, x: np.ndarray) -> tuple[np.ndarray, float]:
         """The data as the model describes them and the log-determinant that takes densities
         back to data space: ``(flow.normalize(x), log |det ∂y/∂x|)`` for a model with a flow,
@@ -322,7 +327,7 @@ class GenerativeModel:
             u.append(ul), fu.append(f), res.append(r)
             below = zl
         res.append(z[-1] - self.top_mean)
-        eps = [self.level_covariance(l).apply_precision(r) for l, r in enumerate(res)]
+        eps = [cov.apply_precision(r) for cov, r in zip(self.covariances, res)]
         return Forward(list(z), u, fu, res, eps)
 
     def predictions(self, z: list[np.ndarray]) -> list[np.ndarray]:
@@ -340,8 +345,8 @@ class GenerativeModel:
     def log_joint(self, x: np.ndarray, z: list[np.ndarray], forward: Forward | None = None) -> np.ndarray:
         """``log p(x, z)``, shape (..., batch) (from ``forward`` when given)."""
         fw = forward or self.forward(x, z)
-        return sum(self.level_covariance(l).log_density(r, e)
-                   for l, (r, e) in enumerate(zip(fw.residuals, fw.errors)))
+        return sum(cov.log_density(r, e)
+                   for cov, r, e in zip(self.covariances, fw.residuals, fw.errors))
 
     def gradient(self, fw: Forward) -> list[np.ndarray]:
         """``∂ log p/∂z_l = −ε_l + J_{l-1}(z_l)ᵀ ε_{l-1}`` for l = 1 … L, from a forward pass."""

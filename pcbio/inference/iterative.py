@@ -10,7 +10,7 @@ reuses; recording (and the log joint) only every ``record_every`` steps; validat
 conversion and the stability limit before the loop.  Divergence is caught, not returned: for a
 linear model the step size is checked against the stability limit ``α < 2/λ_max(H)`` before the
 loop, and for any point posterior the log joint must not fall between consecutive steps at
-regular checkpoints (gradient ascent with a stable step never lowers it).
+regular checks (gradient ascent with a stable step never lowers it).
 """
 
 import numpy as np
@@ -21,8 +21,8 @@ from ..trajectory import InferenceRunInfo, Trajectory
 from .elbo import elbo_gradient, resolve_method
 from .posterior import GaussianPosterior
 
-#: the log joint is compared between steps k-1 and k at every multiple k of this and at the
-#: last step (odd: a period-2 oscillation shows a fall at every other checkpoint)
+#: the log joint is checked at step 0, every multiple of this and the last step, each time
+#: against the previous check (odd: a period-2 oscillation shows a fall at every other check)
 CHECK_EVERY = 11
 
 
@@ -131,8 +131,7 @@ def gradient_inference(model, x, steps: int = 100, step_size: float = 0.1, init=
     with np.errstate(over="ignore", invalid="ignore"):     # overflow is caught and reported
         for k in range(steps + 1):
             record = len(rec) < len(recorded) and k == recorded[len(rec)]
-            check = log_var is None and k > 0 and (k % CHECK_EVERY in (0, CHECK_EVERY - 1)
-                                                   or k >= steps - 1)
+            check = log_var is None and (k % CHECK_EVERY == 0 or k == steps)
             if log_var is None:
                 fw = model.forward(x, z)
                 grad = model.gradient(fw)
@@ -195,17 +194,19 @@ class _Records:
 
 
 def _check_progress(logp, previous, k, alpha):
-    """Gradient ascent with a stable step never lowers the log joint: compare step k with step
-    k-1 (when both were checked) and raise DivergenceError if it fell beyond round-off."""
+    """Gradient ascent with a stable step never lowers the log joint: compare step k with the
+    previous check ``previous = (step, log p)`` and raise DivergenceError if it fell beyond
+    round-off."""
     if not np.isfinite(logp).all():
         raise DivergenceError(f"gradient iterative inference diverged at step {k} (log p(x, z) "
                               "is not finite; {step} is too large for this model)", alpha)
-    if previous is not None and previous[0] == k - 1:
+    if previous is not None:
         tol = 1e-6 if logp.dtype == np.float32 else 1e-10
         fall = previous[1] - logp
         if np.any(fall > tol * (1.0 + np.abs(logp))):
             raise DivergenceError(
                 f"gradient iterative inference is unstable: log p(x, z) fell by "
-                f"{float(fall.max()):.3g} at step {k}; {{step}} is too large for this model "
-                "(gradient ascent with a stable step never lowers it); use a smaller step", alpha)
+                f"{float(fall.max()):.3g} between steps {previous[0]} and {k}; {{step}} is too "
+                "large for this model (gradient ascent with a stable step never lowers it); use a "
+                "smaller step", alpha)
     return k, logp

@@ -76,7 +76,7 @@ def activity_gradient(model: GenerativeModel, x: np.ndarray, z: list, eps: list,
     fw = Forward(z=list(z), u=list(z), fu=fu, residuals=None, errors=list(eps))
     grad = model.parameter_gradient(x, z, forward=fw)
     if inter is not None:
-        covs = [model.level_covariance(l) for l in range(model.n_latent + 1)]
+        covs = model.covariances
         rules = [interneuron_rule(c, e, i) for c, e, i in zip(covs, eps, inter)]
         for link_grad, rule in zip(grad.links, rules):
             link_grad.cov = rule
@@ -149,7 +149,7 @@ def compare_updates(update: ParameterGradient, reference: ParameterGradient) -> 
 
 def mean_variances(model: GenerativeModel) -> list[float]:
     """The mean noise variance of each level 0 … L (what a record of learning tracks)."""
-    return [float(np.mean(model.level_covariance(l).variances)) for l in range(model.n_latent + 1)]
+    return [float(np.mean(cov.variances)) for cov in model.covariances]
 
 
 def lateral_step(flow, x: np.ndarray, y: np.ndarray, rate: float):
