@@ -13,7 +13,8 @@ noise rises (Srinivasan, Laughlin & Dubs 1982); (e) the learned circuit's covari
 over epochs; (f) a temporal flow (each frame predicted from
 the one before) on a bar jumping over a static textured background: the background is gone from
 its prediction residual, the bar stays.  The JSON also holds the held-out log-likelihood gain of a PPCA model fitted
-behind the learned front end over the same model on raw patches.
+behind the learned front end over the same model on raw patches.  The points of (d) go to the
+pool the experiment is given (``pcbio run lateral_inhibition --workers 2``).
 """
 
 import time
@@ -30,6 +31,7 @@ from pcbio.learning import train as train_learner
 from pcbio.model import GenerativeModel, Link
 from pcbio.plotting import CIRCUIT, VAE, figure, panel_label, style
 from pcbio.progress import SILENT
+from pcbio.sweep import Pool
 
 DESCRIPTION = "lateral inhibition learns whitening of image patches: centre-surround, noise, flow"
 SIZE, NOISE, CENTRE = 8, 0.05, (3, 3)
@@ -79,7 +81,19 @@ def cov_deviation(flow, x):
                  / np.sqrt(x.shape[1]))
 
 
-def run(quick=False, seed=0, progress=SILENT):
+def surround_point(task):
+    """One point of the surround-against-noise sweep: ``task = (patches, noise variance)``."""
+    patches, noise = task
+    return {"noise": noise, **filter_stats(LinearFlow.fit(patches, "zca", noise).matrix)[1]}
+
+
+def surround_against_noise(patches, noise_levels, pool):
+    """The fitted ZCA filter's centre and surround at each input noise variance, the points
+    computed on ``pool`` (serially here, or on a Dask cluster)."""
+    return pool.map(surround_point, [(patches, noise) for noise in noise_levels])
+
+
+def run(quick=False, seed=0, progress=SILENT, pool=None):
     per_image = 1000 if quick else 6000
     patches = image_patches(SIZE, per_image, seed)
     rng = np.random.default_rng(seed)
@@ -107,9 +121,7 @@ def run(quick=False, seed=0, progress=SILENT):
     w_learned, stats_learned = filter_stats(learned.matrix)
     w_fitted, stats_fitted = filter_stats(fitted.matrix)
 
-    surround = []
-    for noise in NOISE_LEVELS:
-        surround.append({"noise": noise, **filter_stats(LinearFlow.fit(train, "zca", noise).matrix)[1]})
+    surround = surround_against_noise(train, NOISE_LEVELS, pool or Pool())
 
     progress("PPCA behind the front end against PPCA on raw patches")
     q = 16

@@ -219,6 +219,24 @@ def test_lateral_inhibition_experiment_writes_what_the_issue_asks(tmp_path):
     assert abs(res["temporal_background_coefficient_after"]) < 1e-6
 
 
+def test_surround_against_noise_on_a_dask_cluster_equals_the_serial_sweep():
+    """The lateral-inhibition experiment's surround-against-noise points, sent to a 2-worker
+    local Dask cluster, give exactly the serial numbers (each point is a deterministic fit), and
+    the surround weakens as the noise rises (Srinivasan, Laughlin & Dubs 1982)."""
+    from pcbio.data import image_patches
+    from pcbio.experiment import load_experiment
+    from pcbio.sweep import Pool
+    experiment = load_experiment("lateral_inhibition")
+    patches = image_patches(8, 300, seed=0)
+    levels = [0.0, 0.1, 1.0]
+    serial = experiment.surround_against_noise(patches, levels, Pool())
+    with Pool(workers=2) as pool:
+        parallel = experiment.surround_against_noise(patches, levels, pool)
+    assert parallel == serial
+    surround = [s["surround"] for s in serial]
+    assert surround == sorted(surround) and surround[0] < 0
+
+
 def test_learning_behind_a_flow_works_on_y_and_scores_in_data_space():
     """A model with a flow learns on y on either side: the deterministic circuit (which computes
     y with its lateral units, settling in a few τ_lateral) and the VAE side's gradient inference
