@@ -134,7 +134,7 @@ def gradient_inference(model, x, steps: int = 100, step_size: float = 0.1, init=
             check = log_var is None and (k % CHECK_EVERY == 0 or k == steps)
             if log_var is None:
                 fw = model.forward(x, z)
-                grad = model.gradient(fw)
+                grad = model.gradient(fw) if k < steps else None     # the last step records only
                 eps = fw.errors
                 logp = model.log_joint(x, z, fw) if (record or check) else None
             else:
