@@ -34,7 +34,6 @@ import hashlib
 import io
 import itertools
 import json
-import multiprocessing
 import os
 import signal
 import sys
@@ -247,15 +246,16 @@ class Pool:
 
 
 def _local_cluster(workers: int):
-    """A cluster of ``workers`` single-threaded worker processes on this machine.  Where the
-    operating system can fork (Linux, macOS), the workers start as copies of this process —
-    0.2 s instead of the 3 s a fresh interpreter needs to import numpy, brian2 and pcbio again
-    (measured on the 2-core development machine) — and inherit what it has already loaded.
-    Dask's statistical profiler, which samples each worker's stack every 10 ms for a dashboard
-    this cluster does not serve, is off."""
+    """A cluster of ``workers`` single-threaded worker processes on this machine.  On Linux the
+    workers are forked: they start as copies of this process — 0.2 s instead of the 3 s a fresh
+    interpreter needs to import numpy, brian2 and pcbio again (measured on the 2-core
+    development machine) — and inherit what it has already loaded.  Elsewhere they are spawned
+    (macOS's system libraries are not safe to use after a fork).  Dask's statistical profiler,
+    which samples each worker's stack every 10 ms for a dashboard this cluster does not serve,
+    is off."""
     import dask
     from dask.distributed import LocalCluster
-    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    method = "fork" if sys.platform.startswith("linux") else "spawn"
     with dask.config.set({"distributed.worker.multiprocessing-method": method,
                           "distributed.worker.profile.enabled": False}):
         return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,

@@ -9,8 +9,8 @@ The loop does only what is asked for: one forward pass per step, whose errors th
 reuses; recording (and the log joint) only every ``record_every`` steps; validation, dtype
 conversion and the stability limit before the loop.  Divergence is caught, not returned: for a
 linear model the step size is checked against the stability limit ``α < 2/λ_max(H)`` before the
-loop, and for any point posterior the log joint must not fall between consecutive steps at
-regular checks (gradient ascent with a stable step never lowers it).
+loop, and for any point posterior the log joint must not fall from one regular check to the
+next (gradient ascent with a stable step never lowers it).
 """
 
 import numpy as np
