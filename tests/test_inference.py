@@ -376,3 +376,31 @@ def test_falling_log_joint_is_reported_as_divergence():
         gradient_inference(m, [[2.0]], steps=200, step_size=0.2)
     assert gradient_inference(m, [[2.0]], steps=2000, step_size=0.05).final_means()[0][0, 0] == \
         pytest.approx(bogacz_posterior_mode(), abs=1e-6)
+
+
+def test_a_log_joint_that_falls_but_stays_finite_stops_the_run():
+    """A nonlinear model has no stability limit checked before the loop.  Near the mode z* the
+    update z ← z + α∇ log p is linear with matrix I − αH, H = −∇² log p(x, z*) (here from
+    central differences of the log joint), so it converges iff α < 2/λ_max(H).  At twice that
+    limit the oscillation grows by |1 − αλ_max| = 3 per step near z* and stays finite for the
+    first checks: the run must stop because the log joint fell between two checks (gradient ascent
+    with a stable step never lowers it), naming the step size; at half the limit it reaches z*."""
+    from pcbio.inference import DivergenceError, map_estimate
+    m = load_model("tanh_2level")
+    x = m.sample(1, seed=0)[0]
+    mode = map_estimate(m, x)[0]
+    dims = m.latent_dims
+    split = np.cumsum(dims)[:-1]
+
+    def neg_log_p(v):
+        return -float(m.log_joint(x, np.split(v[None], split, axis=-1))[0])
+    flat = np.concatenate(mode, axis=-1)[0]
+    H = np.array([central_difference(lambda v: central_difference(neg_log_p, v, 1e-4)[i],
+                                     flat, 1e-4) for i in range(flat.size)])
+    limit = 2 / np.linalg.eigvalsh(0.5 * (H + H.T)).max()
+    with pytest.raises(DivergenceError, match=r"fell by .* between steps .*"
+                                              rf"step_size={2 * limit:g} is too large"):
+        gradient_inference(m, x, steps=100, step_size=2 * limit)
+    traj = gradient_inference(m, x, steps=2000, step_size=0.5 * limit)
+    for a, b in zip(traj.final_means(), mode):
+        np.testing.assert_allclose(a, b, atol=1e-6)
