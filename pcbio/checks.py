@@ -47,13 +47,22 @@ def as_array(value, name, ndim=None, shape=None, nonempty=True):
             raise ValueError(f"{name} must have shape {want}, got {arr.shape}")
     if nonempty and 0 in arr.shape:
         raise ValueError(f"{name} is empty (shape {arr.shape}); every axis needs at least one entry")
-    largest = np.abs(arr).max() if arr.size else 0.0     # NaN if any entry is NaN
+    largest = largest_abs(arr)
     if not np.isfinite(largest):
         raise ValueError(f"{name} contains NaN or Inf; all entries must be finite")
     if largest > MAX_ABS:
         raise ValueError(f"{name} has values up to {largest:.3g}, beyond ±{MAX_ABS:g}: "
                          "their squared errors would overflow float64")
     return arr
+
+
+def largest_abs(arr: np.ndarray) -> float:
+    """``max |arr|`` from the largest and smallest entries (two passes, no temporary array: data
+    sets are checked at every call); NaN if any entry is NaN, 0 for an empty array."""
+    if not arr.size:
+        return 0.0
+    hi, lo = float(arr.max()), float(arr.min())      # NaN if any entry is NaN
+    return max(hi, -lo) if hi == hi and lo == lo else float("nan")
 
 
 def positive_number(value, name, allow_zero=False):

@@ -62,6 +62,7 @@ class Covariance:
             raise ValueError(f"{name}: condition number {eig.max() / eig.min():.3g} exceeds 1e12; "
                              "its inverse (the precision) would be dominated by round-off")
         self.value = arr
+        self._smallest = float(eig.min())
         if arr.ndim < 2:                 # diagonal: no factorisation needed
             var = np.broadcast_to(arr, (dim,)).astype(arr.dtype)
             self.matrix, self.chol = np.diag(var), np.diag(np.sqrt(var))
@@ -90,7 +91,7 @@ class Covariance:
     @property
     def smallest_variance(self) -> float:
         """The smallest eigenvalue of Σ."""
-        return float(self._var.min() if self.is_diagonal else np.linalg.eigvalsh(self.matrix)[0])
+        return self._smallest
 
     @property
     def variances(self):

@@ -29,8 +29,11 @@ from pathlib import Path
 import numpy as np
 
 from . import nonlinearities
-from .checks import as_array
+from .checks import as_array, largest_abs
 from .covariance import Covariance
+
+#: float64's relative round-off (a constant: ``np.finfo`` is looked up once, not per call)
+FLOAT64_EPS = float(np.finfo(float).eps)
 
 
 class Link:
@@ -281,9 +284,10 @@ class GenerativeModel:
             raise ValueError(f"{name} must have {self.dims[0]} entries per data point "
                              f"(the model's data dimension), got {x.shape[1]}")
         noise = np.sqrt(self.links[0].cov.smallest_variance)
-        roundoff = np.finfo(float).eps * np.abs(x).max()
+        largest = largest_abs(x)
+        roundoff = FLOAT64_EPS * largest
         if roundoff > 1e-4 * noise:
-            raise ValueError(f"{name} has values up to {np.abs(x).max():.3g}: their float64 "
+            raise ValueError(f"{name} has values up to {largest:.3g}: their float64 "
                              f"round-off ({roundoff:.2g}) exceeds 1e-4 of the data noise's "
                              f"standard deviation ({noise:.2g}, {self.links[0].name}); rescale "
                              "the data or the model")

@@ -6,6 +6,7 @@ from scipy.stats import multivariate_normal
 
 from conftest import central_difference, random_model
 from pcbio import GenerativeModel, Link, load_model
+from pcbio.checks import largest_abs
 from pcbio.inference import log_evidence
 from pcbio.inference.exact import marginal_moments
 from pcbio.nonlinearities import NONLINEARITIES
@@ -117,8 +118,23 @@ def test_wrong_data_dimension_is_reported():
     m = load_model("linear_gaussian_2d")
     with pytest.raises(ValueError, match="must have 3 entries per data point"):
         log_evidence(m, [[1.0, 2.0]])
-    with pytest.raises(ValueError, match="NaN or Inf"):
-        log_evidence(m, [[1.0, np.inf, 0.0]])
+    for bad in (np.inf, -np.inf, np.nan):
+        with pytest.raises(ValueError, match="NaN or Inf"):
+            log_evidence(m, [[1.0, bad, 0.0]])
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_largest_magnitude_without_a_temporary_is_max_abs(dtype):
+    """``largest_abs`` (what every data check uses) equals ``max |a|`` taken directly — whether
+    the largest magnitude is a maximum or a minimum — and is NaN when an entry is NaN."""
+    rng = np.random.default_rng(0)
+    for shape in [(1,), (5, 3), (2, 4, 7)]:
+        for sign in (1.0, -1.0):
+            a = (rng.normal(size=shape) + sign * 10.0 * (rng.random(shape) > 0.7)).astype(dtype)
+            assert largest_abs(a) == np.abs(a).max()
+        a = rng.normal(size=shape).astype(dtype)
+        a.flat[-1] = np.nan
+        assert np.isnan(largest_abs(a))
 
 
 def test_link_takes_python_objects():
