@@ -125,6 +125,46 @@ def test_sparse_prior_finds_a_stationary_point_of_its_energy():
     assert np.abs(grad).max() < 1e-5
 
 
+def test_sparse_map_converges_on_the_badly_conditioned_weights_of_training():
+    """The full-size network after the paper's first learning step (k2 = 1, ten inputs) under
+    the sparse prior: U's columns grow to norms in the hundreds against α_h = 0.05, an energy
+    with condition number ~1e6 on which L-BFGS stalled and training stopped.  The inferred
+    responses are still a minimum of RB99's sparse energy written out here (its analytic
+    gradient, from the energy's terms, vanishes relative to the energy's scale; no random
+    perturbation lowers it), with the level above and without it."""
+    p = load_parameters(prior="sparse")
+    net = RaoBallardNetwork.initial(p, seed=0)
+    I = training_inputs(12, p, seed=0)
+    r, rh = net.infer(I[:10])
+    net.learning_step(I[:10], r, rh, p.k2(0))
+    assert np.linalg.norm(net.U, axis=1).mean() > 100          # the ill-conditioned case
+    U, probe = net.block_weights(), I[10:]
+
+    def energy(r_, rh_):
+        """Per input: the Gaussian energy's terms with the sparse prior in place of α|r|²/2
+        (without the level above: level 1 alone, |I − Ur|²/2σ² + the prior)."""
+        top = (0.5 * np.sum((r_ - rh_ @ net.Uh.T) ** 2, -1) / p.sigma_td2
+               + 0.5 * p.alpha_top * np.sum(rh_ ** 2, -1)) if rh_ is not None else 0.0
+        return (0.5 * np.sum((probe - r_ @ U.T) ** 2, -1) / p.sigma2 + top
+                + 0.5 * p.alpha * np.sum(np.log1p(r_ ** 2), -1))
+
+    rng = np.random.default_rng(1)
+    for feedback in (True, False):
+        r, rh = net.infer(probe, feedback)
+        g_r = -(probe - r @ U.T) @ U / p.sigma2 + p.alpha * r / (1 + r ** 2)
+        grads = [g_r]
+        if feedback:
+            e_td = (r - rh @ net.Uh.T) / p.sigma_td2
+            grads = [g_r + e_td, -e_td @ net.Uh + p.alpha_top * rh]
+        scale = np.abs(energy(r, rh))
+        assert np.all(np.abs(np.concatenate(grads, -1)).max(-1) <= 1e-8 * scale)
+        for _ in range(20):
+            dr = rng.normal(size=r.shape) * 1e-3
+            dh = rng.normal(size=rh.shape) * 1e-3 if feedback else None
+            assert np.all(energy(r + dr, None if rh is None else rh + dh) >= energy(r, rh)
+                          - 1e-12 * scale)
+
+
 def test_orientation_index_of_gratings_and_bars():
     """A horizontal-stripe grating has orientation index ≈ 1 and preferred (stripe) orientation
     0; the same grating turned 90° has preferred orientation π/2; a round blob has index ≈ 0.
