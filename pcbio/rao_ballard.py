@@ -188,8 +188,8 @@ class RaoBallardNetwork:
     def infer(self, I: np.ndarray, feedback: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """Steady-state responses ``(r, r_h)`` to inputs ``I`` (n, modules·patch²): the minimum
         of E (RB99's inference equation at equilibrium).  Gaussian prior: the exact posterior
-        mean of :meth:`equivalent_model`; sparse prior: damped Newton on E from it.  Without feedback
-        ``r_h`` is None and ``r`` ignores the level above."""
+        mean of :meth:`equivalent_model`; sparse prior: damped Newton on E from it.  Without
+        feedback ``r_h`` is None and ``r`` ignores the level above."""
         q = exact_posterior(self.equivalent_model(feedback), I)
         r, rh = q.means[0], (q.means[1] if feedback else None)
         if self.params.prior == "sparse":
