@@ -146,7 +146,7 @@ def gradient_inference(model, x, steps: int = 100, step_size: float = 0.1, init=
                 rec.add(z, eps, logp, log_var, None if log_var is None else g.elbo.value)
             if check:
                 previous = _check_progress(logp, previous, k, alpha)
-            if k < steps:                    # the gradients are this step's own arrays: scaled in place
+            if k < steps:        # the gradients are this step's own arrays: scaled in place
                 if log_var is not None and learn_variance:
                     for lv, gl in zip(log_var, g.log_var):
                         gl *= alpha_s
