@@ -256,7 +256,7 @@ class GenerativeModel:
 
     def level_covariance(self, l: int) -> Covariance:
         """Σ_l of level ``l`` (0 = data, L = top prior)."""
-        return self.top_cov if l == self.n_latent else self.links[l].cov
+        return self.covariances[l]
 
     @property
     def covariances(self) -> list[Covariance]:

@@ -30,7 +30,7 @@ from scipy.ndimage import gaussian_filter
 
 from .checks import one_of
 from .inference import exact_posterior
-from .inference.laplace import neg_hessian
+from .inference.exact import posterior_precision
 from .inference.optimize import OptimisationError
 from .learning.rules import LearningRates
 from .model import GenerativeModel, Link
@@ -227,7 +227,7 @@ class RaoBallardNetwork:
             grad[:, :n1] += p.alpha * r_ / (1 + r_ ** 2)
             return value, grad
 
-        H0 = neg_hessian(model, I[:1], model.prior_means(1))[0]
+        H0 = posterior_precision(model, I[:1])[0]       # the Gaussian part's Hessian
         if not feedback:
             H0 = H0 - p.alpha * np.eye(n1)
         units = np.arange(n1)
