@@ -4,6 +4,7 @@ Every public entry point converts user input through these helpers, so that bad 
 early, with a message that names the parameter, says what was wrong and what is allowed.
 """
 
+import math
 import numbers
 
 import numpy as np
@@ -29,6 +30,12 @@ def as_array(value, name, ndim=None, shape=None, nonempty=True):
     ±MAX_ABS.  ``shape`` may contain ``None`` for "any length" in that axis.
     Raises ``TypeError`` for non-numeric input and ``ValueError`` for NaN/Inf or a wrong shape.
     """
+    return checked_array(value, name, ndim, shape, nonempty)[0]
+
+
+def checked_array(value, name, ndim=None, shape=None, nonempty=True) -> tuple[np.ndarray, float]:
+    """:func:`as_array`, and the array's largest magnitude that its check found (data checks
+    that need it take it from here rather than from a second pass)."""
     try:
         raw = value if isinstance(value, np.ndarray) else np.asarray(value)
     except (TypeError, ValueError):
@@ -48,12 +55,12 @@ def as_array(value, name, ndim=None, shape=None, nonempty=True):
     if nonempty and 0 in arr.shape:
         raise ValueError(f"{name} is empty (shape {arr.shape}); every axis needs at least one entry")
     largest = largest_abs(arr)
-    if not np.isfinite(largest):
+    if not math.isfinite(largest):
         raise ValueError(f"{name} contains NaN or Inf; all entries must be finite")
     if largest > MAX_ABS:
         raise ValueError(f"{name} has values up to {largest:.3g}, beyond ±{MAX_ABS:g}: "
                          "their squared errors would overflow float64")
-    return arr
+    return arr, largest
 
 
 def largest_abs(arr: np.ndarray) -> float:

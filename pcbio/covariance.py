@@ -94,6 +94,11 @@ class Covariance:
         return self._smallest
 
     @property
+    def inverse_variances(self):
+        """``1/Σ_ii``, shape (dim,): Π's diagonal when Σ is diagonal."""
+        return self._inv_var
+
+    @property
     def variances(self):
         """Diagonal of Σ, shape (dim,)."""
         return self._var.copy()
@@ -121,12 +126,6 @@ class Covariance:
         if self.is_diagonal:
             return e * self._var
         return e @ self.matrix
-
-    def log_density(self, r, eps=None):
-        """``log N(r; 0, Σ)`` for residuals of shape (..., dim); returns shape (...).
-        ``eps = Π r`` when already computed."""
-        eps = self.apply_precision(r) if eps is None else eps
-        return -0.5 * (np.vecdot(r, eps) + (self.logdet + self.dim * LOG_2PI))
 
     def sample(self, rng, n):
         """``n`` draws from ``N(0, Σ)``, shape (n, dim)."""

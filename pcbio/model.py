@@ -22,6 +22,7 @@ of shape ``(..., batch, d_l)`` — extra leading axes (posterior samples) broadc
 """
 
 import copy
+import math
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,8 +30,8 @@ from pathlib import Path
 import numpy as np
 
 from . import nonlinearities
-from .checks import as_array, largest_abs
-from .covariance import Covariance
+from .checks import as_array, checked_array
+from .covariance import LOG_2PI, Covariance
 
 #: float64's relative round-off (a constant: ``np.finfo`` is looked up once, not per call)
 FLOAT64_EPS = float(np.finfo(float).eps)
@@ -148,13 +149,51 @@ class Forward:
 
     ``u[l]``, ``fu[l]``: link g_l's preactivation (``z_{l+1}`` itself for an affine link) and
     ``f(u)``; ``residuals[l] = z_l − g_l(z_{l+1})`` and ``errors[l] = Π_l residuals[l]`` for
-    levels 0 … L.
+    levels 0 … L.  In a pass from :meth:`GenerativeModel.forward` these lists are views of the
+    flat arrays in ``flat``.
     """
     z: list
     u: list
     fu: list
     residuals: list
     errors: list
+    flat: "FlatPass | None" = None
+
+
+@dataclass
+class FlatPass:
+    """The arrays behind a pass.  The latent levels sit side by side in the last axis, so that
+    each elementwise step is one numpy call for all of them (at small batches the number of
+    calls, not the arithmetic, sets the time), and every elementwise step runs on whole,
+    contiguous arrays (a strided view costs a loop per row).
+
+    ``latents`` (…, n), n = d_1 + … + d_L, is the caller's array (used in place, not copied);
+    ``fz`` (…, n) is ``f(latents)`` when every link is affine with one shared nonlinearity
+    (``latents`` itself when that is the identity), else None.
+    The data level's prediction ``W_0 f(u_0)``, residual and error are ``pred0``, ``res0``,
+    ``eps0`` (…, d_0); the latent levels' are ``pred`` (…, n: ``W_l f(u_l)`` for levels 1 … L−1,
+    0 in the top's place), ``res`` and ``eps`` (…, n); an error is its residual's array when Π = I.
+    ``grad`` (…, n) is the gradient once :meth:`GenerativeModel.flat_gradient` has run.  Fixed for
+    the pass's life: ``x``; ``x_minus_b`` (x − b_0); ``offset`` (b_1 … b_{L−1} and μ_L side by
+    side), so that ``res = latents − pred − offset``; ``inv_var0``, ``inv_var`` (1/σ² of the data
+    and of the latent levels when every Σ is diagonal and some is not I, else None).
+    """
+    x: np.ndarray
+    latents: np.ndarray
+    fz: np.ndarray | None
+    pred0: np.ndarray
+    pred: np.ndarray
+    pred_views: list
+    res0: np.ndarray
+    res: np.ndarray
+    eps0: np.ndarray
+    eps: np.ndarray
+    x_minus_b: np.ndarray
+    offset: np.ndarray
+    inv_var0: np.ndarray | None
+    inv_var: np.ndarray | None
+    grad: np.ndarray | None = None
+    grad_views: list | None = None
 
 
 @dataclass
@@ -236,6 +275,15 @@ class GenerativeModel:
                     f"{links[l].name} takes input of dimension {links[l].d_above} but the level "
                     f"above it has dimension {above}: weights must be shaped (dim below, dim above)")
         self.dims = tuple([links[0].d_below] + [lk.d_above for lk in links])
+        ends = np.cumsum(self.dims).tolist()          # where each level sits in a pass's arrays
+        self._level_slices = [slice(a, b) for a, b in zip([0] + ends[:-1], ends)]
+        self._latent_slices = [slice(a - self.dims[0], b - self.dims[0])
+                               for a, b in zip(ends[:-1], ends[1:])]
+        names = {link.nl.name for link in self.links}
+        #: the links' one nonlinearity when all are affine and share it (f, f' over all levels
+        #: at once), else None
+        self._shared_nl = (self.links[0].nl if len(names) == 1
+                           and not any(link.is_mlp for link in self.links) else None)
         if flow is not None and flow.dim != self.dims[0]:
             raise ValueError(f"[flow] has dimension {flow.dim}; the data have {self.dims[0]}")
 
@@ -278,13 +326,12 @@ class GenerativeModel:
         Data whose float64 round-off would exceed 1e-4 standard deviations of the data noise
         (large values against a tiny variance) are refused: every error computed from them would
         be round-off."""
-        x = as_array(x, name, ndim=(1, 2))
+        x, largest = checked_array(x, name, ndim=(1, 2))
         x = x[None, :] if x.ndim == 1 else x
         if x.shape[1] != self.dims[0]:
             raise ValueError(f"{name} must have {self.dims[0]} entries per data point "
                              f"(the model's data dimension), got {x.shape[1]}")
-        noise = np.sqrt(self.links[0].cov.smallest_variance)
-        largest = largest_abs(x)
+        noise = math.sqrt(self.links[0].cov.smallest_variance)
         roundoff = FLOAT64_EPS * largest
         if roundoff > 1e-4 * noise:
             raise ValueError(f"{name} has values up to {largest:.3g}: their float64 "
@@ -317,22 +364,75 @@ class GenerativeModel:
         return z
 
     # -- the equations ----------------------------------------------------------------------
-    def forward(self, x: np.ndarray, z: list[np.ndarray]) -> Forward:
+    def split(self, latents: np.ndarray) -> list[np.ndarray]:
+        """Views of each latent level ``(…, d_l)`` in an array ``(…, n)`` holding them side by
+        side (n = d_1 + … + d_L)."""
+        return [latents[..., s] for s in self._latent_slices]
+
+    def forward(self, x: np.ndarray, z, reuse: Forward | None = None) -> Forward:
         """Predictions, residuals and precision-weighted errors at ``(x, z)``, with the
-        intermediate values the backward pass reuses."""
-        u, fu, res = [], [], []
-        below = x
-        for link, zl in zip(self.links, z):
-            ul = link.preactivation(zl)
-            f = link.nl.f(ul)
-            r = f @ link.W.T                  # z_below − (W f(u) + b), in one buffer
-            r += link.b
-            np.subtract(below, r, out=r)
-            u.append(ul), fu.append(f), res.append(r)
-            below = zl
-        res.append(z[-1] - self.top_mean)
-        eps = [cov.apply_precision(r) for cov, r in zip(self.covariances, res)]
-        return Forward(list(z), u, fu, res, eps)
+        intermediate values the backward pass reuses.
+
+        ``z``: a list of ``(…, d_l)``, or one array ``(…, n)`` with the levels side by side,
+        which the pass then uses in place.  ``reuse``: a previous pass from this ``x`` whose
+        ``flat.latents`` is ``z`` (changed in place since); its arrays are overwritten and it is
+        returned, so repeated passes (iterative inference) allocate only ``f(z)``."""
+        if reuse is None or reuse.flat.latents is not z or reuse.flat.x is not x:
+            reuse = self._new_pass(x, z)
+        fw, fl = reuse, reuse.flat
+        shared = self._shared_nl
+        if shared is None:
+            for l, (link, zl) in enumerate(zip(self.links, fw.z)):
+                fw.u[l] = link.preactivation(zl)
+                fw.fu[l] = link.nl.f(fw.u[l])
+        elif not shared.is_identity:                  # one call for every level
+            shared.f(fl.latents, out=fl.fz)
+        for link, f, p in zip(self.links, fw.fu, fl.pred_views):
+            np.matmul(f, link.W.T, out=p)
+        # z_l − (W_l f(u_l) + b_l) and z_L − μ_L: the data level, then every latent level at once
+        np.subtract(fl.x_minus_b, fl.pred0, out=fl.res0)
+        np.subtract(fl.latents, fl.pred, out=fl.res)
+        fl.res -= fl.offset
+        if fl.inv_var is not None:
+            np.multiply(fl.res0, fl.inv_var0, out=fl.eps0)
+            np.multiply(fl.res, fl.inv_var, out=fl.eps)
+        elif fl.eps is not fl.res:
+            for cov, r, e in zip(self.covariances, fw.residuals, fw.errors):
+                e[...] = cov.apply_precision(r)
+        return fw
+
+    def _new_pass(self, x: np.ndarray, z) -> Forward:
+        """A pass's arrays and views, allocated for ``x`` and latents ``z`` (see :meth:`forward`)."""
+        if not isinstance(z, np.ndarray):
+            lead = np.broadcast_shapes(*(zl.shape[:-1] for zl in z))
+            z = np.concatenate([np.broadcast_to(zl, lead + zl.shape[-1:]) for zl in z], axis=-1)
+        lead = np.broadcast_shapes(x.shape[:-1], z.shape[:-1])
+        if z.shape[:-1] != lead:                      # latents shared by all data points
+            z = np.broadcast_to(z, lead + z.shape[-1:]).copy()
+        dtype = np.result_type(x, z, self.top_mean)
+        covs = self.covariances
+        pred0 = np.empty(lead + (self.dims[0],), dtype)
+        pred = np.zeros(z.shape, dtype)
+        res0, res = np.empty_like(pred0), np.empty_like(pred)
+        eps0, eps, inv_var0, inv_var = res0, res, None, None
+        if not all(c.is_unit for c in covs):
+            eps0, eps = np.empty_like(res0), np.empty_like(res)
+            if all(c.is_diagonal for c in covs):
+                inv_var0 = covs[0].inverse_variances.astype(dtype)
+                inv_var = np.concatenate([c.inverse_variances for c in covs[1:]]).astype(dtype)
+        zs = self.split(z)
+        shared, fz = self._shared_nl, None
+        u, fu = [None] * self.n_latent, [None] * self.n_latent   # per link, set by every pass
+        if shared is not None:                            # views of the latents and of f(latents)
+            fz = z if shared.is_identity else np.empty_like(pred)
+            u, fu = list(zs), self.split(fz)
+        flat = FlatPass(
+            x=x, latents=z, fz=fz, pred0=pred0, pred=pred,
+            pred_views=[pred0] + self.split(pred)[:-1], res0=res0, res=res, eps0=eps0, eps=eps,
+            x_minus_b=x - self.links[0].b,
+            offset=np.concatenate([lk.b for lk in self.links[1:]] + [self.top_mean]).astype(dtype),
+            inv_var0=inv_var0, inv_var=inv_var)
+        return Forward(zs, u, fu, [res0] + self.split(res), [eps0] + self.split(eps), flat)
 
     def predictions(self, z: list[np.ndarray]) -> list[np.ndarray]:
         """Top-down predictions ``[g_0(z_1), …, g_{L-1}(z_L), μ_L]``: one per level 0 … L."""
@@ -346,25 +446,45 @@ class GenerativeModel:
         """Precision-weighted prediction errors ``ε_l = Π_l (z_l − g_l(z_{l+1}))``, l = 0 … L."""
         return self.forward(x, z).errors
 
-    def log_joint(self, x: np.ndarray, z: list[np.ndarray], forward: Forward | None = None) -> np.ndarray:
-        """``log p(x, z)``, shape (..., batch) (from ``forward`` when given)."""
+    def log_joint(self, x: np.ndarray, z, forward: Forward | None = None) -> np.ndarray:
+        """``log p(x, z) = Σ_l log N(z_l; g_l(z_{l+1}), Σ_l)``, shape (…, batch) (from
+        ``forward`` when given): ``−½ (rᵀ Π r + log det Σ + d log 2π)`` per level, the
+        quadratic forms of all latent levels in one product."""
         fw = forward or self.forward(x, z)
-        return sum(cov.log_density(r, e)
-                   for cov, r, e in zip(self.covariances, fw.residuals, fw.errors))
+        norm = sum(c.logdet for c in self.covariances) + sum(self.dims) * LOG_2PI
+        fl = fw.flat
+        return -0.5 * (np.vecdot(fl.res0, fl.eps0) + np.vecdot(fl.res, fl.eps) + norm)
+
+    def flat_gradient(self, fw: Forward) -> np.ndarray:
+        """``∂ log p/∂z_l = −ε_l + J_{l-1}(z_l)ᵀ ε_{l-1}`` for every latent level side by side,
+        ``(…, n)``, from a pass of :meth:`forward` (written into the pass's own array, which the
+        next call overwrites)."""
+        fl = fw.flat
+        if fl.grad is None:
+            fl.grad = np.empty(fl.latents.shape, fl.res.dtype)
+            fl.grad_views = self.split(fl.grad)
+        shared = self._shared_nl
+        for link, u, f, e, g in zip(self.links, fw.u, fw.fu, fw.errors, fl.grad_views):
+            if shared is None:
+                g[...] = link.backward(u, f, e)
+            else:                  # Link.backward's Wᵀε per level, its f'(u) below for all
+                np.matmul(e, link.W, out=g)
+        if shared is not None and not shared.is_identity:
+            fl.grad *= shared.df_given(fl.latents, fl.fz)
+        fl.grad -= fl.eps
+        return fl.grad
 
     def gradient(self, fw: Forward) -> list[np.ndarray]:
-        """``∂ log p/∂z_l = −ε_l + J_{l-1}(z_l)ᵀ ε_{l-1}`` for l = 1 … L, from a forward pass."""
-        grads = [link.backward(u, f, e) for link, u, f, e in zip(self.links, fw.u, fw.fu, fw.errors)]
-        for g, e in zip(grads, fw.errors[1:]):
-            g -= e
-        return grads
+        """:meth:`flat_gradient` as a list of ``(…, d_l)`` views, l = 1 … L."""
+        self.flat_gradient(fw)
+        return list(fw.flat.grad_views)
 
     def grad_from_errors(self, z: list[np.ndarray], eps: list[np.ndarray]) -> list[np.ndarray]:
         """The same gradient given the errors ``eps`` (levels 0 … L) at latents ``z``."""
         return [self.links[l - 1].vjp(z[l - 1], eps[l - 1]) - eps[l]
                 for l in range(1, self.n_latent + 1)]
 
-    def grad_log_joint(self, x: np.ndarray, z: list[np.ndarray]) -> list[np.ndarray]:
+    def grad_log_joint(self, x: np.ndarray, z) -> list[np.ndarray]:
         """Gradient of ``log p(x, z)`` w.r.t. each latent level: list of (..., batch, d_l)."""
         return self.gradient(self.forward(x, z))
 

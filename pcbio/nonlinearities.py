@@ -19,11 +19,12 @@ from .checks import one_of
 class Nonlinearity:
     """``f`` and ``f'``: numpy functions, and brian2 expression templates in ``{u}``.
 
-    ``df_given(u, fu)`` is ``f'(u)`` given ``fu = f(u)`` already computed (``1 − fu²`` for tanh):
-    a forward pass keeps ``f(u)`` and the backward pass reuses it.
+    ``f(u, out=None)`` writes into ``out`` when given (a forward pass's own array, reused at
+    every step).  ``df_given(u, fu)`` is ``f'(u)`` given ``fu = f(u)`` already computed
+    (``1 − fu²`` for tanh): a forward pass keeps ``f(u)`` and the backward pass reuses it.
     """
     name: str
-    f: Callable[[np.ndarray], np.ndarray]
+    f: Callable[..., np.ndarray]
     df_given: Callable[[np.ndarray, np.ndarray], np.ndarray]
     f_template: str
     df_template: str
@@ -45,18 +46,30 @@ class Nonlinearity:
         return self.df_template.format(u=var)
 
 
-def _sigmoid(u):
-    return 0.5 * (1.0 + np.tanh(0.5 * u))   # overflow-free logistic function
+def _identity(u, out=None):
+    if out is None:
+        return u
+    np.copyto(out, u)
+    return out
+
+
+def _sigmoid(u, out=None):
+    """The logistic function as ``½ (1 + tanh(u/2))``: overflow-free."""
+    t = np.tanh(np.multiply(u, 0.5, out=out), out=out)
+    t += 1.0
+    t *= 0.5
+    return t
 
 
 NONLINEARITIES = {
     n.name: n for n in [
-        Nonlinearity("identity", lambda u: u, lambda u, fu: np.ones_like(u), "{u}", "1.0"),
+        Nonlinearity("identity", _identity, lambda u, fu: np.ones_like(u), "{u}", "1.0"),
         Nonlinearity("tanh", np.tanh, lambda u, fu: 1.0 - fu * fu,
                      "tanh({u})", "(1.0 - tanh({u})**2)"),
         Nonlinearity("sigmoid", _sigmoid, lambda u, fu: fu * (1.0 - fu),
                      "(0.5 * (1.0 + tanh(0.5 * {u})))", "(0.25 * (1.0 - tanh(0.5 * {u})**2))"),
-        Nonlinearity("softplus", lambda u: np.logaddexp(0.0, u), lambda u, fu: _sigmoid(u),
+        Nonlinearity("softplus", lambda u, out=None: np.logaddexp(0.0, u, out=out),
+                     lambda u, fu: _sigmoid(u),
                      "(clip({u}, 0, inf) + log1p(exp(-abs({u}))))",
                      "(0.5 * (1.0 + tanh(0.5 * {u})))"),
         Nonlinearity("square", np.square, lambda u, fu: 2.0 * u, "({u})**2", "(2.0 * {u})"),

@@ -86,8 +86,8 @@ def _evaluate(model, x, q, method, n_samples, seed, antithetic=False, dtype=None
     method = resolve_method(model, method)
     gamma, w = expectation_points(q, method, n_samples, seed, antithetic)
     gamma = gamma.astype(model.dtype, copy=False)
-    z = q.split(q.transform(gamma))
-    fw = model.forward(x, z)
+    fw = model.forward(x, q.transform(gamma))                       # the sampled latents, flat
+    z = fw.z
     logp = model.log_joint(x, z, fw)                                # (K, batch)
     value = w @ logp + q.entropy()
     if method == "mc":
@@ -113,8 +113,7 @@ def elbo_gradient(model, x, q, method: str = "auto", n_samples: int = 256, seed:
     if dtype is not None:
         model, q = model.astype(dtype), q.astype(dtype)
     x, z, fw, gamma, w, value = _evaluate(model, x, q, method, n_samples, seed, antithetic)
-    grads = model.gradient(fw)                                     # list (K, batch, d_l)
-    gflat = np.concatenate(grads, axis=-1)                         # (K, batch, D)
+    gflat = model.flat_gradient(fw)                                # (K, batch, D)
     out = ElboGradient(elbo=value, means=q.split(np.tensordot(w, gflat, axes=1)))
     if q.is_diagonal:
         g_gamma = np.tensordot(w, gflat * gamma, axes=1)           # (batch, D)

@@ -117,7 +117,8 @@ def gradient_inference(model, x, steps: int = 100, step_size: float = 0.1, init=
                               f"{limit:.4g}; use a step size below it", alpha)
     dtype = np.dtype(dtype or model.dtype)
     model, x = model.astype(dtype), x.astype(dtype)
-    z = [zl.astype(dtype) for zl in z]          # copies: updated in place below
+    latents = np.concatenate(z, axis=-1, dtype=dtype)   # every level side by side, updated in place
+    z = model.split(latents)
     if np.isscalar(log_var):
         log_var = [np.full(m.shape, float(log_var), dtype=dtype) for m in z]
     elif log_var is not None:
@@ -125,36 +126,35 @@ def gradient_inference(model, x, steps: int = 100, step_size: float = 0.1, init=
                    for lv, m in zip(log_var, z)]
 
     recorded = sorted(set(range(0, steps + 1, record_every)) | {steps})
-    batch = len(x)
-    rec = _Records(len(recorded), batch, model.dims, dtype, log_var is not None)
-    previous = None
+    checked = set(range(0, steps + 1, CHECK_EVERY)) | {steps} if log_var is None else set()
+    rec = _Records(recorded, len(x), model.dims, dtype, log_var is not None)
+    previous = fw = None
     with np.errstate(over="ignore", invalid="ignore"):     # overflow is caught and reported
         for k in range(steps + 1):
-            record = len(rec) < len(recorded) and k == recorded[len(rec)]
-            check = log_var is None and (k % CHECK_EVERY == 0 or k == steps)
+            record, check = k in rec.steps, k in checked
             if log_var is None:
-                fw = model.forward(x, z)
-                grad = model.gradient(fw) if k < steps else None     # the last step records only
+                fw = model.forward(x, latents, fw)         # the arrays of step 0's pass, reused
+                grad = model.flat_gradient(fw) if k < steps else None  # the last step records only
                 eps = fw.errors
-                logp = model.log_joint(x, z, fw) if (record or check) else None
+                logp = model.log_joint(x, latents, fw) if (record or check) else None
             else:
                 g = elbo_gradient(model, x, GaussianPosterior(z, log_var=log_var), method,
                                   n_samples, seed + k, parameters=False, dtype=dtype)
-                grad, eps = g.means, (model.errors(x, z) if record else None)
-                logp = model.log_joint(x, z) if record else None
+                grad = np.concatenate(g.means, axis=-1)
+                eps = model.errors(x, latents) if record else None
+                logp = model.log_joint(x, latents) if record else None
             if record:
                 rec.add(z, eps, logp, log_var, None if log_var is None else g.elbo.value)
             if check:
                 previous = _check_progress(logp, previous, k, alpha)
-            if k < steps:        # the gradients are this step's own arrays: scaled in place
+            if k < steps:        # the gradient is this step's own array: scaled in place
                 if log_var is not None and learn_variance:
                     for lv, gl in zip(log_var, g.log_var):
                         gl *= alpha_s
                         lv += gl
-                for zl, gl in zip(z, grad):
-                    gl *= alpha
-                    zl += gl
-    if not all(np.isfinite(zl).all() for zl in z):
+                grad *= alpha
+                latents += grad
+    if not np.isfinite(latents).all():
         raise DivergenceError("gradient iterative inference diverged (values overflowed; {step} "
                               "is too large for this model)", alpha)
     scores = {"log_joint": rec.log_joint}
@@ -169,19 +169,17 @@ def gradient_inference(model, x, steps: int = 100, step_size: float = 0.1, init=
 
 
 class _Records:
-    """Recorded steps, written into arrays allocated once: means and log-variances (T, batch,
-    d_l) for levels 1 … L, errors (T, batch, d_l) for levels 0 … L, log joint and ELBO (T, batch)."""
+    """The recorded ``steps``, written into arrays allocated once: means and log-variances
+    (T, batch, d_l) for levels 1 … L, errors (T, batch, d_l) for levels 0 … L, log joint and
+    ELBO (T, batch)."""
 
-    def __init__(self, n, batch, dims, dtype, variances):
-        self.n, self.k = n, 0
+    def __init__(self, steps, batch, dims, dtype, variances):
+        n, self.steps, self.k = len(steps), set(steps), 0
         self.means = [np.empty((n, batch, d), dtype) for d in dims[1:]]
         self.errors = [np.empty((n, batch, d), dtype) for d in dims]
         self.log_joint = np.empty((n, batch), dtype)
         self.log_var = [np.empty((n, batch, d), dtype) for d in dims[1:]] if variances else None
         self.elbo = np.empty((n, batch)) if variances else None
-
-    def __len__(self):
-        return self.k
 
     def add(self, z, eps, logp, log_var, elbo):
         k = self.k
