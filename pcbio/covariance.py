@@ -137,13 +137,19 @@ class Covariance:
         this covariance's own parameters: the trace for a scalar variance, the diagonal for
         variances, the matrix for a full covariance (only what the form needs is computed)."""
         e = eps.reshape(-1, self.dim)
-        w = np.broadcast_to(weights, eps.shape[:-1]).reshape(-1)
-        total = w.sum()
-        if self.kind == "full":
-            return 0.5 * ((e * w[:, None]).T @ e - total * self.precision)
-        if self.kind == "diag":                            # Σ_n w_n ε_n² per dimension
-            return 0.5 * (np.einsum("n,ni,ni->i", w, e, e) - total * self._inv_var)
-        return 0.5 * (w @ np.vecdot(e, e) - total * self._inv_var.sum())
+        equal = np.ndim(weights) == 0                      # equal weights: sums, then one scale
+        w = None if equal else np.broadcast_to(weights, eps.shape[:-1]).reshape(-1)
+        if self.kind == "full":                            # Σ_n w_n ε_n ε_nᵀ
+            outer, prec = (e.T @ e if equal else (e * w[:, None]).T @ e), self.precision
+        elif self.kind == "diag":                          # Σ_n w_n ε_n² per dimension
+            outer = np.einsum("ni,ni->i", e, e) if equal else np.einsum("n,ni,ni->i", w, e, e)
+            prec = self._inv_var
+        else:                                              # Σ_n w_n |ε_n|²
+            outer = np.vecdot(e.ravel(), e.ravel()) if equal else w @ np.vecdot(e, e)
+            prec = self._inv_var.sum()
+        if equal:
+            return 0.5 * weights * (outer - len(e) * prec)
+        return 0.5 * (outer - w.sum() * prec)
 
     def to_spec(self):
         """The value as plain lists, for model files and results files."""

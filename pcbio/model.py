@@ -215,15 +215,23 @@ class ParameterGradient:
     top_cov: np.ndarray
 
 
+def _rows(a, lead):
+    """``a`` (..., i) broadcast to ``lead + (i,)`` and viewed as rows (n, i)."""
+    if a.shape[:-1] != lead:
+        a = np.broadcast_to(a, lead + a.shape[-1:])
+    return a.reshape(-1, a.shape[-1])
+
+
 def _weighted_outer(a, b, w):
     """``Σ_n w_n a_n b_nᵀ`` over all leading axes; a (..., i), b (..., j), w a number or broadcast
     to the leading axes."""
-    lead = np.broadcast_shapes(a.shape[:-1], b.shape[:-1], np.shape(w))
-    a = np.broadcast_to(a, lead + a.shape[-1:]).reshape(-1, a.shape[-1])
-    b = np.broadcast_to(b, lead + b.shape[-1:]).reshape(-1, b.shape[-1])
+    lead = a.shape[:-1]
     if np.ndim(w) == 0:                       # equal weights: one product, then one scale
-        return w * (a.T @ b)
-    return (a * np.broadcast_to(w, lead).reshape(-1)[:, None]).T @ b
+        if b.shape[:-1] != lead:
+            lead = np.broadcast_shapes(lead, b.shape[:-1])
+        return w * (_rows(a, lead).T @ _rows(b, lead))
+    lead = np.broadcast_shapes(lead, b.shape[:-1], np.shape(w))
+    return (_rows(a, lead) * np.broadcast_to(w, lead).reshape(-1)[:, None]).T @ _rows(b, lead)
 
 
 def _weighted_sum(a, w):
@@ -231,8 +239,7 @@ def _weighted_sum(a, w):
     if np.ndim(w) == 0:
         return w * a.reshape(-1, a.shape[-1]).sum(axis=0)
     lead = np.broadcast_shapes(a.shape[:-1], np.shape(w))
-    return (np.broadcast_to(a, lead + a.shape[-1:]) * np.broadcast_to(w, lead)[..., None]
-            ).reshape(-1, a.shape[-1]).sum(axis=0)
+    return (_rows(a, lead) * np.broadcast_to(w, lead).reshape(-1)[:, None]).sum(axis=0)
 
 
 class GenerativeModel:
@@ -406,8 +413,9 @@ class GenerativeModel:
         if not isinstance(z, np.ndarray):
             lead = np.broadcast_shapes(*(zl.shape[:-1] for zl in z))
             z = np.concatenate([np.broadcast_to(zl, lead + zl.shape[-1:]) for zl in z], axis=-1)
-        lead = np.broadcast_shapes(x.shape[:-1], z.shape[:-1])
-        if z.shape[:-1] != lead:                      # latents shared by all data points
+        lead = z.shape[:-1]
+        if x.shape[:-1] != lead and np.broadcast_shapes(x.shape[:-1], lead) != lead:
+            lead = np.broadcast_shapes(x.shape[:-1], lead)   # latents shared by all data points
             z = np.broadcast_to(z, lead + z.shape[-1:]).copy()
         dtype = np.result_type(x, z, self.top_mean)
         covs = self.covariances
@@ -430,7 +438,7 @@ class GenerativeModel:
             x=x, latents=z, fz=fz, pred0=pred0, pred=pred,
             pred_views=[pred0] + self.split(pred)[:-1], res0=res0, res=res, eps0=eps0, eps=eps,
             x_minus_b=x - self.links[0].b,
-            offset=np.concatenate([lk.b for lk in self.links[1:]] + [self.top_mean]).astype(dtype),
+            offset=np.concatenate([lk.b for lk in self.links[1:]] + [self.top_mean], dtype=dtype),
             inv_var0=inv_var0, inv_var=inv_var)
         return Forward(zs, u, fu, [res0] + self.split(res), [eps0] + self.split(eps), flat)
 

@@ -76,6 +76,12 @@ def expectation_points(q, method, n_samples=256, seed=0, antithetic=False):
     return gamma, np.full(n_samples, 1.0 / n_samples)
 
 
+def _expectation(w, values):
+    """``Σ_k w_k values_k`` over the points' axis: one matrix-vector product over the
+    flattened trailing axes."""
+    return (w @ values.reshape(len(w), -1)).reshape(values.shape[1:])
+
+
 def _evaluate(model, x, q, method, n_samples, seed, antithetic=False, dtype=None):
     if dtype is not None:
         model, q = model.astype(dtype), q.astype(dtype)
@@ -114,9 +120,9 @@ def elbo_gradient(model, x, q, method: str = "auto", n_samples: int = 256, seed:
         model, q = model.astype(dtype), q.astype(dtype)
     x, z, fw, gamma, w, value = _evaluate(model, x, q, method, n_samples, seed, antithetic)
     gflat = model.flat_gradient(fw)                                # (K, batch, D)
-    out = ElboGradient(elbo=value, means=q.split(np.tensordot(w, gflat, axes=1)))
+    out = ElboGradient(elbo=value, means=q.split(_expectation(w, gflat)))
     if q.is_diagonal:
-        g_gamma = np.tensordot(w, gflat * gamma, axes=1)           # (batch, D)
+        g_gamma = _expectation(w, gflat * gamma)                   # (batch, D)
         out.log_var = q.split(0.5 * q.std() * g_gamma + 0.5)
     else:
         outer = np.einsum("k,kbi,kbj->bij", w, gflat, gamma)

@@ -154,7 +154,7 @@ def gradient_inference(model, x, steps: int = 100, step_size: float = 0.1, init=
                         lv += gl
                 grad *= alpha
                 latents += grad
-    if not np.isfinite(latents).all():
+    if log_var is not None and not np.isfinite(latents).all():   # (point q: checked above)
         raise DivergenceError("gradient iterative inference diverged (values overflowed; {step} "
                               "is too large for this model)", alpha)
     scores = {"log_joint": rec.log_joint}
@@ -194,19 +194,20 @@ class _Records:
 
 
 def _check_progress(logp, previous, k, alpha):
-    """Gradient ascent with a stable step never lowers the log joint: compare step k with the
-    previous check ``previous = (step, log p)`` and raise DivergenceError if it fell beyond
-    round-off."""
-    if not np.isfinite(logp).all():
-        raise DivergenceError(f"gradient iterative inference diverged at step {k} (log p(x, z) "
-                              "is not finite; {step} is too large for this model)", alpha)
-    if previous is not None:
-        tol = 1e-6 if logp.dtype == np.float32 else 1e-10
-        fall = previous[1] - logp
-        if np.any(fall > tol * (1.0 + np.abs(logp))):
-            raise DivergenceError(
-                f"gradient iterative inference is unstable: log p(x, z) fell by "
-                f"{float(fall.max()):.3g} between steps {previous[0]} and {k}; {{step}} is too "
-                "large for this model (gradient ascent with a stable step never lowers it); use a "
-                "smaller step", alpha)
-    return k, logp
+    """Gradient ascent with a stable step never lowers the log joint: compare step k's
+    ``logp`` with the previous check ``previous = (step, log p, floor)`` and raise
+    DivergenceError if it is not finite or fell below ``floor``, the previous value less its
+    round-off.  Returns this check's ``(step, log p, floor)``."""
+    ok = np.isfinite(logp).all() if previous is None else (logp >= previous[2]).all()
+    if not ok:                                   # NaN and −∞ fail the comparison too
+        if not np.isfinite(logp).all():
+            raise DivergenceError(f"gradient iterative inference diverged at step {k} (log "
+                                  "p(x, z) is not finite; {step} is too large for this model)",
+                                  alpha)
+        raise DivergenceError(
+            f"gradient iterative inference is unstable: log p(x, z) fell by "
+            f"{float((previous[1] - logp).max()):.3g} between steps {previous[0]} and {k}; "
+            "{step} is too large for this model (gradient ascent with a stable step never "
+            "lowers it); use a smaller step", alpha)
+    tol = 1e-6 if logp.dtype == np.float32 else 1e-10
+    return k, logp, logp - tol * (1.0 + np.abs(logp))

@@ -73,7 +73,8 @@ class GaussianPosterior:
 
     def split(self, flat):
         """Split (..., D) into a list of (..., d_l)."""
-        return np.split(flat, np.cumsum(self.dims)[:-1], axis=-1)
+        ends = np.cumsum(self.dims).tolist()
+        return [flat[..., a:b] for a, b in zip([0] + ends[:-1], ends)]
 
     def std(self):
         """Diagonal q only: standard deviations stacked over levels, (batch, D)."""
