@@ -19,6 +19,9 @@ This module is the one place where these equations are written.
 
 Shapes: data ``x`` is ``(batch, d_0)``; latents are a list ``z = [z_1, …, z_L]`` with ``z[l-1]``
 of shape ``(..., batch, d_l)`` — extra leading axes (posterior samples) broadcast against ``x``.
+A pass through the model (:meth:`GenerativeModel.forward`) also takes, and internally keeps, the
+latent levels side by side in one array ``(..., batch, d_1 + … + d_L)``: elementwise steps are
+then one numpy call for all levels (:class:`FlatPass`).
 """
 
 import copy
@@ -172,7 +175,8 @@ class FlatPass:
     (``latents`` itself when that is the identity), else None.
     The data level's prediction ``W_0 f(u_0)``, residual and error are ``pred0``, ``res0``,
     ``eps0`` (…, d_0); the latent levels' are ``pred`` (…, n: ``W_l f(u_l)`` for levels 1 … L−1,
-    0 in the top's place), ``res`` and ``eps`` (…, n); an error is its residual's array when Π = I.
+    0 in the top's place), ``res`` and ``eps`` (…, n); errors and residuals are the same arrays
+    when every Π = I.
     ``grad`` (…, n) is the gradient once :meth:`GenerativeModel.flat_gradient` has run.  Fixed for
     the pass's life: ``x``; ``x_minus_b`` (x − b_0); ``offset`` (b_1 … b_{L−1} and μ_L side by
     side), so that ``res = latents − pred − offset``; ``inv_var0``, ``inv_var`` (1/σ² of the data

@@ -154,7 +154,7 @@ def gradient_inference(model, x, steps: int = 100, step_size: float = 0.1, init=
                         lv += gl
                 grad *= alpha
                 latents += grad
-    if log_var is not None and not np.isfinite(latents).all():   # (point q: checked above)
+    if log_var is not None and not np.isfinite(latents).all():   # a point q: its last check did it
         raise DivergenceError("gradient iterative inference diverged (values overflowed; {step} "
                               "is too large for this model)", alpha)
     scores = {"log_joint": rec.log_joint}
