@@ -177,27 +177,33 @@ class FlatPass:
     ``eps0`` (…, d_0); the latent levels' are ``pred`` (…, n: ``W_l f(u_l)`` for levels 1 … L−1,
     0 in the top's place), ``res`` and ``eps`` (…, n); errors and residuals are the same arrays
     when every Π = I.
-    ``grad`` (…, n) is the gradient once :meth:`GenerativeModel.flat_gradient` has run.  Fixed for
+    ``grad`` (…, n) the gradient, written by :meth:`GenerativeModel.flat_gradient`.  Fixed for
     the pass's life: ``x``; ``x_minus_b`` (x − b_0); ``offset`` (b_1 … b_{L−1} and μ_L side by
     side), so that ``res = latents − pred − offset``; ``inv_var0``, ``inv_var`` (1/σ² of the data
     and of the latent levels when every Σ is diagonal and some is not I, else None).
+
+    The matrix products read and write each level as rows, ``(N, d_l)`` with N the number of
+    leading entries (samples × batch): one product per link instead of one per sample.
+    ``f_rows``, ``pred_rows``, ``err_rows`` and ``grad_rows`` are those 2-D views, per link.
     """
     x: np.ndarray
     latents: np.ndarray
     fz: np.ndarray | None
     pred0: np.ndarray
     pred: np.ndarray
-    pred_views: list
     res0: np.ndarray
     res: np.ndarray
     eps0: np.ndarray
     eps: np.ndarray
+    grad: np.ndarray
     x_minus_b: np.ndarray
     offset: np.ndarray
     inv_var0: np.ndarray | None
     inv_var: np.ndarray | None
-    grad: np.ndarray | None = None
-    grad_views: list | None = None
+    f_rows: list
+    pred_rows: list
+    err_rows: list
+    grad_rows: list
 
 
 @dataclass
@@ -396,9 +402,10 @@ class GenerativeModel:
             for l, (link, zl) in enumerate(zip(self.links, fw.z)):
                 fw.u[l] = link.preactivation(zl)
                 fw.fu[l] = link.nl.f(fw.u[l])
+                fl.f_rows[l] = fw.fu[l].reshape(-1, fw.fu[l].shape[-1])
         elif not shared.is_identity:                  # one call for every level
             shared.f(fl.latents, out=fl.fz)
-        for link, f, p in zip(self.links, fw.fu, fl.pred_views):
+        for link, f, p in zip(self.links, fl.f_rows, fl.pred_rows):
             np.matmul(f, link.W.T, out=p)
         # z_l − (W_l f(u_l) + b_l) and z_L − μ_L: the data level, then every latent level at once
         np.subtract(fl.x_minus_b, fl.pred0, out=fl.res0)
@@ -420,30 +427,42 @@ class GenerativeModel:
         lead = z.shape[:-1]
         if x.shape[:-1] != lead and np.broadcast_shapes(x.shape[:-1], lead) != lead:
             lead = np.broadcast_shapes(x.shape[:-1], lead)   # latents shared by all data points
-            z = np.broadcast_to(z, lead + z.shape[-1:]).copy()
+            z = np.broadcast_to(z, lead + z.shape[-1:])
+        if not z.flags.c_contiguous:                  # rows must be views of the latents
+            z = np.ascontiguousarray(z)
         dtype = np.result_type(x, z, self.top_mean)
+        rows, d0, n = math.prod(lead), self.dims[0], z.shape[-1]
+
+        def new(width, fill=np.empty):                # (N, width) and its (…, width) view
+            a = fill((rows, width), dtype)
+            return a, a.reshape(lead + (width,))
+
+        def levels(a):                                # per latent level, (N, d_l) views
+            return [a[:, s] for s in self._latent_slices]
+
         covs = self.covariances
-        pred0 = np.empty(lead + (self.dims[0],), dtype)
-        pred = np.zeros(z.shape, dtype)
-        res0, res = np.empty_like(pred0), np.empty_like(pred)
-        eps0, eps, inv_var0, inv_var = res0, res, None, None
+        (pred0_r, pred0), (pred_r, pred) = new(d0), new(n, np.zeros)
+        (res0_r, res0), (res_r, res) = new(d0), new(n)
+        (eps0_r, eps0), (eps_r, eps), inv_var0, inv_var = (res0_r, res0), (res_r, res), None, None
         if not all(c.is_unit for c in covs):
-            eps0, eps = np.empty_like(res0), np.empty_like(res)
+            (eps0_r, eps0), (eps_r, eps) = new(d0), new(n)
             if all(c.is_diagonal for c in covs):
                 inv_var0 = covs[0].inverse_variances.astype(dtype)
                 inv_var = np.concatenate([c.inverse_variances for c in covs[1:]]).astype(dtype)
+        grad_r, grad = new(n)
         zs = self.split(z)
-        shared, fz = self._shared_nl, None
+        shared, fz, f_rows = self._shared_nl, None, [None] * self.n_latent
         u, fu = [None] * self.n_latent, [None] * self.n_latent   # per link, set by every pass
         if shared is not None:                            # views of the latents and of f(latents)
-            fz = z if shared.is_identity else np.empty_like(pred)
-            u, fu = list(zs), self.split(fz)
+            fz_r, fz = (z.reshape(rows, n), z) if shared.is_identity else new(n)
+            u, fu, f_rows = list(zs), self.split(fz), levels(fz_r)
         flat = FlatPass(
-            x=x, latents=z, fz=fz, pred0=pred0, pred=pred,
-            pred_views=[pred0] + self.split(pred)[:-1], res0=res0, res=res, eps0=eps0, eps=eps,
-            x_minus_b=x - self.links[0].b,
+            x=x, latents=z, fz=fz, pred0=pred0, pred=pred, res0=res0, res=res, eps0=eps0, eps=eps,
+            grad=grad, x_minus_b=x - self.links[0].b,
             offset=np.concatenate([lk.b for lk in self.links[1:]] + [self.top_mean], dtype=dtype),
-            inv_var0=inv_var0, inv_var=inv_var)
+            inv_var0=inv_var0, inv_var=inv_var, f_rows=f_rows,
+            pred_rows=[pred0_r] + levels(pred_r)[:-1], err_rows=[eps0_r] + levels(eps_r),
+            grad_rows=levels(grad_r))
         return Forward(zs, u, fu, [res0] + self.split(res), [eps0] + self.split(eps), flat)
 
     def predictions(self, z: list[np.ndarray]) -> list[np.ndarray]:
@@ -471,25 +490,21 @@ class GenerativeModel:
         """``∂ log p/∂z_l = −ε_l + J_{l-1}(z_l)ᵀ ε_{l-1}`` for every latent level side by side,
         ``(…, n)``, from a pass of :meth:`forward` (written into the pass's own array, which the
         next call overwrites)."""
-        fl = fw.flat
-        if fl.grad is None:
-            fl.grad = np.empty(fl.latents.shape, fl.res.dtype)
-            fl.grad_views = self.split(fl.grad)
-        shared = self._shared_nl
-        for link, u, f, e, g in zip(self.links, fw.u, fw.fu, fw.errors, fl.grad_views):
-            if shared is None:
+        fl, shared = fw.flat, self._shared_nl
+        if shared is None:
+            for g, link, u, f, e in zip(self.split(fl.grad), self.links, fw.u, fw.fu, fw.errors):
                 g[...] = link.backward(u, f, e)
-            else:                  # Link.backward's Wᵀε per level, its f'(u) below for all
+        else:         # Link.backward's two factors: Wᵀε per link, then f'(z) for all levels
+            for link, e, g in zip(self.links, fl.err_rows, fl.grad_rows):
                 np.matmul(e, link.W, out=g)
-        if shared is not None and not shared.is_identity:
-            fl.grad *= shared.df_given(fl.latents, fl.fz)
+            if not shared.is_identity:
+                fl.grad *= shared.df_given(fl.latents, fl.fz)
         fl.grad -= fl.eps
         return fl.grad
 
     def gradient(self, fw: Forward) -> list[np.ndarray]:
         """:meth:`flat_gradient` as a list of ``(…, d_l)`` views, l = 1 … L."""
-        self.flat_gradient(fw)
-        return list(fw.flat.grad_views)
+        return self.split(self.flat_gradient(fw))
 
     def grad_from_errors(self, z: list[np.ndarray], eps: list[np.ndarray]) -> list[np.ndarray]:
         """The same gradient given the errors ``eps`` (levels 0 … L) at latents ``z``."""
