@@ -173,10 +173,11 @@ class FlatPass:
     ``latents`` (…, n), n = d_1 + … + d_L, is the caller's array (used in place, not copied);
     ``fz`` (…, n) is ``f(latents)`` when every link is affine with one shared nonlinearity
     (``latents`` itself when that is the identity), else None.
-    The data level's prediction ``W_0 f(u_0)``, residual and error are ``pred0``, ``res0``,
-    ``eps0`` (…, d_0); the latent levels' are ``pred`` (…, n: ``W_l f(u_l)`` for levels 1 … L−1,
-    0 in the top's place), ``res`` and ``eps`` (…, n); errors and residuals are the same arrays
-    when every Π = I.
+    The data level's residual and error are ``res0`` and ``eps0`` (…, d_0) (its prediction
+    ``W_0 f(u_0)`` is written into ``res0`` and then subtracted from ``x − b_0`` in place: one
+    array of the data's size fewer to allocate); the latent levels' are ``pred`` (…, n:
+    ``W_l f(u_l)`` for levels 1 … L−1, 0 in the top's place), ``res`` and ``eps`` (…, n); errors
+    and residuals are the same arrays when every Π = I.
     ``grad`` (…, n) the gradient, written by :meth:`GenerativeModel.flat_gradient`.  Fixed for
     the pass's life: ``x``; ``x_minus_b`` (x − b_0); ``offset`` (b_1 … b_{L−1} and μ_L side by
     side), so that ``res = latents − pred − offset``; ``inv_var0``, ``inv_var`` (1/σ² of the data
@@ -189,7 +190,6 @@ class FlatPass:
     x: np.ndarray
     latents: np.ndarray
     fz: np.ndarray | None
-    pred0: np.ndarray
     pred: np.ndarray
     res0: np.ndarray
     res: np.ndarray
@@ -408,7 +408,7 @@ class GenerativeModel:
         for link, f, p in zip(self.links, fl.f_rows, fl.pred_rows):
             np.matmul(f, link.W.T, out=p)
         # z_l − (W_l f(u_l) + b_l) and z_L − μ_L: the data level, then every latent level at once
-        np.subtract(fl.x_minus_b, fl.pred0, out=fl.res0)
+        np.subtract(fl.x_minus_b, fl.res0, out=fl.res0)
         np.subtract(fl.latents, fl.pred, out=fl.res)
         fl.res -= fl.offset
         if fl.inv_var is not None:
@@ -441,8 +441,7 @@ class GenerativeModel:
             return [a[:, s] for s in self._latent_slices]
 
         covs = self.covariances
-        (pred0_r, pred0), (pred_r, pred) = new(d0), new(n, np.zeros)
-        (res0_r, res0), (res_r, res) = new(d0), new(n)
+        (res0_r, res0), (res_r, res), (pred_r, pred) = new(d0), new(n), new(n, np.zeros)
         (eps0_r, eps0), (eps_r, eps), inv_var0, inv_var = (res0_r, res0), (res_r, res), None, None
         if not all(c.is_unit for c in covs):
             (eps0_r, eps0), (eps_r, eps) = new(d0), new(n)
@@ -457,11 +456,11 @@ class GenerativeModel:
             fz_r, fz = (z.reshape(rows, n), z) if shared.is_identity else new(n)
             u, fu, f_rows = list(zs), self.split(fz), levels(fz_r)
         flat = FlatPass(
-            x=x, latents=z, fz=fz, pred0=pred0, pred=pred, res0=res0, res=res, eps0=eps0, eps=eps,
+            x=x, latents=z, fz=fz, pred=pred, res0=res0, res=res, eps0=eps0, eps=eps,
             grad=grad, x_minus_b=x - self.links[0].b,
             offset=np.concatenate([lk.b for lk in self.links[1:]] + [self.top_mean], dtype=dtype),
             inv_var0=inv_var0, inv_var=inv_var, f_rows=f_rows,
-            pred_rows=[pred0_r] + levels(pred_r)[:-1], err_rows=[eps0_r] + levels(eps_r),
+            pred_rows=[res0_r] + levels(pred_r)[:-1], err_rows=[eps0_r] + levels(eps_r),
             grad_rows=levels(grad_r))
         return Forward(zs, u, fu, [res0] + self.split(res), [eps0] + self.split(eps), flat)
 
