@@ -5,8 +5,9 @@
 posterior (``log_var=None``) the update is ``μ ← μ + α ∇_z log p(x, μ)``: an Euler step of the
 predictive-coding dynamics with ``α = dt/τ`` — the update every circuit is compared with.
 
-The loop does only what is asked for: one forward pass per step, whose errors the gradient
-reuses; recording (and the log joint) only every ``record_every`` steps; validation, dtype
+The loop does only what is asked for: one forward pass per step, written into the same arrays
+at every step (:class:`pcbio.model.FlatPass`: every level side by side, one numpy call for all
+levels), whose errors the gradient reuses; recording (and the log joint) only every ``record_every`` steps; validation, dtype
 conversion and the stability limit before the loop.  Divergence is caught, not returned: for a
 linear model the step size is checked against the stability limit ``α < 2/λ_max(H)`` before the
 loop, and for any point posterior the log joint must not fall from one regular check to the
