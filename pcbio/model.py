@@ -181,7 +181,8 @@ class FlatPass:
     ``grad`` (…, n) the gradient, written by :meth:`GenerativeModel.flat_gradient`.  Fixed for
     the pass's life: ``x``; ``x_minus_b`` (x − b_0); ``offset`` (b_1 … b_{L−1} and μ_L side by
     side), so that ``res = latents − pred − offset``; ``inv_var0``, ``inv_var`` (1/σ² of the data
-    and of the latent levels when every Σ is diagonal and some is not I, else None).
+    and of the latent levels when every Σ is diagonal and some is not I, else None);
+    ``log_norm``, Σ_l (log det Σ_l + d_l log 2π).
 
     The matrix products read and write each level as rows, ``(N, d_l)`` with N the number of
     leading entries (samples × batch): one product per link instead of one per sample.
@@ -200,6 +201,7 @@ class FlatPass:
     offset: np.ndarray
     inv_var0: np.ndarray | None
     inv_var: np.ndarray | None
+    log_norm: float
     f_rows: list
     pred_rows: list
     err_rows: list
@@ -460,6 +462,7 @@ class GenerativeModel:
             grad=grad, x_minus_b=x - self.links[0].b,
             offset=np.concatenate([lk.b for lk in self.links[1:]] + [self.top_mean], dtype=dtype),
             inv_var0=inv_var0, inv_var=inv_var, f_rows=f_rows,
+            log_norm=sum(c.logdet for c in covs) + sum(self.dims) * LOG_2PI,
             pred_rows=[res0_r] + levels(pred_r)[:-1], err_rows=[eps0_r] + levels(eps_r),
             grad_rows=levels(grad_r))
         return Forward(zs, u, fu, [res0] + self.split(res), [eps0] + self.split(eps), flat)
@@ -480,10 +483,8 @@ class GenerativeModel:
         """``log p(x, z) = Σ_l log N(z_l; g_l(z_{l+1}), Σ_l)``, shape (…, batch) (from
         ``forward`` when given): ``−½ (rᵀ Π r + log det Σ + d log 2π)`` per level, the
         quadratic forms of all latent levels in one product."""
-        fw = forward or self.forward(x, z)
-        norm = sum(c.logdet for c in self.covariances) + sum(self.dims) * LOG_2PI
-        fl = fw.flat
-        return -0.5 * (np.vecdot(fl.res0, fl.eps0) + np.vecdot(fl.res, fl.eps) + norm)
+        fl = (forward or self.forward(x, z)).flat
+        return -0.5 * (np.vecdot(fl.res0, fl.eps0) + np.vecdot(fl.res, fl.eps) + fl.log_norm)
 
     def flat_gradient(self, fw: Forward) -> np.ndarray:
         """``∂ log p/∂z_l = −ε_l + J_{l-1}(z_l)ᵀ ε_{l-1}`` for every latent level side by side,

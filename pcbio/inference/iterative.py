@@ -128,7 +128,7 @@ def gradient_inference(model, x, steps: int = 100, step_size: float = 0.1, init=
 
     recorded = sorted(set(range(0, steps + 1, record_every)) | {steps})
     checked = set(range(0, steps + 1, CHECK_EVERY)) | {steps} if log_var is None else set()
-    rec = _Records(recorded, len(x), model.dims, dtype, log_var is not None)
+    rec = _Records(recorded, len(x), model, dtype, log_var is not None)
     previous = fw = None
     with np.errstate(over="ignore", invalid="ignore"):     # overflow is caught and reported
         for k in range(steps + 1):
@@ -136,16 +136,16 @@ def gradient_inference(model, x, steps: int = 100, step_size: float = 0.1, init=
             if log_var is None:
                 fw = model.forward(x, latents, fw)         # the arrays of step 0's pass, reused
                 grad = model.flat_gradient(fw) if k < steps else None  # the last step records only
-                eps = fw.errors
                 logp = model.log_joint(x, latents, fw) if (record or check) else None
             else:
                 g = elbo_gradient(model, x, GaussianPosterior(z, log_var=log_var), method,
                                   n_samples, seed + k, parameters=False, dtype=dtype)
                 grad = np.concatenate(g.means, axis=-1)
-                eps = model.errors(x, latents) if record else None
-                logp = model.log_joint(x, latents) if record else None
+                if record:                                 # errors and log joint at the means
+                    fw = model.forward(x, latents)
+                    logp = model.log_joint(x, latents, fw)
             if record:
-                rec.add(z, eps, logp, log_var, None if log_var is None else g.elbo.value)
+                rec.add(latents, fw.flat, logp, log_var, None if log_var is None else g.elbo.value)
             if check:
                 previous = _check_progress(logp, previous, k, alpha)
             if k < steps:        # the gradient is this step's own array: scaled in place
@@ -170,22 +170,28 @@ def gradient_inference(model, x, steps: int = 100, step_size: float = 0.1, init=
 
 
 class _Records:
-    """The recorded ``steps``, written into arrays allocated once: means and log-variances
-    (T, batch, d_l) for levels 1 … L, errors (T, batch, d_l) for levels 0 … L, log joint and
-    ELBO (T, batch)."""
+    """The recorded ``steps``, written into arrays allocated once, every latent level side by
+    side as in a pass (:class:`pcbio.model.FlatPass`), so that recording a step is a few copies:
+    means and log-variances (T, batch, d_l) for levels 1 … L, errors (T, batch, d_l) for levels
+    0 … L (per-level views), log joint and ELBO (T, batch)."""
 
-    def __init__(self, steps, batch, dims, dtype, variances):
+    def __init__(self, steps, batch, model, dtype, variances):
         n, self.steps, self.k = len(steps), set(steps), 0
-        self.means = [np.empty((n, batch, d), dtype) for d in dims[1:]]
-        self.errors = [np.empty((n, batch, d), dtype) for d in dims]
+        width = sum(model.latent_dims)
+        self.latents = np.empty((n, batch, width), dtype)
+        self.errors0 = np.empty((n, batch, model.dims[0]), dtype)
+        self.latent_errors = np.empty((n, batch, width), dtype)
+        self.means = model.split(self.latents)
+        self.errors = [self.errors0] + model.split(self.latent_errors)
         self.log_joint = np.empty((n, batch), dtype)
-        self.log_var = [np.empty((n, batch, d), dtype) for d in dims[1:]] if variances else None
+        self.log_var = [np.empty((n, batch, d), dtype) for d in model.latent_dims] if variances else None
         self.elbo = np.empty((n, batch)) if variances else None
 
-    def add(self, z, eps, logp, log_var, elbo):
+    def add(self, latents, flat, logp, log_var, elbo):
+        """Record the latents (batch, n), the errors of a pass at them (its ``FlatPass``), the
+        log joint and, with a Gaussian q, its log-variances and ELBO."""
         k = self.k
-        for buf, value in zip(self.means + self.errors, list(z) + list(eps)):
-            buf[k] = value
+        self.latents[k], self.errors0[k], self.latent_errors[k] = latents, flat.eps0, flat.eps
         self.log_joint[k] = logp
         if log_var is not None:
             for buf, value in zip(self.log_var, log_var):
