@@ -13,8 +13,8 @@ Workloads (a standard predictive-coding benchmark): latents 10 → 128 → 128 �
   to the means, log-variances and every model parameter (the learning step), against the same
   mathematics written out here.
 
-Every pair is checked to give the same numbers before it is timed (best of ``--repeats``, same
-process).  GFLOP/s counts the matrix products only (2·B·m·n each) and is set against the
+Every pair is checked to give the same numbers before it is timed (best of ``--repeats`` runs,
+or of as many as fill a second, run alternately in the same process).  GFLOP/s counts the matrix products only (2·B·m·n each) and is set against the
 roofline: one float32 product of the workload's largest shape, timed here.
 """
 
@@ -99,11 +99,13 @@ def best_of(fn, repeats):
     return min(times), out
 
 
-def compare(mine, reference, repeats):
+def compare(mine, reference, repeats, min_seconds=1.0):
     """Best-of times of two functions run alternately (so that load on the shared machine
-    falls on both alike), with their last results."""
+    falls on both alike), with their last results: at least ``repeats`` runs each, and more
+    until each has run for ``min_seconds`` (a sub-millisecond call needs thousands of runs to
+    meet a quiet moment)."""
     times, outs = [[], []], [None, None]
-    for _ in range(repeats):
+    while len(times[0]) < repeats or min(sum(times[0]), sum(times[1])) < min_seconds:
         for k, fn in enumerate((mine, reference)):
             t0 = time.perf_counter()
             outs[k] = fn()
