@@ -14,8 +14,9 @@ Workloads (a standard predictive-coding benchmark): latents 10 → 128 → 128 �
   mathematics written out here.
 
 Every pair is checked to give the same numbers before it is timed (best of ``--repeats`` runs,
-or of as many as fill a second, run alternately in the same process).  GFLOP/s counts the matrix products only (2·B·m·n each) and is set against the
-roofline: one float32 product of the workload's largest shape, timed here.
+or of as many as fill a second, run alternately in the same process). GFLOP/s counts the matrix
+products only (2·B·m·n each) and is set against the roofline: one float32 product of the
+workload's largest shape, timed here.
 """
 
 import argparse

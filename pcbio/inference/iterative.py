@@ -7,11 +7,12 @@ predictive-coding dynamics with ``α = dt/τ`` — the update every circuit is c
 
 The loop does only what is asked for: one forward pass per step, written into the same arrays
 at every step (:class:`pcbio.model.FlatPass`: every level side by side, one numpy call for all
-levels), whose errors the gradient reuses; recording (and the log joint) only every ``record_every`` steps; validation, dtype
-conversion and the stability limit before the loop.  Divergence is caught, not returned: for a
-linear model the step size is checked against the stability limit ``α < 2/λ_max(H)`` before the
-loop, and for any point posterior the log joint must not fall from one regular check to the
-next (gradient ascent with a stable step never lowers it).
+levels), whose errors the gradient reuses; recording (and the log joint) only every
+``record_every`` steps; validation, dtype conversion and the stability limit before the loop.
+Divergence is caught, not returned: for a linear model the step size is checked against the
+stability limit ``α < 2/λ_max(H)`` before the loop, and for any point posterior the log joint
+must not fall from one regular check to the next (gradient ascent with a stable step never
+lowers it).
 """
 
 import numpy as np
@@ -184,7 +185,8 @@ class _Records:
         self.means = model.split(self.latents)
         self.errors = [self.errors0] + model.split(self.latent_errors)
         self.log_joint = np.empty((n, batch), dtype)
-        self.log_var = [np.empty((n, batch, d), dtype) for d in model.latent_dims] if variances else None
+        self.log_var = ([np.empty((n, batch, d), dtype) for d in model.latent_dims]
+                        if variances else None)
         self.elbo = np.empty((n, batch)) if variances else None
 
     def add(self, latents, flat, logp, log_var, elbo):
