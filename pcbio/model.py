@@ -170,7 +170,8 @@ class FlatPass:
     calls, not the arithmetic, sets the time), and every elementwise step runs on whole,
     contiguous arrays (a strided view costs a loop per row).
 
-    ``latents`` (…, n), n = d_1 + … + d_L, is the caller's array (used in place, not copied);
+    ``latents`` (…, n), n = d_1 + … + d_L, is the caller's array when the caller gave one
+    contiguous array (used in place, not copied), else a copy;
     ``fz`` (…, n) is ``f(latents)`` when every link is affine with one shared nonlinearity
     (``latents`` itself when that is the identity), else None.
     The data level's residual and error are ``res0`` and ``eps0`` (…, d_0) (its prediction
