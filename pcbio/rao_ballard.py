@@ -116,15 +116,21 @@ def split_field(fields: np.ndarray, params: RaoBallardParameters) -> np.ndarray:
     return np.concatenate(parts, axis=1)
 
 
+def grey_image(name: str) -> np.ndarray:
+    """A scikit-image sample image by name, as a float grey-level array (colour images are
+    converted by luminance)."""
+    from skimage import color, data
+    image = getattr(data, name)()
+    return color.rgb2gray(image[..., :3]) if image.ndim == 3 else image.astype(float)
+
+
 def training_inputs(n: int, params: RaoBallardParameters, seed: int) -> np.ndarray:
     """``n`` training inputs (n, modules·patch²): 16×26 fields at seeded random positions of the
     DoG-filtered images (scaled to standard deviation ``contrast``), split into the modules'
     windowed patches."""
-    from skimage import data
     rng = np.random.default_rng(seed)
-    images = [params.contrast * dog_filter(getattr(data, name)().astype(float),
-                                           params.dog_center, params.dog_surround)
-              for name in params.images]
+    images = [params.contrast * dog_filter(grey_image(name), params.dog_center,
+                                           params.dog_surround) for name in params.images]
     which = rng.integers(0, len(images), n)
     fields = np.empty((n, params.patch, params.width))
     for k, i in enumerate(which):
@@ -340,26 +346,28 @@ def bar_field(params: RaoBallardParameters, length: float, angle: float, center,
 
 
 def end_stopping(network: RaoBallardNetwork, lengths, module: int = 1,
-                 plateau_from: float = 18.0) -> dict:
+                 plateau_from: float = 18.0, covariance: np.ndarray | None = None) -> dict:
     """Tuning of the error units ``r − U_h r_h`` of one level-1 module (the centre one by
     default) to bars of increasing length, with and without feedback.
 
-    Each unit gets a bar at its preferred orientation (:func:`orientation_index`), through the
-    centre of the module's patch shifted across the bar to where a short bar (6 px) drives the
-    unit most, with the polarity that makes its response positive; bars are DoG-filtered like
-    the training images.  Without feedback the level above is absent: the error is the
-    response itself.  The end-stopping index is ``(peak − plateau)/peak``, the plateau the mean
-    response for lengths above ``plateau_from`` pixels.  Returns the curves (units, lengths)
-    and indices (units,) for ``"feedback"`` and ``"no_feedback"``, and the orientations."""
+    The bars are horizontal, along the row of modules (RB99's test: a bar longer than a module's
+    16-px patch reaches into its neighbours' patches only along that axis; the level-2 field is
+    16 px high), centred on the module's patch and shifted up or down to where a short bar
+    (6 px) drives each unit most, with the polarity that makes its response positive; bars are
+    DoG-filtered like the training images.  Without feedback the level above is absent: the
+    error is the response itself.  With ``covariance`` (the second moment C of the level-1
+    responses, :func:`response_covariance`) also ``"whitened"``: the error ``σ_td² Σ_w⁻¹ r`` of a
+    level 2 that whitens the responses fully (:func:`whitening_covariance`; ``r`` without
+    feedback).  The end-stopping index is ``(peak − plateau)/peak``, the plateau the mean
+    response for lengths above ``plateau_from`` pixels.  Returns the lengths and, per
+    condition, the curves (units, lengths) and indices (units,)."""
     p = network.params
     n1 = p.level1_units
-    unit_slice = slice(module * n1, (module + 1) * n1)
-    _, angles = orientation_index(network.U[module], p.patch)
     center = ((p.patch - 1) / 2, module * p.offset + (p.patch - 1) / 2)
     lengths = np.asarray(lengths, dtype=float)
 
     # bars of one contrast: a full-length bar's DoG-filtered peak is 3 standard deviations of
-    # the training images' pixels
+    # the training images' pixels (the index does not depend on it: the Gaussian model is linear)
     contrast = 3.0 * p.contrast / np.abs(dog(bar_field(p, p.width, 0.0, center), p.dog_center,
                                              p.dog_surround)).max()
 
@@ -367,26 +375,75 @@ def end_stopping(network: RaoBallardNetwork, lengths, module: int = 1,
         I = split_field(np.stack([contrast * dog(f, p.dog_center, p.dog_surround)
                                   for f in fields]), p)
         r, rh = network.infer(I, feedback)
-        err = r - rh @ network.Uh.T if feedback else r
-        return err[:, unit_slice]
+        return r - rh @ network.Uh.T if feedback else r
 
-    curves = {"feedback": np.zeros((n1, len(lengths))), "no_feedback": np.zeros((n1, len(lengths)))}
+    keys = ("feedback", "no_feedback") + (() if covariance is None else ("whitened",))
+    curves = {key: np.zeros((n1, len(lengths))) for key in keys}
+    if covariance is not None:
+        whiten = p.sigma_td2 * np.linalg.inv(whitening_covariance(covariance, p))
+    shifts = np.arange(-3, 4)
+    drive = responses([bar_field(p, 6, 0.0, (center[0] + s, center[1])) for s in shifts],
+                      False)
     for k in range(n1):
-        a = angles[k]
-        shifts = np.arange(-3, 4)
-        probe = [bar_field(p, 6, a, (center[0] + s * np.cos(a), center[1] - s * np.sin(a)))
-                 for s in shifts]
-        drive = responses(probe, False)[:, k]
-        best = int(np.argmax(np.abs(drive)))
-        sign = np.sign(drive[best]) or 1.0
-        c = (center[0] + shifts[best] * np.cos(a), center[1] - shifts[best] * np.sin(a))
-        fields = [sign * bar_field(p, L, a, c) for L in lengths]
-        for key, fb in (("feedback", True), ("no_feedback", False)):
-            curves[key][k] = responses(fields, fb)[:, k]
-    out = {"lengths": lengths.tolist(), "orientation_rad": angles.tolist()}
+        unit = module * n1 + k
+        best = int(np.argmax(np.abs(drive[:, unit])))
+        sign = np.sign(drive[best, unit]) or 1.0
+        fields = [sign * bar_field(p, L, 0.0, (center[0] + shifts[best], center[1]))
+                  for L in lengths]
+        r = responses(fields, False)
+        curves["no_feedback"][k] = r[:, unit]
+        curves["feedback"][k] = responses(fields, True)[:, unit]
+        if covariance is not None:
+            curves["whitened"][k] = (r @ whiten.T)[:, unit]
+    out = {"lengths": lengths.tolist()}
     plateau = lengths > plateau_from
     for key, curve in curves.items():
         peak = curve.max(axis=1)
         index = (peak - curve[:, plateau].mean(axis=1)) / np.where(peak > 0, peak, np.nan)
         out[key] = {"curves": curve.tolist(), "index": index.tolist()}
     return out
+
+
+# -- what the level above learns -------------------------------------------------------------------
+def response_covariance(network: RaoBallardNetwork, inputs: np.ndarray,
+                        chunk: int = 500) -> np.ndarray:
+    """The second moment ``C = E[r rᵀ]`` (modules·level1_units, same) of the level-1 responses
+    to ``inputs`` (n, modules·patch²), inferred with feedback as in training."""
+    C = 0.0
+    for start in range(0, len(inputs), chunk):
+        r, _ = network.infer(inputs[start:start + chunk])
+        C = C + r.T @ r
+    return C / len(inputs)
+
+
+def level2_covariance(network: RaoBallardNetwork) -> np.ndarray:
+    """The covariance of the level-1 responses under the level above's model (``r = U_h r_h``
+    plus noise of variance σ_td², ``r_h ~ N(0, I/α_h)``): ``Σ = σ_td² I + U_h U_hᵀ/α_h``.  At the
+    level-2 equilibrium the error units carry ``r − U_h r_h = σ_td² Σ⁻¹ r`` (§14)."""
+    p = network.params
+    return p.sigma_td2 * np.eye(len(network.Uh)) + network.Uh @ network.Uh.T / p.alpha_top
+
+
+def map_fixed_point(C: np.ndarray, params: RaoBallardParameters) -> np.ndarray:
+    """The level-2 weights ``U_h`` (len(C), level2_units) at which RB99's learning rule is
+    stationary when the level-1 responses have second moment ``C`` (§14): along each eigenvector
+    of C with eigenvalue v a singular value s with ``(s² + α_h σ_td²)² = v α_h/λ``, zero where
+    that has no positive root; the remaining columns zero (any rotation of the columns is
+    stationary too).  Its :func:`level2_covariance` is ``max(√(C/(α_h λ)), σ_td²)``."""
+    p, (v, V) = params, np.linalg.eigh(C)
+    c = p.alpha_top * p.sigma_td2
+    s2 = np.maximum(np.sqrt(np.maximum(v, 0.0) * p.alpha_top / p.weight_decay) - c, 0.0)
+    top = np.argsort(v)[::-1][:p.level2_units]
+    Uh = np.zeros((len(C), p.level2_units))
+    Uh[:, :len(top)] = V[:, top] * np.sqrt(s2[top])
+    return Uh
+
+
+def whitening_covariance(C: np.ndarray, params: RaoBallardParameters) -> np.ndarray:
+    """The covariance of a level 2 that whitens the responses fully, for comparison with the
+    learning rule's ``max(√(C/(α_h λ)), σ_td²)`` (:func:`map_fixed_point`):
+    ``Σ_w = σ_td² max(C, v₀)/v₀`` with the rule's own floor ``v₀ = α_h λ σ_td⁴`` (the
+    eigenvalue below which the rule learns nothing), so the two agree at and below v₀."""
+    p, (v, V) = params, np.linalg.eigh(C)
+    v0 = p.alpha_top * p.weight_decay * p.sigma_td2 ** 2
+    return (V * (p.sigma_td2 * np.maximum(v, v0) / v0)) @ V.T

@@ -7,8 +7,9 @@ import pytest
 from brian2 import ms
 
 from pcbio.circuits import build_circuit
-from pcbio.rao_ballard import (RaoBallardNetwork, bar_field, load_parameters, orientation_index,
-                               training_inputs)
+from pcbio.rao_ballard import (RaoBallardNetwork, bar_field, level2_covariance,
+                               load_parameters, map_fixed_point, orientation_index,
+                               training_inputs, whitening_covariance)
 from pcbio.simulate import simulate
 
 
@@ -90,6 +91,53 @@ def test_one_learning_step_is_the_papers_weight_update():
     net.learning_step(I, r, rh, k2)
     np.testing.assert_allclose(net.U, want_U, rtol=0, atol=1e-13)
     np.testing.assert_allclose(net.Uh, want_Uh, rtol=0, atol=1e-13)
+
+
+def test_error_units_carry_the_response_whitened_by_the_level_above():
+    """At the network's equilibrium ``r_h = (U_hᵀU_h + α_h σ_td² I)⁻¹U_hᵀ r`` (∂E/∂r_h = 0), so by
+    the Woodbury identity the error units carry ``r − U_h r_h = σ_td² Σ⁻¹ r`` with
+    ``Σ = σ_td² I + U_h U_hᵀ/α_h``, the covariance of r under the level above's model
+    (``docs/mathematics.md`` §14)."""
+    p, net = _small()
+    r, rh = net.infer(training_inputs(5, p, seed=3))
+    want = p.sigma_td2 * np.linalg.solve(level2_covariance(net), r.T).T
+    np.testing.assert_allclose(r - rh @ net.Uh.T, want, rtol=1e-10, atol=1e-12)
+
+
+def test_learning_rule_is_stationary_where_the_level_above_half_whitens():
+    """RB99's level-2 rule ``ΔU_h ∝ (r − U_h r_h) r_hᵀ/σ_td² − λU_h``, averaged over responses
+    of second moment C, vanishes where ``(s² + α_h σ_td²)² = v α_h/λ`` along each eigenvector of C
+    (eigenvalue v; s = 0 where v < α_h λ σ_td⁴), i.e. where the level above's covariance is
+    ``max(√(C/(α_h λ)), σ_td²)`` — half-whitening, not whitening (§14, derived there).  Checked
+    with 9 responses whose sum of outer products is exactly 9C (rows of √9·C^½), one step of the
+    rule as pcbio takes it; weights 10 % larger or rotated are not stationary, and the larger
+    ones are pulled back."""
+    p = load_parameters(patch=4, offset=1, level1_units=3, level2_units=12)
+    rng = np.random.default_rng(5)
+    Q = np.linalg.qr(rng.normal(size=(9, 9)))[0]
+    v = np.geomspace(4.0, 1e-3, 9)                    # from far above v₀ = 0.1 to below it
+    C = (Q * v) @ Q.T
+    net = RaoBallardNetwork(p, np.zeros((3, 16, 3)), map_fixed_point(C, p))
+    root = (Q * np.sqrt(v)) @ Q.T
+    r = 3.0 * root                                    # Σ_i r_i r_iᵀ = 9 C
+
+    def step(Uh):
+        net.Uh = Uh.copy()
+        rh = np.linalg.solve(Uh.T @ Uh + p.alpha_top * p.sigma_td2 * np.eye(12), Uh.T @ r.T).T
+        net.learning_step(np.zeros((9, 48)), r, rh, k2=1.0)
+        return net.Uh - Uh
+
+    Uh = map_fixed_point(C, p)
+    assert np.abs(step(Uh)).max() < 1e-12 * np.abs(Uh).max()
+    want = (Q * np.maximum(np.sqrt(v / (p.alpha_top * p.weight_decay)), p.sigma_td2)) @ Q.T
+    np.testing.assert_allclose(level2_covariance(net.__class__(p, net.U, Uh)), want, rtol=1e-10)
+    assert np.sum(step(1.1 * Uh) * Uh) < -1e-3 * np.abs(Uh).max()
+    turn = np.linalg.qr(rng.normal(size=(9, 9)))[0]
+    assert np.abs(step(turn @ Uh)).max() > 1e-3 * np.abs(Uh).max()
+    # the fully whitening comparison meets the rule's covariance at its floor and is ∝ C above
+    W = whitening_covariance(C, p)
+    v0 = p.alpha_top * p.weight_decay * p.sigma_td2 ** 2
+    np.testing.assert_allclose(W, (Q * (p.sigma_td2 * np.maximum(v, v0) / v0)) @ Q.T, rtol=1e-10)
 
 
 def test_learning_rate_schedule_is_the_papers():
