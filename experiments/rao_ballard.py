@@ -8,11 +8,15 @@ inputs is inferred exactly (the equivalent hierarchical Gaussian model's posteri
 steady state of the paper's inference equation) and the weights take the paper's Hebbian step.
 
 (a) The centre module's 32 learned basis vectors.
-(b) Tuning of example error units (``r − U_h r_h``) to bar length, with feedback and without it
-    (the level above removed: the error is the response itself), normalised to their peaks.
+(b) Tuning of example error units (``r − U_h r_h``) to the length of a horizontal bar (along
+    the row of modules), with feedback and without it (the level above removed: the error is
+    the response itself), normalised to their peaks.
 (c) The end-stopping index ``(peak − plateau)/peak`` of all 32 error units, both conditions;
     a unit counts as end-stopped when its index exceeds 0.2 (the plateau: bars longer than
-    18 px).  RB99 found 28 of 32 end-stopped with feedback, 5 without.
+    18 px).  RB99 found 28 of 32 end-stopped with feedback, 5 without.  For comparison, the
+    index under a level 2 that whitens the responses fully (``docs/mathematics.md`` §14: the
+    paper's learning rule settles where level 2 half-whitens them); the JSON also says how far
+    the learned level 2 is from that fixed point of the rule.
 (d) Training: reconstruction error per input and the held-out log-likelihood of the equivalent
     model.
 The rate circuit of the trained (equivalent) model is mapped on two held-out inputs: its Euler
@@ -29,7 +33,8 @@ from pcbio.mapping import map_circuit
 from pcbio.plotting import CIRCUIT, REFERENCE, VAE, figure, panel_label, style
 from pcbio.progress import SILENT
 from pcbio.rao_ballard import (RaoBallardLearner, RaoBallardNetwork, end_stopping,
-                               load_parameters, orientation_index, training_inputs)
+                               level2_covariance, load_parameters, map_fixed_point,
+                               orientation_index, response_covariance, training_inputs)
 
 DESCRIPTION = "Rao & Ballard (1999): natural-image filters and end-stopped error units"
 THRESHOLD = 0.2            # end-stopped: long bars at least 20 % below the peak
@@ -47,9 +52,13 @@ def run(quick=False, seed=0, progress=SILENT):
                   progress=progress)
     net = learner.network
     lengths = np.arange(2, params.width + 1, 2)
-    progress("end-stopping: bars of 2 to 26 px at each unit's preferred orientation")
-    es = end_stopping(net, lengths)
+    progress("what level 2 learned: the level-1 responses' second moment and the rule's fixed point")
+    C = response_covariance(net, inputs[:n_train])
+    fixed = level2_covariance(RaoBallardNetwork(params, net.U, map_fixed_point(C, params)))
+    progress("end-stopping: horizontal bars of 2 to 26 px")
+    es = end_stopping(net, lengths, covariance=C)
     fb, nf = np.array(es["feedback"]["index"]), np.array(es["no_feedback"]["index"])
+    wh = np.array(es["whitened"]["index"])
     osi, _ = orientation_index(net.U[1], params.patch)
 
     progress("mapping: the rate circuit of the trained model against the VAE side")
@@ -66,10 +75,15 @@ def run(quick=False, seed=0, progress=SILENT):
         "end_stopped_feedback": int(np.sum(fb > THRESHOLD)),
         "end_stopped_no_feedback": int(np.sum(nf > THRESHOLD)),
         "n_error_units": n_units, "threshold": THRESHOLD, "paper": PAPER,
-        "end_stopping_index": {"feedback": fb.tolist(), "no_feedback": nf.tolist()},
+        "end_stopped_fraction_whitened": float(np.mean(wh > THRESHOLD)),
+        "end_stopped_whitened": int(np.sum(wh > THRESHOLD)),
+        "end_stopping_index": {"feedback": fb.tolist(), "no_feedback": nf.tolist(),
+                               "whitened": wh.tolist()},
         "tuning_curves": {"lengths_px": lengths.tolist(),
-                          "feedback": es["feedback"]["curves"],
-                          "no_feedback": es["no_feedback"]["curves"]},
+                          **{key: es[key]["curves"] for key in ("feedback", "no_feedback",
+                                                                "whitened")}},
+        "level2_covariance_vs_fixed_point": float(
+            np.linalg.norm(level2_covariance(net) - fixed) / np.linalg.norm(fixed)),
         "orientation_index": osi.tolist(),
         "oriented_fraction": float(np.mean(osi > ORIENTED)),
         "orientation_index_median": float(np.median(osi)),
@@ -94,10 +108,10 @@ def run(quick=False, seed=0, progress=SILENT):
         for k, color in zip(examples, (CIRCUIT, VAE, REFERENCE)):
             for key, ls in (("feedback", "-"), ("no_feedback", ":")):
                 curve = np.array(es[key]["curves"][k])
-                ax.plot(lengths, curve / curve.max(), color=color, ls=ls,
+                ax.plot(lengths, curve / np.abs(curve).max(), color=color, ls=ls,
                         label=f"unit {k}" if key == "feedback" else None)
         ax.axvline(18, color="0.6", lw=0.6)
-        ax.set(xlabel="bar length (px)", ylabel="error-unit response (norm.)")
+        ax.set(xlabel="bar length (px)", ylabel="error-unit response (/ max |·|)")
         ax.legend(frameon=False, fontsize=6, title="solid: feedback; dotted: none",
                   title_fontsize=6)
         ax = axes[0, 2]
@@ -106,6 +120,8 @@ def run(quick=False, seed=0, progress=SILENT):
                 label=f"feedback: {data['end_stopped_feedback']}/{n_units}")
         ax.hist(np.clip(nf, bins[0], bins[-1]), bins, color=VAE, alpha=0.5,
                 label=f"no feedback: {data['end_stopped_no_feedback']}/{n_units}")
+        ax.hist(np.clip(wh, bins[0], bins[-1]), bins, histtype="step", color=REFERENCE,
+                label=f"whitening level 2: {data['end_stopped_whitened']}/{n_units}")
         ax.axvline(THRESHOLD, color=REFERENCE, ls="--", lw=0.8)
         ax.set(xlabel="end-stopping index", ylabel="error units")
         ax.legend(frameon=False, fontsize=6)
