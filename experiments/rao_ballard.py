@@ -16,7 +16,9 @@ steady state of the paper's inference equation) and the weights take the paper's
     18 px).  RB99 found 28 of 32 end-stopped with feedback, 5 without.  For comparison, the
     index under a level 2 that whitens the responses fully (``docs/mathematics.md`` §14: the
     paper's learning rule settles where level 2 half-whitens them); the JSON also says how far
-    the learned level 2 is from that fixed point of the rule.
+    the learned level 2 is from that fixed point of the rule, and the counts among the units
+    whose preferred orientation lies within 45° of the row of modules (the only ones for which a
+    bar near their preferred orientation continues into the neighbouring patches).
 (d) Training: reconstruction error per input and the held-out log-likelihood of the equivalent
     model.
 The rate circuit of the trained (equivalent) model is mapped on two held-out inputs: its Euler
@@ -59,7 +61,10 @@ def run(quick=False, seed=0, progress=SILENT):
     es = end_stopping(net, lengths, covariance=C)
     fb, nf = np.array(es["feedback"]["index"]), np.array(es["no_feedback"]["index"])
     wh = np.array(es["whitened"]["index"])
-    osi, _ = orientation_index(net.U[1], params.patch)
+    osi, angle = orientation_index(net.U[1], params.patch)
+    # units whose preferred orientation is within 45° of the row of modules: only for them does
+    # a bar near their preferred orientation continue into the neighbouring modules' patches
+    along = np.abs(np.mod(angle + np.pi / 2, np.pi) - np.pi / 2) < np.pi / 4
 
     progress("mapping: the rate circuit of the trained model against the VAE side")
     model, probe = net.equivalent_model(), inputs[n_train:n_train + 2]
@@ -85,6 +90,11 @@ def run(quick=False, seed=0, progress=SILENT):
         "level2_covariance_vs_fixed_point": float(
             np.linalg.norm(level2_covariance(net) - fixed) / np.linalg.norm(fixed)),
         "orientation_index": osi.tolist(),
+        "n_units_along_modules": int(along.sum()),
+        "end_stopped_along_modules": {key: int(np.sum(index[along] > THRESHOLD))
+                                      for key, index in (("feedback", fb), ("no_feedback", nf),
+                                                         ("whitened", wh))},
+        "orientation_rad": angle.tolist(),
         "oriented_fraction": float(np.mean(osi > ORIENTED)),
         "orientation_index_median": float(np.median(osi)),
         "heldout_log_likelihood": state["history"]["heldout"],

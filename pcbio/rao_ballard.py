@@ -37,6 +37,12 @@ from .model import GenerativeModel, Link
 from .paths import models_dir
 
 
+#: scikit-image sample images that ship with it (the others need a download)
+SAMPLE_IMAGES = ("astronaut", "brick", "camera", "cell", "chelsea", "clock", "coffee", "coins",
+                 "grass", "gravel", "horse", "hubble_deep_field", "immunohistochemistry", "moon",
+                 "page", "retina", "rocket", "text")
+
+
 @dataclass(frozen=True)
 class RaoBallardParameters:
     """The values of ``models/networks/rao_ballard1999.toml`` (see its comments)."""
@@ -63,6 +69,8 @@ class RaoBallardParameters:
 
     def __post_init__(self):
         one_of(self.prior, "prior", ("gaussian", "sparse"))
+        for name in self.images:
+            one_of(name, "images", SAMPLE_IMAGES)
 
     @property
     def width(self) -> int:

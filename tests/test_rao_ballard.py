@@ -7,7 +7,7 @@ import pytest
 from brian2 import ms
 
 from pcbio.circuits import build_circuit
-from pcbio.rao_ballard import (RaoBallardNetwork, bar_field, level2_covariance,
+from pcbio.rao_ballard import (RaoBallardNetwork, bar_field, grey_image, level2_covariance,
                                load_parameters, map_fixed_point, orientation_index,
                                training_inputs, whitening_covariance)
 from pcbio.simulate import simulate
@@ -229,18 +229,36 @@ def test_orientation_index_of_gratings_and_bars():
     assert bar.sum(axis=1).max() == 10 and bar.sum(axis=0).max() == 2
 
 
+def test_colour_sample_images_become_their_luminance():
+    """A colour training image is its luminance, 0.2125 R + 0.7154 G + 0.0721 B (ITU-R BT.709, on
+    RGB scaled to [0, 1]); a grey one is its own values as floats."""
+    from skimage import data
+    rgb = data.astronaut() / 255.0
+    want = rgb @ np.array([0.2125, 0.7154, 0.0721])
+    np.testing.assert_allclose(grey_image("astronaut"), want, atol=1e-12)
+    np.testing.assert_array_equal(grey_image("camera"), data.camera().astype(float))
+    with pytest.raises(ValueError, match="images must be one of"):
+        load_parameters(images=("camera", "eagle"))       # eagle needs a download
+
+
 @pytest.mark.slow
 def test_rao_ballard_experiment_writes_what_the_issue_asks(tmp_path):
     """`pcbio run rao_ballard --quick` writes JSON, PDF and PNG with the end-stopped fractions
-    with and without feedback, the number of error units, the tuning curves and indices; the
+    with and without feedback and under a fully whitening level 2 (also among the units tuned
+    along the row of modules), the number of error units, the tuning curves and indices; the
     rate circuit of the trained model steps exactly as gradient inference on the VAE side."""
     import json
 
     from pcbio.experiment import run_experiment
     run_experiment("rao_ballard", tmp_path, quick=True, seed=0)
     res = json.loads((tmp_path / "rao_ballard.json").read_text())["results"]
-    for key in ("end_stopped_fraction_feedback", "end_stopped_fraction_no_feedback"):
+    for key in ("end_stopped_fraction_feedback", "end_stopped_fraction_no_feedback",
+                "end_stopped_fraction_whitened"):
         assert 0 <= res[key] <= 1
+    along = res["end_stopped_along_modules"]
+    assert set(along) == {"feedback", "no_feedback", "whitened"}
+    assert max(along.values()) <= res["n_units_along_modules"] <= 32
+    assert np.isfinite(res["level2_covariance_vs_fixed_point"])
     assert res["n_error_units"] == 32
     curves = np.array(res["tuning_curves"]["feedback"])
     assert curves.shape == (32, len(res["tuning_curves"]["lengths_px"]))
