@@ -54,7 +54,7 @@ def run(quick=False, seed=0, progress=SILENT):
                   progress=progress)
     net = learner.network
     lengths = np.arange(2, params.width + 1, 2)
-    progress("what level 2 learned: the level-1 responses' second moment and the rule's fixed point")
+    progress("what level 2 learned: the responses' second moment and the rule's fixed point")
     C = response_covariance(net, inputs[:n_train])
     fixed = level2_covariance(RaoBallardNetwork(params, net.U, map_fixed_point(C, params)))
     progress("end-stopping: horizontal bars of 2 to 26 px")
