@@ -358,9 +358,8 @@ def end_stopping(network: RaoBallardNetwork, lengths, module: int = 1,
     """Tuning of the error units ``r − U_h r_h`` of one level-1 module (the centre one by
     default) to bars of increasing length, with and without feedback.
 
-    The bars are horizontal, along the row of modules (RB99's test: a bar longer than a module's
-    16-px patch reaches into its neighbours' patches only along that axis; the level-2 field is
-    16 px high), centred on the module's patch and shifted up or down to where a short bar
+    The bars are horizontal, along the row of modules (the level-2 field is 16 px high: only
+    along that axis does a bar longer than a module's patch reach into its neighbours'), centred on the module's patch and shifted up or down to where a short bar
     (6 px) drives each unit most, with the polarity that makes its response positive; bars are
     DoG-filtered like the training images.  Without feedback the level above is absent: the
     error is the response itself.  With ``covariance`` (the second moment C of the level-1
@@ -375,7 +374,8 @@ def end_stopping(network: RaoBallardNetwork, lengths, module: int = 1,
     lengths = np.asarray(lengths, dtype=float)
 
     # bars of one contrast: a full-length bar's DoG-filtered peak is 3 standard deviations of
-    # the training images' pixels (the index does not depend on it: the Gaussian model is linear)
+    # the training images' pixels (with the Gaussian prior the indices do not depend on it: the
+    # responses are linear in the image)
     contrast = 3.0 * p.contrast / np.abs(dog(bar_field(p, p.width, 0.0, center), p.dog_center,
                                              p.dog_surround)).max()
 
@@ -437,7 +437,8 @@ def map_fixed_point(C: np.ndarray, params: RaoBallardParameters) -> np.ndarray:
     stationary when the level-1 responses have second moment ``C`` (§14): along each eigenvector
     of C with eigenvalue v a singular value s with ``(s² + α_h σ_td²)² = v α_h/λ``, zero where
     that has no positive root; the remaining columns zero (any rotation of the columns is
-    stationary too).  Its :func:`level2_covariance` is ``max(√(C/(α_h λ)), σ_td²)``."""
+    stationary too).  With enough level-2 units its :func:`level2_covariance` is
+    ``max(√(C/(α_h λ)), σ_td²)``."""
     p, (v, V) = params, np.linalg.eigh(C)
     c = p.alpha_top * p.sigma_td2
     s2 = np.maximum(np.sqrt(np.maximum(v, 0.0) * p.alpha_top / p.weight_decay) - c, 0.0)
