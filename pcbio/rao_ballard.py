@@ -452,7 +452,9 @@ def whitening_covariance(C: np.ndarray, params: RaoBallardParameters) -> np.ndar
     """The covariance of a level 2 that whitens the responses fully, for comparison with the
     learning rule's ``max(√(C/(α_h λ)), σ_td²)`` (:func:`map_fixed_point`):
     ``Σ_w = σ_td² max(C, v₀)/v₀`` with the rule's own floor ``v₀ = α_h λ σ_td⁴`` (the
-    eigenvalue below which the rule learns nothing), so the two agree at and below v₀."""
+    eigenvalue below which the rule learns nothing), so the two agree at and below v₀.  Its
+    error ``σ_td² Σ_w⁻¹ r = v₀ max(C, v₀)⁻¹ r`` is that of the level 2 maximum likelihood fits
+    when the top-down noise variance is v₀ (§14)."""
     p, (v, V) = params, np.linalg.eigh(C)
     v0 = p.alpha_top * p.weight_decay * p.sigma_td2 ** 2
     return (V * (p.sigma_td2 * np.maximum(v, v0) / v0)) @ V.T
