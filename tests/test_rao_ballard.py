@@ -140,6 +140,44 @@ def test_learning_rule_is_stationary_where_the_level_above_half_whitens():
     np.testing.assert_allclose(W, (Q * (p.sigma_td2 * np.maximum(v, v0) / v0)) @ Q.T, rtol=1e-10)
 
 
+def test_the_fully_whitening_level_2_is_what_maximum_likelihood_fits():
+    """The comparison level 2 (``whitening_covariance``) is the one maximum likelihood fits: for
+    a level 2 with top-down noise variance v₀ = α_h λ σ_td⁴, probabilistic PCA (Tipping &
+    Bishop 1999) puts ``U_h U_hᵀ/α_h = V (v − v₀)₊ Vᵀ``, so its covariance is ``max(C, v₀)``.
+    There the VAE side's exact ELBO gradient w.r.t. U_h (exact posterior, data whose outer
+    products sum to 9C) vanishes — at half-whitening weights (``Σ = max(√(v₀C), v₀)``, what the
+    predictive-coding rule learns) it does not — and its errors ``v₀ max(C, v₀)⁻¹ r`` are those ``σ_td² Σ_w⁻¹ r`` that
+    ``end_stopping`` reports."""
+    from pcbio.inference import exact_posterior
+    from pcbio.inference.elbo import elbo_gradient
+    from pcbio.model import GenerativeModel, Link
+    p = load_parameters(patch=4, offset=1, level1_units=3, level2_units=12)
+    rng = np.random.default_rng(6)
+    Q = np.linalg.qr(rng.normal(size=(9, 9)))[0]
+    v = np.geomspace(4.0, 1e-3, 9)
+    C = (Q * v) @ Q.T
+    r = 3.0 * (Q * np.sqrt(v)) @ Q.T                  # Σ_i r_i r_iᵀ = 9 C
+    v0 = p.alpha_top * p.weight_decay * p.sigma_td2 ** 2
+
+    def weight_gradient(Uh):
+        model = GenerativeModel(np.zeros(12), 1.0 / p.alpha_top, [Link(Uh, cov=v0)])
+        g = elbo_gradient(model, r, exact_posterior(model, r), method="exact")
+        return g.params.links[0].weights, model
+
+    Uh = np.zeros((9, 12))
+    Uh[:, :9] = Q * np.sqrt(p.alpha_top * np.maximum(v - v0, 0.0))
+    grad, model = weight_gradient(Uh)
+    assert np.abs(grad).max() < 1e-9 * np.abs(Uh).max()
+    sigma = v0 * np.eye(9) + Uh @ Uh.T / p.alpha_top
+    np.testing.assert_allclose(sigma, (Q * np.maximum(v, v0)) @ Q.T, atol=1e-12)
+    np.testing.assert_allclose(v0 * np.linalg.solve(sigma, r.T),
+                               p.sigma_td2 * np.linalg.solve(whitening_covariance(C, p), r.T),
+                               rtol=1e-9, atol=1e-12)
+    half = np.zeros((9, 12))
+    half[:, :9] = Q * np.sqrt(v0 * p.alpha_top * np.maximum(np.sqrt(v / v0) - 1, 0.0))
+    assert np.abs(weight_gradient(half)[0]).max() > 1e-2 * np.abs(half).max()
+
+
 def test_learning_rate_schedule_is_the_papers():
     """k2 starts at 1 and is divided by 1.015 after every 40 training inputs."""
     p = load_parameters()
