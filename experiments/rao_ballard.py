@@ -10,7 +10,7 @@ steady state of the paper's inference equation) and the weights take the paper's
 (a) The centre module's 32 learned basis vectors.
 (b) Tuning of example error units (``r − U_h r_h``) to the length of a horizontal bar (along
     the row of modules), with feedback and without it (the level above removed: the error is
-    the response itself), normalised to their peaks.
+    the response itself), each divided by its largest magnitude.
 (c) The end-stopping index ``(peak − plateau)/peak`` of all 32 error units, both conditions;
     a unit counts as end-stopped when its index exceeds 0.2 (the plateau: bars longer than
     18 px).  RB99 found 28 of 32 end-stopped with feedback, 5 without.  For comparison, the
@@ -124,8 +124,8 @@ def _run(quick, seed, progress):
         ax.set_yticks([])
         ax.set_xlabel("level-1 basis vectors\n(centre module)", fontsize=7)
         ax = axes[0, 1]
-        # the units feedback makes most end-stopped, among those whose error stays positive at
-        # its peak (an index above 1 means the plateau changed sign)
+        # the units feedback makes most end-stopped, among those with an index in [0, 1] (above
+        # 1 the error changes sign on long bars)
         gain = np.where((fb >= 0) & (fb <= 1), fb - np.nan_to_num(nf), -np.inf)
         examples = np.argsort(gain)[::-1][:3]
         for k, color in zip(examples, (CIRCUIT, VAE, REFERENCE)):
