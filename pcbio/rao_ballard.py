@@ -359,9 +359,10 @@ def end_stopping(network: RaoBallardNetwork, lengths, module: int = 1,
     default) to bars of increasing length, with and without feedback.
 
     The bars are horizontal, along the row of modules (the level-2 field is 16 px high: only
-    along that axis does a bar longer than a module's patch reach into its neighbours'), centred on the module's patch and shifted up or down to where a short bar
-    (6 px) drives each unit most, with the polarity that makes its response positive; bars are
-    DoG-filtered like the training images.  Without feedback the level above is absent: the
+    along that axis does a bar longer than a module's patch reach into its neighbours'),
+    centred on the module's patch and shifted up or down to where a short bar (6 px) drives
+    each unit most, with the polarity that makes its response positive; bars are DoG-filtered
+    like the training images.  Without feedback the level above is absent: the
     error is the response itself.  With ``covariance`` (the second moment C of the level-1
     responses, :func:`response_covariance`) also ``"whitened"``: the error ``σ_td² Σ_w⁻¹ r`` of a
     level 2 that whitens the responses fully (:func:`whitening_covariance`; ``r`` without
