@@ -146,8 +146,8 @@ def test_the_fully_whitening_level_2_is_what_maximum_likelihood_fits():
     Bishop 1999) puts ``U_h U_hᵀ/α_h = V (v − v₀)₊ Vᵀ``, so its covariance is ``max(C, v₀)``.
     There the VAE side's exact ELBO gradient w.r.t. U_h (exact posterior, data whose outer
     products sum to 9C) vanishes — at half-whitening weights (``Σ = max(√(v₀C), v₀)``, what the
-    predictive-coding rule learns) it does not — and its errors ``v₀ max(C, v₀)⁻¹ r`` are those ``σ_td² Σ_w⁻¹ r`` that
-    ``end_stopping`` reports."""
+    predictive-coding rule learns) it does not — and its errors ``v₀ max(C, v₀)⁻¹ r`` are the
+    ``σ_td² Σ_w⁻¹ r`` that ``end_stopping`` reports."""
     from pcbio.inference import exact_posterior
     from pcbio.inference.elbo import elbo_gradient
     from pcbio.model import GenerativeModel, Link
