@@ -66,7 +66,7 @@ def _run(quick, seed, progress):
     lengths = np.arange(2, params.width + 1, 2)
     progress("what level 2 learned: the responses' second moment and the rule's fixed point")
     C = response_covariance(net, inputs[:n_train])
-    fixed = level2_covariance(RaoBallardNetwork(params, net.U, map_fixed_point(C, params)))
+    fixed = level2_covariance(map_fixed_point(C, params), params)
     progress("end-stopping: horizontal bars of 2 to 26 px")
     es = end_stopping(net, lengths, covariance=C)
     fb, nf = np.array(es["feedback"]["index"]), np.array(es["no_feedback"]["index"])
@@ -98,7 +98,7 @@ def _run(quick, seed, progress):
                           **{key: es[key]["curves"] for key in ("feedback", "no_feedback",
                                                                 "whitened")}},
         "level2_covariance_vs_fixed_point": float(
-            np.linalg.norm(level2_covariance(net) - fixed) / np.linalg.norm(fixed)),
+            np.linalg.norm(level2_covariance(net.Uh, params) - fixed) / np.linalg.norm(fixed)),
         "orientation_index": osi.tolist(),
         "n_units_along_modules": int(along.sum()),
         "end_stopped_along_modules": {key: int(np.sum(index[along] > THRESHOLD))

@@ -4,7 +4,8 @@ Bundled (they ship inside scikit-learn's and scikit-image's wheels; nothing is d
 
 * ``digits`` — scikit-learn's 1797 handwritten digits, 8×8 pixels scaled to [0, 1] (64
   values per point; pixels 0, 32 and 39 never vary).  :func:`digit_labels` gives the classes.
-* natural images — scikit-image's camera, grass, gravel and brick (512×512 grey):
+* natural images — scikit-image's camera, grass, gravel and brick (512×512 grey) by default,
+  or any sample image it ships (:data:`SAMPLE_IMAGES`; colour ones by their luminance):
   :func:`natural_image` and :func:`image_patches`.
 """
 
@@ -12,11 +13,15 @@ from pathlib import Path
 
 import numpy as np
 
-from .checks import as_array
+from .checks import as_array, one_of
 
 BUNDLED = {"digits": "scikit-learn's 1797 handwritten digits, 8x8 pixels scaled to [0, 1]"}
 #: scikit-image's bundled grey natural images (512 x 512)
 IMAGES = ("camera", "grass", "gravel", "brick")
+#: every sample image scikit-image ships (the others need a download)
+SAMPLE_IMAGES = ("astronaut", "brick", "camera", "cell", "chelsea", "clock", "coffee", "coins",
+                 "grass", "gravel", "horse", "hubble_deep_field", "immunohistochemistry", "moon",
+                 "page", "retina", "rocket", "text")
 
 
 def _digits():
@@ -60,11 +65,12 @@ def split(x: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, n
 
 
 def natural_image(name: str) -> np.ndarray:
-    """A bundled grey image scaled to zero mean and unit variance, (512, 512)."""
-    if name not in IMAGES:
-        raise ValueError(f"image must be one of {list(IMAGES)}, got {name!r}")
-    from skimage import data
-    image = getattr(data, name)().astype(float)
+    """A bundled image (one of :data:`SAMPLE_IMAGES`; colour ones by their luminance) scaled to
+    zero mean and unit variance, (height, width)."""
+    one_of(name, "image", SAMPLE_IMAGES)
+    from skimage import color, data
+    image = getattr(data, name)()
+    image = color.rgb2gray(image[..., :3]) if image.ndim == 3 else image.astype(float)
     return (image - image.mean()) / image.std()
 
 

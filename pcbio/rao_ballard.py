@@ -29,18 +29,13 @@ import numpy as np
 from scipy.ndimage import gaussian_filter
 
 from .checks import one_of
+from .data import SAMPLE_IMAGES, natural_image
 from .inference import exact_posterior
 from .inference.exact import posterior_precision
 from .inference.optimize import OptimisationError
 from .learning.rules import LearningRates
 from .model import GenerativeModel, Link
 from .paths import models_dir
-
-
-#: scikit-image sample images that ship with it (the others need a download)
-SAMPLE_IMAGES = ("astronaut", "brick", "camera", "cell", "chelsea", "clock", "coffee", "coins",
-                 "grass", "gravel", "horse", "hubble_deep_field", "immunohistochemistry", "moon",
-                 "page", "retina", "rocket", "text")
 
 
 @dataclass(frozen=True)
@@ -70,7 +65,7 @@ class RaoBallardParameters:
     def __post_init__(self):
         one_of(self.prior, "prior", ("gaussian", "sparse"))
         for name in self.images:
-            one_of(name, "images", SAMPLE_IMAGES)
+            one_of(name, "images", SAMPLE_IMAGES)     # before any image is loaded
 
     @property
     def width(self) -> int:
@@ -124,20 +119,12 @@ def split_field(fields: np.ndarray, params: RaoBallardParameters) -> np.ndarray:
     return np.concatenate(parts, axis=1)
 
 
-def grey_image(name: str) -> np.ndarray:
-    """A scikit-image sample image by name, as a float grey-level array (colour images are
-    converted by luminance)."""
-    from skimage import color, data
-    image = getattr(data, name)()
-    return color.rgb2gray(image[..., :3]) if image.ndim == 3 else image.astype(float)
-
-
 def training_inputs(n: int, params: RaoBallardParameters, seed: int) -> np.ndarray:
     """``n`` training inputs (n, modules·patch²): 16×26 fields at seeded random positions of the
     DoG-filtered images (scaled to standard deviation ``contrast``), split into the modules'
     windowed patches."""
     rng = np.random.default_rng(seed)
-    images = [params.contrast * dog_filter(grey_image(name), params.dog_center,
+    images = [params.contrast * dog_filter(natural_image(name), params.dog_center,
                                            params.dog_surround) for name in params.images]
     which = rng.integers(0, len(images), n)
     fields = np.empty((n, params.patch, params.width))
@@ -425,12 +412,12 @@ def response_covariance(network: RaoBallardNetwork, inputs: np.ndarray,
     return C / len(inputs)
 
 
-def level2_covariance(network: RaoBallardNetwork) -> np.ndarray:
-    """The covariance of the level-1 responses under the level above's model (``r = U_h r_h``
-    plus noise of variance σ_td², ``r_h ~ N(0, I/α_h)``): ``Σ = σ_td² I + U_h U_hᵀ/α_h``.  At the
-    level-2 equilibrium the error units carry ``r − U_h r_h = σ_td² Σ⁻¹ r`` (§14)."""
-    p = network.params
-    return p.sigma_td2 * np.eye(len(network.Uh)) + network.Uh @ network.Uh.T / p.alpha_top
+def level2_covariance(Uh: np.ndarray, params: RaoBallardParameters) -> np.ndarray:
+    """The covariance of the level-1 responses under the level above's model with weights
+    ``Uh`` (``r = U_h r_h`` plus noise of variance σ_td², ``r_h ~ N(0, I/α_h)``):
+    ``Σ = σ_td² I + U_h U_hᵀ/α_h``.  At the level-2 equilibrium the error units carry
+    ``r − U_h r_h = σ_td² Σ⁻¹ r`` (§14)."""
+    return params.sigma_td2 * np.eye(len(Uh)) + Uh @ Uh.T / params.alpha_top
 
 
 def map_fixed_point(C: np.ndarray, params: RaoBallardParameters) -> np.ndarray:
