@@ -120,6 +120,18 @@ def _request(circuit, x, duration, dt, init, until_converged, tol, stimulus_dt, 
                     bool(reset_each_frame), frame_inits)
 
 
+def check_run(circuit: Circuit, x, duration, dt, init: list, until_converged: bool = False,
+              tol: float = 1e-8, stimulus_dt=None, reset_each_frame: bool = False) -> _Request:
+    """What a run of ``circuit`` from ``init`` checks before its start, done before any brian2
+    object exists: the arguments (:func:`_request`) and explicit Euler's step at the first
+    frame (:func:`check_stability`).  For :func:`simulate` and for callers that build their
+    network only when it first runs."""
+    request = _request(circuit, x, duration, dt, init, until_converged, tol, stimulus_dt,
+                       reset_each_frame=reset_each_frame)
+    check_stability(circuit, request.stimulus[0], request.init, dt)
+    return request
+
+
 def _run_info(circuit, dt, record_every, batch, target, coupling, request):
     return CircuitRunInfo(circuit=circuit.describe(), checks=circuit.checks(),
                           skipped_checks=circuit.skipped_checks(),
@@ -170,9 +182,8 @@ def simulate(circuit: Circuit, x, duration=200 * ms, dt=0.1 * ms, target: str = 
     record_every = positive_int(record_every, "record_every")
     batch = as_array(x, "x", ndim=(1, 2, 3)).shape[-2] if np.ndim(x) > 1 else 1
     init = circuit.model.prior_means(batch) if init is None else init
-    request = _request(circuit, x, duration, dt, init, until_converged, tol, stimulus_dt,
-                       reset_each_frame=reset_each_frame)
-    check_stability(circuit, request.stimulus[0], request.init, dt)
+    request = check_run(circuit, x, duration, dt, init, until_converged, tol, stimulus_dt,
+                        reset_each_frame)
     interval = _check_interval(circuit, request, check_interval)
     if target == "cpp_standalone":
         project = (standalone.kept_project(circuit, batch, request.duration, dt, record_every)

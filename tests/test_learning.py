@@ -220,6 +220,34 @@ def test_learning_that_makes_the_circuit_stiff_is_stopped_with_the_dt_to_use():
         train(learner, x_train, x_test, epochs=3, batch=5, seed=0)
 
 
+@pytest.mark.parametrize("settings, error", [
+    ({"dt": 10 * ms}, "dt=10. ms is too large"),
+    ({"rate_decay": 2.0}, "rate_decay must lie in"),
+    ({"batch": 100}, "batch=100 exceeds the 45 training points"),
+])
+def test_settings_that_cannot_run_are_refused_before_any_brian2_object_exists(settings, error):
+    """A training run whose settings fail a check (Euler's limit dt·λ/τ < 2 at the first
+    minibatch; the schedule) raises before a brian2 object is made: a network that is never
+    run would only be left behind, with brian2's warning about each of its objects.  Counted
+    as the live brian2 objects before and after, with the learner still referenced."""
+    import gc
+
+    from brian2 import BrianObject
+    m, x_train, x_test = _small_problem()
+    batch = settings.get("batch", 5)
+
+    def live():
+        gc.collect()
+        return sum(isinstance(o, BrianObject) for o in gc.get_objects())
+    before = live()
+    learner = CircuitLearner(m, LearningRates(), batch=batch, settle=settings.get("dt", 1 * ms),
+                             dt=settings.get("dt", 0.1 * ms), target="numpy", compare_every=0)
+    with pytest.raises(ValueError, match=error):
+        train(learner, x_train, x_test, epochs=1, batch=batch, seed=0,
+              rate_decay=settings.get("rate_decay", 1.0))
+    assert live() == before
+
+
 def test_learning_rates_are_checked():
     """Rates must be finite and >= 0 and the variance floor positive: one-line errors naming
     the parameter."""

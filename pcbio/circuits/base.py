@@ -109,6 +109,11 @@ class Circuit(ABC):
         return traj.final_means(), {}
 
     # -- shared ---------------------------------------------------------------------------------
+    def set_model(self, model: GenerativeModel) -> None:
+        """New parameters for the same structure (learning); the structure is declared anew
+        when next asked for."""
+        self.model, self._structure = model, None
+
     def structure(self):
         """:meth:`build_structure`, computed once."""
         if self._structure is None:

@@ -296,9 +296,8 @@ class CircuitNetwork:
         if self.coupling != "matrix" or any(pw.kind == "jump" for pw in self.pathways.values()):
             raise ValueError("weights can change during a run only under the matrix coupling "
                              "without spike jumps (rate circuits); use coupling='matrix'")
-        circuit = self.circuit
-        circuit.model, circuit._structure = model, None
-        pops, paths = circuit.structure()
+        self.circuit.set_model(model)
+        pops, paths = self.circuit.structure()
         for pw in paths:
             self.weights[pw.name][...] = pw.weights if pw.one_to_one else pw.weights.T
             self.pathways[pw.name] = pw

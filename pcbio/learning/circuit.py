@@ -19,11 +19,11 @@ import brian2
 import numpy as np
 from brian2 import ms
 
-from ..checks import positive_int, time_quantity
+from ..checks import one_of, positive_int, time_quantity
 from ..circuits import CircuitNetwork, build_circuit
 from ..inference import elbo_gradient, exact_posterior, laplace_posterior
 from ..model import GenerativeModel
-from ..simulate import check_stability, run
+from ..simulate import check_run, check_stability, run
 from .rules import (LearningRates, activity_gradient, apply_gradient, check_local_learning,
                     compare_updates, lateral_step, mean_variances)
 from .supervised import backprop_gradient
@@ -78,8 +78,10 @@ class CircuitLearner:
                              "recurrent lateral front end (the decorrelating rule acts on its "
                              "lateral weights)")
         check_local_learning(model)
-        self.network = CircuitNetwork(self.circuit, self.batch, self.dt, "matrix",
-                                      record_every=int(round(steps)), target=target)
+        self.target, self.record_every = one_of(target, "target", {"auto", "numpy", "cython"}), int(round(steps))
+        # built when it first runs, once that run's inputs have passed its checks: a network
+        # never run would only leave brian2 objects behind (and a warning about each)
+        self.network: CircuitNetwork | None = None
         self.interneurons = self.circuit.params["precision"] == "interneuron"
         self._frames, self._records, self._seed = None, [], 0
 
@@ -88,7 +90,10 @@ class CircuitLearner:
         return self.circuit.model
 
     def set_model(self, model: GenerativeModel) -> None:
-        self.network.update_model(model)
+        if self.network is None:
+            self.circuit.set_model(model)
+        else:
+            self.network.update_model(model)
 
     def describe(self) -> dict:
         return {"learner": "circuit", **self.circuit.describe(), "rates": self.rates.to_json(),
@@ -112,8 +117,14 @@ class CircuitLearner:
             init = [np.stack([p[l] for p in passes]) for l in range(self.model.n_latent)]
         else:
             init = self.model.prior_means(self.batch)
-        run(self.network, batches, duration=len(batches) * self.settle, init=init,
-            stimulus_dt=self.settle, reset_each_frame=True, on_frame_end=self._learn)
+        duration = len(batches) * self.settle
+        if self.network is None:
+            check_run(self.circuit, batches, duration, self.dt, init, stimulus_dt=self.settle,
+                      reset_each_frame=True)
+            self.network = CircuitNetwork(self.circuit, self.batch, self.dt, "matrix",
+                                          record_every=self.record_every, target=self.target)
+        run(self.network, batches, duration=duration, init=init, stimulus_dt=self.settle,
+            reset_each_frame=True, on_frame_end=self._learn)
         return self._records
 
     def _learn(self, k: int) -> None:
