@@ -16,7 +16,8 @@ steady state of the paper's inference equation) and the weights take the paper's
     18 px).  RB99 found 28 of 32 end-stopped with feedback, 5 without.  For comparison, the
     index under a level 2 that whitens the responses fully (``docs/mathematics.md`` §14: the
     paper's learning rule settles where level 2 half-whitens them); the JSON also says how far
-    the learned level 2 is from that fixed point of the rule, and the counts among the units
+    the learned level 2 is from that fixed point of the rule, the index with level 2 put at
+    that fixed point (training run to convergence), and the counts among the units
     whose preferred orientation lies within 45° of the row of modules (the only ones for which a
     bar near their preferred orientation continues into the neighbouring patches).
 (d) Training: reconstruction error per input and the held-out log-likelihood of the equivalent
@@ -43,6 +44,7 @@ DESCRIPTION = "Rao & Ballard (1999): natural-image filters and end-stopped error
 THRESHOLD = 0.2            # end-stopped: long bars at least 20 % below the peak
 ORIENTED = 0.3             # orientation index above which a basis vector counts as oriented
 PAPER = {"end_stopped_feedback": 28, "end_stopped_no_feedback": 5, "n_error_units": 32}
+CONDITIONS = ("feedback", "no_feedback", "whitened", "fixed_point")
 
 
 def run(quick=False, seed=0, progress=SILENT):
@@ -66,11 +68,15 @@ def _run(quick, seed, progress):
     lengths = np.arange(2, params.width + 1, 2)
     progress("what level 2 learned: the responses' second moment and the rule's fixed point")
     C = response_covariance(net, inputs[:n_train])
-    fixed = level2_covariance(map_fixed_point(C, params), params)
+    Uh_fixed = map_fixed_point(C, params)
+    fixed = level2_covariance(Uh_fixed, params)
     progress("end-stopping: horizontal bars of 2 to 26 px")
     es = end_stopping(net, lengths, covariance=C)
+    # the same level 1 under the level 2 that the rule would end at if trained to convergence
+    at_fixed_point = RaoBallardNetwork(params, net.U, Uh_fixed)
+    es["fixed_point"] = end_stopping(at_fixed_point, lengths)["feedback"]
     fb, nf = np.array(es["feedback"]["index"]), np.array(es["no_feedback"]["index"])
-    wh = np.array(es["whitened"]["index"])
+    wh, fx = np.array(es["whitened"]["index"]), np.array(es["fixed_point"]["index"])
     osi, angle = orientation_index(net.U[1], params.patch)
     # units whose preferred orientation is within 45° of the row of modules: only for them does
     # a bar near their preferred orientation continue into the neighbouring modules' patches
@@ -92,18 +98,18 @@ def _run(quick, seed, progress):
         "n_error_units": n_units, "threshold": THRESHOLD, "paper": PAPER,
         "end_stopped_fraction_whitened": float(np.mean(wh > THRESHOLD)),
         "end_stopped_whitened": int(np.sum(wh > THRESHOLD)),
+        "end_stopped_fraction_fixed_point": float(np.mean(fx > THRESHOLD)),
+        "end_stopped_fixed_point": int(np.sum(fx > THRESHOLD)),
         "end_stopping_index": {"feedback": fb.tolist(), "no_feedback": nf.tolist(),
-                               "whitened": wh.tolist()},
+                               "whitened": wh.tolist(), "fixed_point": fx.tolist()},
         "tuning_curves": {"lengths_px": lengths.tolist(),
-                          **{key: es[key]["curves"] for key in ("feedback", "no_feedback",
-                                                                "whitened")}},
+                          **{key: es[key]["curves"] for key in CONDITIONS}},
         "level2_covariance_vs_fixed_point": float(
             np.linalg.norm(level2_covariance(net.Uh, params) - fixed) / np.linalg.norm(fixed)),
         "orientation_index": osi.tolist(),
         "n_units_along_modules": int(along.sum()),
         "end_stopped_along_modules": {key: int(np.sum(index[along] > THRESHOLD))
-                                      for key, index in (("feedback", fb), ("no_feedback", nf),
-                                                         ("whitened", wh))},
+                                      for key, index in zip(CONDITIONS, (fb, nf, wh, fx))},
         "orientation_rad": angle.tolist(),
         "oriented_fraction": float(np.mean(osi > ORIENTED)),
         "orientation_index_median": float(np.median(osi)),

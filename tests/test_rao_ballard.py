@@ -285,23 +285,25 @@ def test_colour_sample_images_become_their_luminance():
 @pytest.mark.slow
 def test_rao_ballard_experiment_writes_what_the_issue_asks(tmp_path):
     """`pcbio run rao_ballard --quick` writes JSON, PDF and PNG with the end-stopped fractions
-    with and without feedback and under a fully whitening level 2 (also among the units tuned
-    along the row of modules), the number of error units, the tuning curves and indices; the
-    rate circuit of the trained model steps exactly as gradient inference on the VAE side."""
+    with and without feedback, under a fully whitening level 2 and under the rule's fixed point
+    (also among the units tuned along the row of modules), the number of error units, the
+    tuning curves and indices; the rate circuit of the trained model steps exactly as gradient
+    inference on the VAE side."""
     import json
 
     from pcbio.experiment import run_experiment
     run_experiment("rao_ballard", tmp_path, quick=True, seed=0)
     res = json.loads((tmp_path / "rao_ballard.json").read_text())["results"]
     for key in ("end_stopped_fraction_feedback", "end_stopped_fraction_no_feedback",
-                "end_stopped_fraction_whitened"):
+                "end_stopped_fraction_whitened", "end_stopped_fraction_fixed_point"):
         assert 0 <= res[key] <= 1
     along = res["end_stopped_along_modules"]
-    assert set(along) == {"feedback", "no_feedback", "whitened"}
+    assert set(along) == {"feedback", "no_feedback", "whitened", "fixed_point"}
     assert max(along.values()) <= res["n_units_along_modules"] <= 32
     assert np.isfinite(res["level2_covariance_vs_fixed_point"])
     assert res["n_error_units"] == 32
-    curves = np.array(res["tuning_curves"]["feedback"])
-    assert curves.shape == (32, len(res["tuning_curves"]["lengths_px"]))
+    for key in along:
+        curves = np.array(res["tuning_curves"][key])
+        assert curves.shape == (32, len(res["tuning_curves"]["lengths_px"]))
     assert max(res["circuit_step_equivalence_max_abs"]) < 1e-10
     assert (tmp_path / "rao_ballard.pdf").exists()

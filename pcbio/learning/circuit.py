@@ -78,7 +78,8 @@ class CircuitLearner:
                              "recurrent lateral front end (the decorrelating rule acts on its "
                              "lateral weights)")
         check_local_learning(model)
-        self.target, self.record_every = one_of(target, "target", {"auto", "numpy", "cython"}), int(round(steps))
+        self.target = one_of(target, "target", {"auto", "numpy", "cython"})
+        self.record_every = int(round(steps))
         # built when it first runs, once that run's inputs have passed its checks: a network
         # never run would only leave brian2 objects behind (and a warning about each)
         self.network: CircuitNetwork | None = None
