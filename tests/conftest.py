@@ -50,6 +50,15 @@ def central_difference(fun, x, h=1e-6):
     return grad
 
 
+def live_brian2_objects() -> int:
+    """How many brian2 objects exist now (after a garbage collection)."""
+    import gc
+
+    from brian2 import BrianObject
+    gc.collect()
+    return sum(isinstance(o, BrianObject) for o in gc.get_objects())
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(12345)

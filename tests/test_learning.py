@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from brian2 import ms
 
-from conftest import random_model
+from conftest import live_brian2_objects, random_model
 from pcbio import load_model
 from pcbio.circuits import CircuitNetwork, build_circuit
 from pcbio.covariance import Covariance
@@ -230,22 +230,15 @@ def test_settings_that_cannot_run_are_refused_before_any_brian2_object_exists(se
     minibatch; the schedule) raises before a brian2 object is made: a network that is never
     run would only be left behind, with brian2's warning about each of its objects.  Counted
     as the live brian2 objects before and after, with the learner still referenced."""
-    import gc
-
-    from brian2 import BrianObject
     m, x_train, x_test = _small_problem()
     batch = settings.get("batch", 5)
-
-    def live():
-        gc.collect()
-        return sum(isinstance(o, BrianObject) for o in gc.get_objects())
-    before = live()
+    before = live_brian2_objects()
     learner = CircuitLearner(m, LearningRates(), batch=batch, settle=settings.get("dt", 1 * ms),
                              dt=settings.get("dt", 0.1 * ms), target="numpy", compare_every=0)
     with pytest.raises(ValueError, match=error):
         train(learner, x_train, x_test, epochs=1, batch=batch, seed=0,
               rate_decay=settings.get("rate_decay", 1.0))
-    assert live() == before
+    assert live_brian2_objects() == before
 
 
 def test_learning_rates_are_checked():

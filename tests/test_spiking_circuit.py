@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from brian2 import ms
 
-from conftest import bogacz_posterior_mode
+from conftest import bogacz_posterior_mode, live_brian2_objects
 from pcbio import load_model
 from pcbio.circuits import build_circuit
 from pcbio.inference import exact_posterior, map_estimate
@@ -140,6 +140,20 @@ def test_population_code_under_cpp_standalone():
     circuit = build_circuit(m, "spiking", neurons_per_unit=50, readout_window=300 * ms)
     traj = simulate(circuit, x, duration=1000 * ms, target="cpp_standalone", record_every=10)
     assert rel_err(circuit.estimate(traj)[0][0], exact_posterior(m, x).means[0]) < 0.15
+
+
+def test_spike_coding_network_is_refused_under_cpp_standalone_before_anything_is_built():
+    """The spike-coding network's one-spike-per-step rule is a network operation, which
+    cpp_standalone cannot run: a one-line error naming the target, raised before a brian2 object
+    exists (one never run would be left behind), with the runtime device back in place."""
+    m = load_model("linear_gaussian_2d")
+    before = live_brian2_objects()
+    with pytest.raises(ValueError, match="one spike per step needs a runtime target") as refused:
+        simulate(build_circuit(m, "spiking", code="scn"), [[1.0, -2.0, 0.5]],
+                 duration=10 * ms, target="cpp_standalone")
+    # the traceback keeps the refusing frames, and so anything they had built, alive
+    assert refused.traceback and live_brian2_objects() == before
+    assert type(brian2.get_device()).__name__ == "RuntimeDevice"
 
 
 @pytest.mark.slow

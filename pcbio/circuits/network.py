@@ -88,6 +88,10 @@ class CircuitNetwork:
         self.guard_clock = brian2.Clock(GUARD_STEPS * dt, name="pcbio_guard_clock")
         pops, paths = circuit.structure()
         check_structure(pops, paths)
+        for pop in pops:                # before any brian2 object: one never run is left behind
+            if standalone and pop.neuron.one_spike_per_step:
+                raise ValueError(f"{pop.name}: one spike per step needs a runtime target (numpy "
+                                 "or cython), not cpp_standalone")
         self.populations = {p.name: p for p in pops}
         self.pathways = {pw.name: pw for pw in paths}
         out_stage, self.pathway_stage = schedule(pops, paths)
@@ -236,9 +240,6 @@ class CircuitNetwork:
     def _winner_operation(self, pop):
         """Before each step's threshold test: ``winner = 1`` for the one neuron per data point
         furthest above its threshold (among those not refractory), 0 for every other."""
-        if self.standalone:
-            raise ValueError(f"{pop.name}: one spike per step needs a runtime target (numpy or "
-                             "cython), not cpp_standalone")
         v, vth = self._view(pop.name, "v"), self._view(pop.name, "vth")
         winner = self._view(pop.name, "winner")
         ready = (self._view(pop.name, "not_refractory") if pop.neuron.refractory is not None
