@@ -14,12 +14,12 @@ steady state of the paper's inference equation) and the weights take the paper's
 (c) The end-stopping index ``(peak − plateau)/peak`` of all 32 error units, both conditions;
     a unit counts as end-stopped when its index exceeds 0.2 (the plateau: bars longer than
     18 px).  RB99 found 28 of 32 end-stopped with feedback, 5 without.  For comparison, the
-    index under a level 2 that whitens the responses fully (``docs/mathematics.md`` §14: the
-    paper's learning rule settles where level 2 half-whitens them); the JSON also says how far
-    the learned level 2 is from that fixed point of the rule, the index with level 2 put at
-    that fixed point (training run to convergence), and the counts among the units
-    whose preferred orientation lies within 45° of the row of modules (the only ones for which a
-    bar near their preferred orientation continues into the neighbouring patches).
+    index with level 2 at the fixed point of the paper's learning rule (training run to
+    convergence), where level 2 half-whitens the responses (``docs/mathematics.md`` §14), and
+    under a level 2 that whitens them fully.  The JSON also says how far the learned level 2 is
+    from that fixed point, and gives the counts among the units whose preferred orientation
+    lies within 45° of the row of modules (the only ones for which a bar near their preferred
+    orientation continues into the neighbouring patches).
 (d) Training: reconstruction error per input and the held-out log-likelihood of the equivalent
     model.
 The rate circuit of the trained (equivalent) model is mapped on two held-out inputs: its Euler
@@ -150,10 +150,13 @@ def _run(quick, seed, progress):
         ax.hist(np.clip(nf, bins[0], bins[-1]), bins, color=VAE, alpha=0.5,
                 label=f"no feedback: {data['end_stopped_no_feedback']}/{n_units}")
         ax.hist(np.clip(wh, bins[0], bins[-1]), bins, histtype="step", color=REFERENCE,
-                label=f"whitening level 2: {data['end_stopped_whitened']}/{n_units}")
+                label=f"full whitening: {data['end_stopped_whitened']}/{n_units}")
+        ax.hist(np.clip(fx, bins[0], bins[-1]), bins, histtype="step", color=REFERENCE, ls=":",
+                label=f"rule's fixed point: {data['end_stopped_fixed_point']}/{n_units}")
         ax.axvline(THRESHOLD, color=REFERENCE, ls="--", lw=0.8)
         ax.set(xlabel="end-stopping index (clipped to [−0.2, 1])", ylabel="error units")
-        ax.legend(frameon=False, fontsize=6)
+        ax.set_ylim(0, 1.7 * ax.get_ylim()[1])          # room for the legend above the bars
+        ax.legend(frameon=False, fontsize=6, loc="upper right")
         ax = axes[0, 3]
         err = np.array(data["reconstruction_error"])
         smooth = np.convolve(err, np.ones(20) / 20, mode="valid")      # 200 inputs
