@@ -75,8 +75,8 @@ def _run(quick, seed, progress):
     # the same level 1 under the level 2 that the rule would end at if trained to convergence
     at_fixed_point = RaoBallardNetwork(params, net.U, Uh_fixed)
     es["fixed_point"] = end_stopping(at_fixed_point, lengths)["feedback"]
-    fb, nf = np.array(es["feedback"]["index"]), np.array(es["no_feedback"]["index"])
-    wh, fx = np.array(es["whitened"]["index"]), np.array(es["fixed_point"]["index"])
+    index = {key: np.array(es[key]["index"]) for key in CONDITIONS}
+    fb, nf, wh, fx = (index[key] for key in CONDITIONS)
     osi, angle = orientation_index(net.U[1], params.patch)
     # units whose preferred orientation is within 45° of the row of modules: only for them does
     # a bar near their preferred orientation continue into the neighbouring modules' patches
@@ -91,25 +91,19 @@ def _run(quick, seed, progress):
                           target="numpy", seed=seed, tau=0.1 * ms * lam)
     n_units = params.level1_units
     data = {
-        "end_stopped_fraction_feedback": float(np.mean(fb > THRESHOLD)),
-        "end_stopped_fraction_no_feedback": float(np.mean(nf > THRESHOLD)),
-        "end_stopped_feedback": int(np.sum(fb > THRESHOLD)),
-        "end_stopped_no_feedback": int(np.sum(nf > THRESHOLD)),
+        **{f"end_stopped_fraction_{key}": float(np.mean(i > THRESHOLD))
+           for key, i in index.items()},
+        **{f"end_stopped_{key}": int(np.sum(i > THRESHOLD)) for key, i in index.items()},
         "n_error_units": n_units, "threshold": THRESHOLD, "paper": PAPER,
-        "end_stopped_fraction_whitened": float(np.mean(wh > THRESHOLD)),
-        "end_stopped_whitened": int(np.sum(wh > THRESHOLD)),
-        "end_stopped_fraction_fixed_point": float(np.mean(fx > THRESHOLD)),
-        "end_stopped_fixed_point": int(np.sum(fx > THRESHOLD)),
-        "end_stopping_index": {"feedback": fb.tolist(), "no_feedback": nf.tolist(),
-                               "whitened": wh.tolist(), "fixed_point": fx.tolist()},
+        "end_stopping_index": {key: i.tolist() for key, i in index.items()},
         "tuning_curves": {"lengths_px": lengths.tolist(),
                           **{key: es[key]["curves"] for key in CONDITIONS}},
         "level2_covariance_vs_fixed_point": float(
             np.linalg.norm(level2_covariance(net.Uh, params) - fixed) / np.linalg.norm(fixed)),
         "orientation_index": osi.tolist(),
         "n_units_along_modules": int(along.sum()),
-        "end_stopped_along_modules": {key: int(np.sum(index[along] > THRESHOLD))
-                                      for key, index in zip(CONDITIONS, (fb, nf, wh, fx))},
+        "end_stopped_along_modules": {key: int(np.sum(i[along] > THRESHOLD))
+                                      for key, i in index.items()},
         "orientation_rad": angle.tolist(),
         "oriented_fraction": float(np.mean(osi > ORIENTED)),
         "orientation_index_median": float(np.median(osi)),

@@ -105,6 +105,16 @@ def test_error_units_carry_the_response_whitened_by_the_level_above():
     np.testing.assert_allclose(r - rh @ net.Uh.T, want, rtol=1e-10, atol=1e-12)
 
 
+def _responses_of_second_moment(seed):
+    """A 3-module, 3-unit network's parameters and 9 responses ``r`` (9, 9) whose outer
+    products sum to exactly 9C (rows of √9·C^½), C = Q diag(v) Qᵀ with v from 4 (far above the
+    rule's floor v₀ = 0.1) to 1e-3 (below it)."""
+    p = load_parameters(patch=4, offset=1, level1_units=3, level2_units=12)
+    Q = np.linalg.qr(np.random.default_rng(seed).normal(size=(9, 9)))[0]
+    v = np.geomspace(4.0, 1e-3, 9)
+    return p, Q, v, (Q * v) @ Q.T, 3.0 * (Q * np.sqrt(v)) @ Q.T
+
+
 def test_learning_rule_is_stationary_where_the_level_above_half_whitens():
     """RB99's level-2 rule ``ΔU_h ∝ (r − U_h r_h) r_hᵀ/σ_td² − λU_h``, averaged over responses
     of second moment C, vanishes where ``(s² + α_h σ_td²)² = v α_h/λ`` along each eigenvector of C
@@ -113,14 +123,8 @@ def test_learning_rule_is_stationary_where_the_level_above_half_whitens():
     with 9 responses whose sum of outer products is exactly 9C (rows of √9·C^½), one step of the
     rule as pcbio takes it; weights 10 % larger or rotated are not stationary, and the larger
     ones are pulled back."""
-    p = load_parameters(patch=4, offset=1, level1_units=3, level2_units=12)
-    rng = np.random.default_rng(5)
-    Q = np.linalg.qr(rng.normal(size=(9, 9)))[0]
-    v = np.geomspace(4.0, 1e-3, 9)                    # from far above v₀ = 0.1 to below it
-    C = (Q * v) @ Q.T
+    p, Q, v, C, r = _responses_of_second_moment(5)
     net = RaoBallardNetwork(p, np.zeros((3, 16, 3)), map_fixed_point(C, p))
-    root = (Q * np.sqrt(v)) @ Q.T
-    r = 3.0 * root                                    # Σ_i r_i r_iᵀ = 9 C
 
     def step(Uh):
         net.Uh = Uh.copy()
@@ -133,7 +137,7 @@ def test_learning_rule_is_stationary_where_the_level_above_half_whitens():
     want = (Q * np.maximum(np.sqrt(v / (p.alpha_top * p.weight_decay)), p.sigma_td2)) @ Q.T
     np.testing.assert_allclose(level2_covariance(Uh, p), want, rtol=1e-10)
     assert np.sum(step(1.1 * Uh) * Uh) < -1e-3 * np.abs(Uh).max()
-    turn = np.linalg.qr(rng.normal(size=(9, 9)))[0]
+    turn = np.linalg.qr(np.random.default_rng(7).normal(size=(9, 9)))[0]
     assert np.abs(step(turn @ Uh)).max() > 1e-3 * np.abs(Uh).max()
     # the fully whitening comparison meets the rule's covariance at its floor and is ∝ C above
     W = whitening_covariance(C, p)
@@ -152,12 +156,7 @@ def test_the_fully_whitening_level_2_is_what_maximum_likelihood_fits():
     from pcbio.inference import exact_posterior
     from pcbio.inference.elbo import elbo_gradient
     from pcbio.model import GenerativeModel, Link
-    p = load_parameters(patch=4, offset=1, level1_units=3, level2_units=12)
-    rng = np.random.default_rng(6)
-    Q = np.linalg.qr(rng.normal(size=(9, 9)))[0]
-    v = np.geomspace(4.0, 1e-3, 9)
-    C = (Q * v) @ Q.T
-    r = 3.0 * (Q * np.sqrt(v)) @ Q.T                  # Σ_i r_i r_iᵀ = 9 C
+    p, Q, v, C, r = _responses_of_second_moment(6)
     v0 = p.alpha_top * p.weight_decay * p.sigma_td2 ** 2
 
     def weight_gradient(Uh):
