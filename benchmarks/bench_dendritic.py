@@ -9,11 +9,9 @@ units — so the table gives the ratio of wall times, the neurons of each, and t
 neuron and step.
 """
 
-import argparse
-
 import numpy as np
 from brian2 import ms
-from bench_rate_circuit import best_of, random_model      # the same models and timing
+from bench_rate_circuit import best_of, circuit_arguments, random_model  # same models, timing
 
 from pcbio.circuits import CircuitNetwork, build_circuit
 from pcbio.model import load_model
@@ -21,12 +19,7 @@ from pcbio.simulate import run
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--targets", nargs="+", default=["cython", "numpy"])
-    p.add_argument("--batch", type=int, default=16)
-    p.add_argument("--duration-ms", type=float, default=200.0)
-    p.add_argument("--repeats", type=int, default=3)
-    args = p.parse_args()
+    args = circuit_arguments(__doc__.splitlines()[0])
     dt = 0.1 * ms
     steps = int(round(args.duration_ms / 0.1))
     print(f"{'model':>14s} {'target':>7s} {'rate (s)':>9s} {'dendritic (s)':>14s} {'ratio':>6s} "

@@ -50,13 +50,19 @@ def best_of(fn, repeats):
     return min(times)
 
 
-def main():
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def circuit_arguments(description: str) -> argparse.Namespace:
+    """The command line of the circuit benchmarks: code-generation targets, batch, simulated
+    duration and how many timed repeats."""
+    p = argparse.ArgumentParser(description=description)
     p.add_argument("--targets", nargs="+", default=["cython", "numpy"])
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--duration-ms", type=float, default=200.0)
     p.add_argument("--repeats", type=int, default=3)
-    args = p.parse_args()
+    return p.parse_args()
+
+
+def main():
+    args = circuit_arguments(__doc__.splitlines()[0])
     dt, tau = 0.1 * ms, 10 * ms
     steps = int(round(args.duration_ms / 0.1))
     print(f"{'model':>12s} {'target':>15s} {'coupling':>9s} {'ref (s)':>9s} {'circuit (s)':>12s} "
