@@ -164,3 +164,18 @@ def test_a_worker_compiles_a_standalone_project_once_and_reruns_it(tmp_path):
         assert standalone._kept["project"] is None
     finally:
         standalone.keep_projects(False)
+
+
+def test_the_shipped_sweep_files_are_valid():
+    """Every sweep file under experiments/sweeps/ passes the same checks as a user's (command,
+    target, every option through the command-line parser) before anything runs; the Rao &
+    Ballard one has the five seeds README's table is read from, each a distinct point."""
+    from pcbio.paths import experiments_dir
+    files = sorted((experiments_dir() / "sweeps").glob("*.toml"))
+    assert files
+    for path in files:
+        load_sweep(path)
+    _, points = load_sweep(experiments_dir() / "sweeps" / "rao_ballard_seeds.toml")
+    assert [p.argv[:2] for p in points] == [["run", "rao_ballard"]] * 5
+    assert [p.params["seed"] for p in points] == [0, 1, 2, 3, 4]
+    assert len({p.key for p in points}) == 5
