@@ -4,10 +4,19 @@ Every public entry point converts user input through these helpers, so that bad 
 early, with a message that names the parameter, says what was wrong and what is allowed.
 """
 
+from __future__ import annotations
+
 import math
 import numbers
+from collections.abc import Collection
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from brian2 import Quantity
+
+Shape = tuple[int | None, ...]
 
 
 _NOT_NUMBERS = {"b": "true/false values", "c": "complex numbers", "U": "text", "S": "bytes",
@@ -22,7 +31,8 @@ MAX_ABS = 1e100
 MIN_VARIANCE, MAX_VARIANCE = 1e-20, 1e20
 
 
-def as_array(value, name, ndim=None, shape=None, nonempty=True):
+def as_array(value: Any, name: str, ndim: int | tuple[int, ...] | None = None,
+             shape: Shape | None = None, nonempty: bool = True) -> np.ndarray:
     """Convert ``value`` to a finite float64 array, checking its dimensionality and shape.
 
     Only real numbers are accepted: booleans, text, complex numbers and ragged lists are errors,
@@ -33,7 +43,9 @@ def as_array(value, name, ndim=None, shape=None, nonempty=True):
     return checked_array(value, name, ndim, shape, nonempty)[0]
 
 
-def checked_array(value, name, ndim=None, shape=None, nonempty=True) -> tuple[np.ndarray, float]:
+def checked_array(value: Any, name: str, ndim: int | tuple[int, ...] | None = None,
+                  shape: Shape | None = None,
+                  nonempty: bool = True) -> tuple[np.ndarray, float]:
     """:func:`as_array`, and the array's largest magnitude that its check found (data checks
     that need it take it from here rather than from a second pass)."""
     try:
@@ -72,7 +84,7 @@ def largest_abs(arr: np.ndarray) -> float:
     return max(hi, -lo) if hi == hi and lo == lo else float("nan")
 
 
-def positive_number(value, name, allow_zero=False):
+def positive_number(value: Any, name: str, allow_zero: bool = False) -> float:
     """A finite real number > 0 (or >= 0 with ``allow_zero``)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
@@ -83,7 +95,7 @@ def positive_number(value, name, allow_zero=False):
     return value
 
 
-def positive_int(value, name, minimum=1):
+def positive_int(value: Any, name: str, minimum: int = 1) -> int:
     """An integer >= ``minimum``."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
@@ -92,14 +104,15 @@ def positive_int(value, name, minimum=1):
     return int(value)
 
 
-def one_of(value, name, allowed):
+def one_of(value: Any, name: str, allowed: Collection[str]) -> str:
     """``value`` must be one of ``allowed`` (a collection of strings)."""
     if value not in allowed:
         raise ValueError(f"{name} must be one of {sorted(allowed)}, got {value!r}")
     return value
 
 
-def positive_quantity(value, name, unit=None, noun="time", example="10*ms"):
+def positive_quantity(value: Any, name: str, unit: Quantity | None = None, noun: str = "time",
+                      example: str = "10*ms") -> Quantity:
     """A finite, positive brian2 quantity with the dimensions of ``unit`` (default: second)."""
     import brian2
     unit = brian2.second if unit is None else unit
@@ -110,6 +123,6 @@ def positive_quantity(value, name, unit=None, noun="time", example="10*ms"):
     return value
 
 
-def time_quantity(value, name):
+def time_quantity(value: Any, name: str) -> Quantity:
     """A finite, positive brian2 time quantity (e.g. ``10*ms``)."""
     return positive_quantity(value, name)

@@ -4,11 +4,14 @@ Errors in the input (a bad model file, a bad ``--x``, a bad option value) exit w
 one-line message on stderr, never a traceback.
 """
 
+from __future__ import annotations
+
 import argparse
 import json
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
 
 import numpy as np
 
@@ -17,6 +20,11 @@ from .checks import as_array
 from .cost import JSON_COV_LIMIT, check_affordable, inference_cost, simulation_cost
 from .io import to_jsonable
 from .progress import Progress
+
+if TYPE_CHECKING:
+    import brian2
+
+    from .model import GenerativeModel
 
 EXIT_USAGE = 2
 
@@ -28,7 +36,7 @@ class UsageError(ValueError):
 class Parser(argparse.ArgumentParser):
     """argparse with one-line errors: a bad option is reported like every other bad input."""
 
-    def error(self, message):
+    def error(self, message: str) -> NoReturn:
         raise UsageError(f"{self.prog.removeprefix('pcbio ')}: {message}")
 
 
@@ -48,7 +56,7 @@ def _number(kind, option, minimum, strict):
     return convert
 
 
-def parse_x(text, model):
+def parse_x(text: str, model: GenerativeModel) -> np.ndarray:
     """``--x``: comma-separated numbers (one data point; ``;`` separates points), or a path to a
     ``.npy`` / ``.csv`` file with one data point per row.  Returns (batch, d_0), checked like any
     data (real, finite, non-empty, within float64's useful range for the model)."""
@@ -80,7 +88,7 @@ def parse_x(text, model):
     return model.check_x(x, "--x")
 
 
-def quantity(text, unit_name, option):
+def quantity(text: str, unit_name: str, option: str) -> brian2.Quantity:
     """Parse '200ms' / '0.1 ms' / '1s' into a brian2 quantity of time."""
     import brian2
     text = text.strip().replace(" ", "")
@@ -106,7 +114,7 @@ def _batch_json(values):
     return values[0] if len(values) == 1 else list(values)
 
 
-def cmd_infer(args):
+def cmd_infer(args: argparse.Namespace) -> int:
     from .inference import (DivergenceError, elbo, exact_posterior, gradient_inference,
                             laplace_elbo, log_evidence, map_estimate)
     from .model import load_model
@@ -210,7 +218,7 @@ def _all_circuit_parameters():
     return params
 
 
-def cmd_map(args):
+def cmd_map(args: argparse.Namespace) -> int:
     from .mapping import map_circuit
     from .model import load_model
     model = load_model(args.model)
@@ -241,7 +249,7 @@ def _learn_circuit_parameters():
     return [p for p in RateCircuit.PARAMETERS if p.on_command_line and p.name != "top"]
 
 
-def cmd_learn(args):
+def cmd_learn(args: argparse.Namespace) -> int:
     from .learning import LearningRates
     from .learning.session import learn
     from .model import load_model
@@ -276,7 +284,7 @@ def cmd_learn(args):
     return 0
 
 
-def cmd_list(args):
+def cmd_list(args: argparse.Namespace) -> int:
     import tomllib
 
     from .experiment import load_experiment
@@ -296,7 +304,7 @@ def cmd_list(args):
     return 0
 
 
-def cmd_run(args):
+def cmd_run(args: argparse.Namespace) -> int:
     from .experiment import run_experiment
     from .io import check_output_folder
     from .paths import find_experiment, list_experiments
@@ -313,7 +321,7 @@ def cmd_run(args):
     return 0
 
 
-def cmd_sweep(args):
+def cmd_sweep(args: argparse.Namespace) -> int:
     from .sweep import run_sweep
     summary = run_sweep(args.file, args.out, scheduler=args.scheduler, workers=args.workers,
                         force=args.force, progress=Progress(quiet=args.quiet))
@@ -327,7 +335,7 @@ def cmd_sweep(args):
     return 0
 
 
-def build_parser():
+def build_parser() -> Parser:
     from .circuits import CIRCUITS
     p = Parser(prog="pcbio", description="Predictive coding circuits in brian2, checked against "
                "the ELBO.")
@@ -466,7 +474,7 @@ def build_parser():
     return p
 
 
-def main(argv=None) -> int:
+def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status: 0 done, 2 bad input (nothing computed,
     nothing written), 1 a computation that failed (unstable simulation, optimiser), 3 an
     internal error, 130 interrupted."""

@@ -6,7 +6,14 @@ The estimates count the dominant floating-point work and the largest arrays; the
 to be right within a factor of a few, which is what an announcement needs.
 """
 
+from __future__ import annotations
+
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .model import GenerativeModel
+    from .progress import Reporter
 
 #: sustained float64 throughput of the dense linear algebra involved, FLOP/s
 FLOPS = 5e9
@@ -46,7 +53,7 @@ def _pass_flops(model, batch):
     return 4.0 * batch * weights
 
 
-def inference_cost(model, batch: int, method: str, steps: int = 0) -> Cost:
+def inference_cost(model: GenerativeModel, batch: int, method: str, steps: int = 0) -> Cost:
     """Cost of ``pcbio infer --method METHOD`` on the VAE side (the posterior or estimate, and the
     Laplace ELBO that point estimates are reported with)."""
     D = sum(model.latent_dims)
@@ -64,7 +71,7 @@ def inference_cost(model, batch: int, method: str, steps: int = 0) -> Cost:
     return Cost(flops / FLOPS, batch * dense, f"{steps} gradient steps and the Laplace ELBO")
 
 
-def simulation_cost(model, batch: int, steps: int, record_every: int) -> Cost:
+def simulation_cost(model: GenerativeModel, batch: int, steps: int, record_every: int) -> Cost:
     """Cost of simulating a rate-like circuit of ``model`` for ``steps`` steps."""
     units = batch * 3 * sum(model.dims)
     records = steps // max(record_every, 1) + 1
@@ -73,7 +80,7 @@ def simulation_cost(model, batch: int, steps: int, record_every: int) -> Cost:
                 f"{steps} steps of {units} units, {records} recorded")
 
 
-def check_affordable(cost: Cost, force: bool, note) -> None:
+def check_affordable(cost: Cost, force: bool, note: Reporter) -> None:
     """Refuse (ValueError naming --force) a computation estimated above an hour or 8 GB unless
     ``force``; announce one above 10 s through ``note`` (a progress callable)."""
     if not force and (cost.seconds > 3600 or cost.bytes > 8e9):

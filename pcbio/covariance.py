@@ -5,6 +5,8 @@ modelling choice: it decides the shape of its gradient and, in circuits, whether
 per-unit gain or a lateral connection matrix.
 """
 
+from __future__ import annotations
+
 import copy
 import math
 
@@ -77,7 +79,7 @@ class Covariance:
         self._inv_var = 1.0 / self._var
         self.is_unit = self.is_diagonal and bool(np.all(self._var == 1.0))   # Π = Σ = I
 
-    def astype(self, dtype) -> "Covariance":
+    def astype(self, dtype: np.typing.DTypeLike) -> Covariance:
         """The same covariance computing in ``dtype`` (e.g. ``"float32"``)."""
         new = copy.copy(self)
         for name in ("value", "matrix", "chol", "precision", "_var", "_inv_var"):
@@ -85,7 +87,8 @@ class Covariance:
         return new
 
     @property
-    def is_diagonal(self):
+    def is_diagonal(self) -> bool:
+        """Σ is a scalar or a diagonal (not a full matrix)."""
         return self.kind != "full"
 
     @property
@@ -94,16 +97,16 @@ class Covariance:
         return self._smallest
 
     @property
-    def inverse_variances(self):
+    def inverse_variances(self) -> np.ndarray:
         """``1/Σ_ii``, shape (dim,): Π's diagonal when Σ is diagonal."""
         return self._inv_var
 
     @property
-    def variances(self):
+    def variances(self) -> np.ndarray:
         """Diagonal of Σ, shape (dim,)."""
         return self._var.copy()
 
-    def apply_precision(self, r):
+    def apply_precision(self, r: np.ndarray) -> np.ndarray:
         """``Π r`` for residuals ``r`` of shape (..., dim) (``r`` itself when Π = I)."""
         if self.is_unit:
             return r
@@ -111,7 +114,7 @@ class Covariance:
             return r * self._inv_var
         return r @ self.precision
 
-    def weigh(self, weights):
+    def weigh(self, weights: np.ndarray) -> np.ndarray:
         """``Π W`` for synaptic weights onto this level: ``weights`` a (dim, n) matrix, or a
         (dim,) vector of one-to-one weights (a diagonal Π keeps them one-to-one; a full Π makes
         them a (dim, dim) matrix).  Circuits weigh every pathway into an error population here."""
@@ -119,7 +122,7 @@ class Covariance:
             return weights * self._inv_var if self.is_diagonal else self.precision * weights
         return self.apply_precision(weights.T).T
 
-    def apply(self, e):
+    def apply(self, e: np.ndarray) -> np.ndarray:
         """``Σ e`` for vectors of shape (..., dim)."""
         if self.is_unit:
             return e
@@ -127,11 +130,11 @@ class Covariance:
             return e * self._var
         return e @ self.matrix
 
-    def sample(self, rng, n):
+    def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
         """``n`` draws from ``N(0, Σ)``, shape (n, dim)."""
         return rng.standard_normal((n, self.dim)) @ self.chol.T
 
-    def gradient(self, eps, weights=1.0):
+    def gradient(self, eps: np.ndarray, weights: float | np.ndarray = 1.0) -> float | np.ndarray:
         """``∂/∂Σ Σ_n w_n log N(r_n; 0, Σ) = ½ Σ_n w_n (ε_n ε_nᵀ − Π)`` (``docs/mathematics.md``
         §2) for errors ``ε = Π r`` of shape (..., dim), weights broadcast to the leading axes, in
         this covariance's own parameters: the trace for a scalar variance, the diagonal for
@@ -151,6 +154,6 @@ class Covariance:
             return 0.5 * weights * (outer - len(e) * prec)
         return 0.5 * (outer - w.sum() * prec)
 
-    def to_spec(self):
+    def to_spec(self) -> float | list:
         """The value as plain lists, for model files and results files."""
         return self.value.tolist()

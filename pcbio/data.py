@@ -9,6 +9,9 @@ Bundled (they ship inside scikit-learn's and scikit-image's wheels; nothing is d
   :func:`natural_image` and :func:`image_patches`.
 """
 
+from __future__ import annotations
+
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +37,7 @@ def digit_labels() -> np.ndarray:
     return _digits().target.copy()
 
 
-def load_data(source) -> np.ndarray:
+def load_data(source: str | Path) -> np.ndarray:
     """Data points as a float array (n, d): a bundled data set's name (see :data:`BUNDLED`) or a
     path to a ``.npy`` file or a comma-separated ``.csv`` file (one data point per row)."""
     if str(source) in BUNDLED:
@@ -74,7 +77,8 @@ def natural_image(name: str) -> np.ndarray:
     return (image - image.mean()) / image.std()
 
 
-def image_patches(size: int, per_image: int, seed: int, images=IMAGES) -> np.ndarray:
+def image_patches(size: int, per_image: int, seed: int,
+                  images: Sequence[str] = IMAGES) -> np.ndarray:
     """``per_image`` square patches of ``size`` × ``size`` pixels from each bundled image (each
     scaled to zero mean, unit variance), at seeded random positions: (n, size²), row-major."""
     rng = np.random.default_rng(seed)

@@ -8,6 +8,8 @@ population's generated equations need (``docs/architecture.md`` §2).
 Every encoding implements :class:`Encoding`; circuits never check the concrete class.
 """
 
+from __future__ import annotations
+
 from abc import ABC, abstractmethod
 
 import brian2
@@ -99,7 +101,8 @@ class LinearEncoding(Encoding):
             raise ValueError("encoding gain must be non-zero")
         self._n0, self._gain = float(baseline), float(gain)     # plain floats: decode is hot
 
-    def equations(self, model_var, suffix, derivative=None, value=None):
+    def equations(self, model_var: str, suffix: str, derivative: str | None = None,
+                  value: str | None = None) -> Equations:
         if derivative is not None and value is not None:
             raise ValueError("give at most one of derivative or value")
         n, unit = self.variable, self.eq_unit
@@ -110,17 +113,17 @@ class LinearEncoding(Encoding):
             state = f"{n} : {unit}" if value is None else f"{n} = {n0} + {gain} * ({value}) : {unit}"
         return Equations(f"{state}\n{model_var} = ({n} - {n0}) / {gain} : 1")
 
-    def namespace(self, suffix):
+    def namespace(self, suffix: str) -> dict:
         return {f"{self.variable}0_{suffix}": self.baseline, f"gain_{suffix}": self.gain}
 
-    def encode(self, z):
+    def encode(self, z: np.ndarray) -> np.ndarray:
         return self._n0 + self._gain * np.asarray(z, dtype=float)
 
-    def decode(self, raw):
+    def decode(self, raw: np.ndarray) -> np.ndarray:
         n = np.asarray(raw / self.unit if isinstance(raw, brian2.Quantity) else raw, dtype=float)
         return (n - self._n0) / self._gain
 
-    def describe(self):
+    def describe(self) -> dict:
         scale = self.unit_scale
         return {"kind": self.code, f"baseline_{self.unit_name}": self._n0 / scale,
                 f"gain_{self.unit_name}": self._gain / scale}
@@ -184,18 +187,19 @@ class SpikeTrainEncoding(Encoding):
     def __init__(self, tau_synapse):
         self.tau_synapse = tau_synapse
 
-    def equations(self, model_var, suffix, derivative=None, value=None):
+    def equations(self, model_var: str, suffix: str, derivative: str | None = None,
+                  value: str | None = None) -> Equations:
         return Equations(f"ds/dt = -s / tau_s_{suffix} : Hz")
 
     def spike_code(self, suffix: str) -> str:
         """What a spike adds to the neuron's trace."""
         return f"s += 1 / tau_s_{suffix}"
 
-    def namespace(self, suffix):
+    def namespace(self, suffix: str) -> dict:
         return {f"tau_s_{suffix}": self.tau_synapse}
 
     @abstractmethod
-    def decode(self, raw, output: str | None = None):
+    def decode(self, raw: np.ndarray, output: str | None = None) -> np.ndarray:
         """Output ``output`` (default: the represented variable) from traces (…, units) in Hz."""
 
 
@@ -215,7 +219,7 @@ class EnsembleEncoding(SpikeTrainEncoding):
         self.n = len(tuning.gains)
         self.default_output = default_output
 
-    def encode(self, z):
+    def encode(self, z: np.ndarray) -> np.ndarray:
         """Steady rates (Hz) of each ensemble's neurons representing ``z`` (…, n_vars) (the
         first represented dimension for two-dimensional ensembles; the others at 0)."""
         z = np.asarray(z, dtype=float)
@@ -224,12 +228,12 @@ class EnsembleEncoding(SpikeTrainEncoding):
         rates = self.tuning.rates(points.reshape(-1, points.shape[-1]))
         return rates.reshape(z.shape[:-1] + (z.shape[-1] * self.n,))
 
-    def decode(self, raw, output=None):
+    def decode(self, raw: np.ndarray, output: str | None = None) -> np.ndarray:
         raw = np.asarray(raw / brian2.Hz if isinstance(raw, brian2.Quantity) else raw, dtype=float)
         blocks = raw.reshape(raw.shape[:-1] + (-1, self.n))
         return blocks @ self.decoders[output or self.default_output]
 
-    def describe(self):
+    def describe(self) -> dict:
         return {"kind": "ensemble", "neurons_per_variable": self.n,
                 "tau_synapse_ms": float(self.tau_synapse / brian2.ms),
                 "radius": self.radius.tolist(), "outputs": sorted(self.decoders)}
@@ -243,7 +247,7 @@ class SpikeCodingEncoding(SpikeTrainEncoding):
         super().__init__(tau_synapse)
         self.decoders = decoders
 
-    def encode(self, z):
+    def encode(self, z: np.ndarray) -> np.ndarray:
         """Non-negative traces (rates, Hz) whose read-out is ``z`` (…, variables): non-negative
         least squares per data point, with a small ridge so that the activity is shared among
         the neurons facing ``z`` rather than piled on a few (a starting state)."""
@@ -255,11 +259,11 @@ class SpikeCodingEncoding(SpikeTrainEncoding):
         s = np.stack([nnls(system, np.concatenate([row, np.zeros(len(D))]))[0] for row in flat])
         return s.reshape(z.shape[:-1] + (D.shape[0],))
 
-    def decode(self, raw, output=None):
+    def decode(self, raw: np.ndarray, output: str | None = None) -> np.ndarray:
         raw = np.asarray(raw / brian2.Hz if isinstance(raw, brian2.Quantity) else raw, dtype=float)
         return raw @ self.decoders
 
-    def describe(self):
+    def describe(self) -> dict:
         return {"kind": "spike_coding", "units": self.decoders.shape[0],
                 "variables": self.decoders.shape[1],
                 "tau_synapse_ms": float(self.tau_synapse / brian2.ms)}

@@ -8,18 +8,22 @@ writes ``OUT/NAME.json`` (the numbers behind the figure plus provenance) and ``O
 ``OUT/NAME.png`` — nothing is written unless the run succeeds.
 """
 
+from __future__ import annotations
+
 import importlib.util
 import inspect
 from pathlib import Path
+from types import ModuleType
 
 from .io import check_output_folder, check_output_path, json_text, provenance
 from .paths import find_experiment
 from .plotting import save_figure
-from .progress import SILENT
+from .progress import SILENT, Reporter
 from .sweep import Pool
 
 
-def load_experiment(name):
+def load_experiment(name: str) -> ModuleType:
+    """The module of ``experiments/NAME.py`` (its ``DESCRIPTION`` and ``run``)."""
     path = find_experiment(name)
     spec = importlib.util.spec_from_file_location(f"pcbio_experiment_{name}", path)
     module = importlib.util.module_from_spec(spec)
@@ -27,7 +31,8 @@ def load_experiment(name):
     return module
 
 
-def run_experiment(name, out_dir="results", quick=False, seed=0, progress=SILENT, pool=None):
+def run_experiment(name: str, out_dir: str | Path = "results", quick: bool = False, seed: int = 0,
+                   progress: Reporter = SILENT, pool: Pool | None = None) -> list[str]:
     """Run experiment ``name`` (its sweeps on ``pool`` if it takes one; default serially here);
     returns the paths written (json, pdf, png)."""
     module = load_experiment(name)

@@ -17,10 +17,17 @@ A linear flow can sit in front of a generative model (``[flow]`` in a model file
 learning then see ``y``, and :func:`data_log_evidence` reports ``log p(x)`` in data space.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from .checks import as_array, one_of, positive_int, positive_number
 from .covariance import LOG_2PI
+
+if TYPE_CHECKING:
+    from .model import GenerativeModel
 
 KINDS = ("cholesky", "zca")
 
@@ -50,7 +57,7 @@ class LinearFlow:
         return self.mean.size
 
     @classmethod
-    def fit(cls, x, kind: str = "zca", noise: float = 0.0) -> "LinearFlow":
+    def fit(cls, x: np.ndarray, kind: str = "zca", noise: float = 0.0) -> LinearFlow:
         """Fit to data ``x`` (n, d): whiten ``C + noise·I``, C the (maximum-likelihood) sample
         covariance."""
         x = as_array(x, "x", ndim=2)
@@ -94,7 +101,8 @@ class LinearFlow:
         return self.inverse - np.eye(self.dim)
 
     @classmethod
-    def from_recurrent(cls, mean, lateral, kind: str = "general") -> "LinearFlow":
+    def from_recurrent(cls, mean: np.ndarray, lateral: np.ndarray,
+                       kind: str = "general") -> LinearFlow:
         """The flow a recurrent circuit with lateral weights M computes: ``A = (I + M)⁻¹``."""
         return cls(mean, np.linalg.inv(np.eye(len(lateral)) + lateral), kind)
 
@@ -137,7 +145,7 @@ class TemporalFlow:
         return self.coefficients.shape[0]
 
     @classmethod
-    def fit(cls, frames, order: int = 1, noise: float = 0.0) -> "TemporalFlow":
+    def fit(cls, frames: np.ndarray, order: int = 1, noise: float = 0.0) -> TemporalFlow:
         """Least-squares prediction of each frame from the ``order`` before it, over a sequence
         ``frames`` (T, d); ``noise`` is added to the residual covariance's diagonal."""
         frames = as_array(frames, "frames", ndim=2)
@@ -169,7 +177,7 @@ class TemporalFlow:
         return float(self.residual.log_prob(frames[self.order:] - self.predict(frames)).sum())
 
 
-def data_log_evidence(model, x: np.ndarray) -> np.ndarray:
+def data_log_evidence(model: GenerativeModel, x: np.ndarray) -> np.ndarray:
     """``log p(x)`` in data space for a linear model with a flow in front:
     ``log p_model(y) + log |det A|`` (the model's own evidence if it has no flow); (batch,)."""
     from .inference import log_evidence

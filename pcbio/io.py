@@ -1,6 +1,8 @@
 """Results files: JSON with provenance (seed, parameters, pcbio version, git commit), written
 atomically so that a failed run never leaves a half-written file."""
 
+from __future__ import annotations
+
 import datetime
 import json
 import os
@@ -11,6 +13,7 @@ import sys
 import tempfile
 import threading
 from pathlib import Path
+from typing import Any, Callable, Iterable
 
 import numpy as np
 
@@ -18,7 +21,7 @@ from . import __version__
 from .paths import project_root
 
 
-def git_commit():
+def git_commit() -> str:
     """The project's git commit (with ``-dirty`` if the tree has changes), or ``"unknown"``."""
     try:
         root = project_root()
@@ -31,7 +34,7 @@ def git_commit():
         return "unknown"
 
 
-def provenance(seed, parameters):
+def provenance(seed: int | None, parameters: dict) -> dict:
     """What a results file must carry to be reproduced."""
     import brian2
     return {"seed": seed, "parameters": parameters, "pcbio_version": __version__,
@@ -41,7 +44,7 @@ def provenance(seed, parameters):
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
 
 
-def to_jsonable(obj):
+def to_jsonable(obj: Any) -> Any:
     """Convert numpy arrays/scalars (and nested containers of them) to plain JSON types;
     non-finite floats become ``null``."""
     if isinstance(obj, dict):
@@ -59,7 +62,7 @@ def to_jsonable(obj):
     return obj
 
 
-def check_output_path(path, what: str) -> Path:
+def check_output_path(path: str | Path, what: str) -> Path:
     """Refuse, before any computation, an output file that could not be written: ``path`` is an
     existing folder, or a folder on the way to it is a file, or its folder cannot be written.
     ``what`` names the option in the message."""
@@ -76,7 +79,7 @@ def check_output_path(path, what: str) -> Path:
     return path
 
 
-def check_output_folder(folder, what: str) -> Path:
+def check_output_folder(folder: str | Path, what: str) -> Path:
     """Like :func:`check_output_path`, for a folder that will hold results."""
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
@@ -103,7 +106,7 @@ def _commit(pairs):
             signal.signal(signal.SIGINT, handler)
 
 
-def write_together(items) -> list[str]:
+def write_together(items: Iterable[tuple[str | Path, Callable[[str], None]]]) -> list[str]:
     """Write several files so that they appear together or not at all: each ``(path, write)``
     calls ``write(tmp_path)`` on a temporary file beside ``path``; only when every one succeeded
     are they moved into place (an error or Ctrl-C before that leaves none of them)."""
@@ -124,11 +127,11 @@ def write_together(items) -> list[str]:
     return [str(path) for _, path in pairs]
 
 
-def atomic_write(path, write):
+def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
     """Call ``write(tmp_path)`` and move the result to ``path`` only if it succeeded."""
     write_together([(path, write)])
 
 
-def json_text(data):
+def json_text(data: Any) -> str:
     """``data`` as indented JSON text (numpy converted, non-finite floats as null)."""
     return json.dumps(to_jsonable(data), indent=2, allow_nan=False) + "\n"

@@ -21,14 +21,20 @@ left out (``skipped_checks``).  Which exactness condition applies is stated in e
 (``docs/mathematics.md`` §4).
 """
 
+from __future__ import annotations
+
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
-from brian2 import second
+from brian2 import Quantity, second
 
 from .inference import (GaussianPosterior, elbo, elbo_gradient, exact_posterior,
                         gradient_inference, laplace_posterior, log_evidence, map_estimate)
+from .inference.amortized import IterativeUpdate
 from .model import GenerativeModel
+from .progress import Reporter
 from .trajectory import CircuitRunInfo, Trajectory
 
 EXACTNESS = {
@@ -71,7 +77,7 @@ def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where((nb > NEGLIGIBLE * nb.max(initial=0.0)) & (na > 0), cos, np.nan)
 
 
-def reference_point(model, x) -> tuple[list[np.ndarray], str]:
+def reference_point(model: GenerativeModel, x: np.ndarray) -> tuple[list[np.ndarray], str]:
     """The fixed point a circuit should reach: ``(z, name)`` — exact posterior mean for linear
     models, MAP for nonlinear ones."""
     if model.is_linear:
@@ -79,7 +85,8 @@ def reference_point(model, x) -> tuple[list[np.ndarray], str]:
     return map_estimate(model, x)[0], "map"
 
 
-def gradient_series(traj, model, x, posterior_std: float | None = None, n_samples: int = 256,
+def gradient_series(traj: Trajectory, model: GenerativeModel, x: np.ndarray,
+                    posterior_std: float | None = None, n_samples: int = 256,
                     seed: int = 0) -> tuple:
     """Per latent level, (T,) relative error and cosine between the circuit's ``dz/dt`` and
     ``∇_μ L / τ`` at the circuit's state.  ``posterior_std=None``: the point-posterior limit s → 0,
@@ -102,12 +109,12 @@ def gradient_series(traj, model, x, posterior_std: float | None = None, n_sample
             [cosine(d, g) for d, g in zip(traj.dzdt, grads)], traj.dzdt, grads)
 
 
-def error_series(traj, model, x) -> list[np.ndarray]:
+def error_series(traj: Trajectory, model: GenerativeModel, x: np.ndarray) -> list[np.ndarray]:
     """Per level 0 … L, (T,) relative error of the error units against ``ε`` from the value units."""
     return [relative_error(e, ref) for e, ref in zip(traj.errors, model.errors(x, traj.means))]
 
 
-def compartment_series(traj, model, x) -> dict:
+def compartment_series(traj: Trajectory, model: GenerativeModel, x: np.ndarray) -> dict:
     """The dendritic compartments against the two terms of ``∇_z log p`` at the somata's state
     (``docs/mathematics.md`` §12), each (T,) relative errors per level:
 
@@ -141,7 +148,8 @@ def compartment_series(traj, model, x) -> dict:
     return out, levels
 
 
-def elbo_series(model, x, traj, reference, max_points: int = 100, n_samples: int = 256,
+def elbo_series(model: GenerativeModel, x: np.ndarray, traj: Trajectory,
+                reference: list[np.ndarray], max_points: int = 100, n_samples: int = 256,
                 seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """ELBO of ``N(z(t), S)`` along the trajectory (S: Laplace covariance at ``reference``), at up
     to ``max_points`` recorded steps.  Returns (indices, values (n, batch), stderr (n, batch))."""
@@ -155,7 +163,7 @@ def elbo_series(model, x, traj, reference, max_points: int = 100, n_samples: int
     return idx, np.array(vals), np.array(errs)
 
 
-def step_equivalence(circuit_traj, vae_traj) -> list[float]:
+def step_equivalence(circuit_traj: Trajectory, vae_traj: Trajectory) -> list[float]:
     """Largest absolute difference per level between a circuit trajectory (times in s) and an
     iterative-inference trajectory (times in steps) at the Euler steps both recorded."""
     c_steps = np.rint(circuit_traj.t / circuit_traj.info.dt_s).astype(int)
@@ -163,7 +171,8 @@ def step_equivalence(circuit_traj, vae_traj) -> list[float]:
     return [float(np.abs(c[ci] - v[vi]).max()) for c, v in zip(circuit_traj.means, vae_traj.means)]
 
 
-def variance_gap(model, x, z, s_values, n_samples: int = 2000, repeats: int = 5,
+def variance_gap(model: GenerativeModel, x: np.ndarray, z: list[np.ndarray],
+                 s_values: Sequence[float], n_samples: int = 2000, repeats: int = 5,
                  seed: int = 0) -> list[dict]:
     """Relative gap ``‖∇_μ L(N(z, s² I)) − ∇_z log p(z)‖ / ‖∇_z log p(z)‖`` (all levels together)
     for each posterior standard deviation ``s``, with its Monte-Carlo standard error from
@@ -194,7 +203,7 @@ class MappingResult:
     report: dict
     series: dict = field(default_factory=dict)
 
-    def series_json(self, max_points=200):
+    def series_json(self, max_points: int = 200) -> dict:
         """The series behind the mapping figure, thinned to at most ``max_points`` recorded
         steps, as plain lists (times in s, derivatives in 1/s)."""
         s = self.series
@@ -424,9 +433,11 @@ def _unavailable(name, traj, model, update=None):
     return None
 
 
-def map_trajectory(traj: Trajectory, model: GenerativeModel, x, s_values=(0.01, 0.03, 0.1, 0.3, 1.0),
+def map_trajectory(traj: Trajectory, model: GenerativeModel, x: np.ndarray,
+                   s_values: Sequence[float] = (0.01, 0.03, 0.1, 0.3, 1.0),
                    n_samples: int = 256, seed: int = 0, vae: bool = True,
-                   posterior_std: float | None = None, update=None) -> MappingResult:
+                   posterior_std: float | None = None,
+                   update: IterativeUpdate | None = None) -> MappingResult:
     """Compare a circuit trajectory with the VAE side, running exactly the comparisons the
     circuit declares (``traj.info.checks``; see :data:`CHECKS`).
 
@@ -484,8 +495,10 @@ def _probe_states(traj, x, n=5):
             [np.concatenate([m[k] for k in idx]) for m in traj.means])
 
 
-def map_circuit(model, x, circuit: str = "rate", duration=None, dt=None, target: str = "auto",
-                plot=None, seed: int = 0, progress=None, posterior_std: float | None = None,
+def map_circuit(model: GenerativeModel, x: np.ndarray, circuit: str = "rate",
+                duration: Quantity | None = None, dt: Quantity | None = None,
+                target: str = "auto", plot: str | Path | None = None, seed: int = 0,
+                progress: Reporter | None = None, posterior_std: float | None = None,
                 **params) -> dict:
     """Build, simulate and map a circuit in one call (``pcbio map``); ``params`` are the circuit
     kind's own parameters.  Returns the report dict and writes the mapping figure to ``plot`` (a

@@ -24,17 +24,23 @@ latent levels side by side in one array ``(..., batch, d_1 + … + d_L)``: eleme
 then one numpy call for all levels (:class:`FlatPass`).
 """
 
+from __future__ import annotations
+
 import copy
 import math
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from . import nonlinearities
 from .checks import as_array, checked_array
 from .covariance import LOG_2PI, Covariance
+
+if TYPE_CHECKING:
+    from .flows import LinearFlow
 
 #: float64's relative round-off (a constant: ``np.finfo`` is looked up once, not per call)
 FLOAT64_EPS = float(np.finfo(float).eps)
@@ -120,7 +126,7 @@ class Link:
             back *= self.nl.df_given(u, fu)
         return back if self.A is None else back @ self.A
 
-    def astype(self, dtype) -> "Link":
+    def astype(self, dtype: np.typing.DTypeLike) -> Link:
         """The same link computing in ``dtype`` (e.g. ``"float32"``)."""
         new = copy.copy(self)
         new.W, new.b = self.W.astype(dtype), self.b.astype(dtype)
@@ -137,7 +143,7 @@ class Link:
             d.update(hidden_weights=self.A.tolist(), hidden_bias=self.a.tolist())
         return d
 
-    def replaced(self, **params) -> "Link":
+    def replaced(self, **params) -> Link:
         """A copy with some of ``weights, bias, cov, hidden_weights, hidden_bias`` replaced."""
         spec = dict(weights=self.W, bias=self.b, f=self.nl.name, cov=self.cov.value,
                     hidden_weights=self.A, hidden_bias=self.a, name=self.name)
@@ -340,7 +346,7 @@ class GenerativeModel:
         return self.flow.normalize(x), self.flow.logdet
 
     # -- input checking ---------------------------------------------------------------------
-    def check_x(self, x, name: str = "x") -> np.ndarray:
+    def check_x(self, x: np.typing.ArrayLike, name: str = "x") -> np.ndarray:
         """Data as an array of shape (batch, d_0); a single vector (d_0,) becomes batch 1.
 
         Data whose float64 round-off would exceed 1e-4 standard deviations of the data noise
@@ -360,7 +366,8 @@ class GenerativeModel:
                              "the data or the model")
         return x
 
-    def check_latents(self, z, batch: int, name: str = "z") -> list[np.ndarray]:
+    def check_latents(self, z: list[np.typing.ArrayLike], batch: int,
+                      name: str = "z") -> list[np.ndarray]:
         """Latents as a list of L arrays of shape (batch, d_l)."""
         if len(z) != self.n_latent:
             raise ValueError(f"{name} must have one array per latent level ({self.n_latent}), "
@@ -389,7 +396,8 @@ class GenerativeModel:
         side (n = d_1 + … + d_L)."""
         return [latents[..., s] for s in self._latent_slices]
 
-    def forward(self, x: np.ndarray, z, reuse: Forward | None = None) -> Forward:
+    def forward(self, x: np.ndarray, z: list[np.ndarray] | np.ndarray,
+                reuse: Forward | None = None) -> Forward:
         """Predictions, residuals and precision-weighted errors at ``(x, z)``, with the
         intermediate values the backward pass reuses.
 
@@ -480,7 +488,8 @@ class GenerativeModel:
         """Precision-weighted prediction errors ``ε_l = Π_l (z_l − g_l(z_{l+1}))``, l = 0 … L."""
         return self.forward(x, z).errors
 
-    def log_joint(self, x: np.ndarray, z, forward: Forward | None = None) -> np.ndarray:
+    def log_joint(self, x: np.ndarray, z: list[np.ndarray] | np.ndarray,
+                  forward: Forward | None = None) -> np.ndarray:
         """``log p(x, z) = Σ_l log N(z_l; g_l(z_{l+1}), Σ_l)``, shape (…, batch) (from
         ``forward`` when given): ``−½ (rᵀ Π r + log det Σ + d log 2π)`` per level, the
         quadratic forms of all latent levels in one product."""
@@ -512,11 +521,12 @@ class GenerativeModel:
         return [self.links[l - 1].vjp(z[l - 1], eps[l - 1]) - eps[l]
                 for l in range(1, self.n_latent + 1)]
 
-    def grad_log_joint(self, x: np.ndarray, z) -> list[np.ndarray]:
+    def grad_log_joint(self, x: np.ndarray, z: list[np.ndarray]) -> list[np.ndarray]:
         """Gradient of ``log p(x, z)`` w.r.t. each latent level: list of (..., batch, d_l)."""
         return self.gradient(self.forward(x, z))
 
-    def parameter_gradient(self, x: np.ndarray, z: list[np.ndarray], weights=1.0,
+    def parameter_gradient(self, x: np.ndarray, z: list[np.ndarray],
+                           weights: float | np.ndarray = 1.0,
                            forward: Forward | None = None) -> ParameterGradient:
         """Gradient of ``Σ_n w_n log p(x, z_n)`` w.r.t. every parameter, summed over all leading
         axes (samples, batch) with weights ``w`` broadcast to them (from ``forward`` when
@@ -547,7 +557,7 @@ class GenerativeModel:
 
     # -- construction -----------------------------------------------------------------------
     @classmethod
-    def from_dict(cls, spec: dict, name: str | None = None) -> "GenerativeModel":
+    def from_dict(cls, spec: dict, name: str | None = None) -> GenerativeModel:
         """Build from a model-file dictionary (see README: ``[top]`` and ``[[links]]`` top-down)."""
         if not isinstance(spec, dict):
             raise TypeError(f"model spec must be a table/dict, got {type(spec).__name__}")
@@ -585,7 +595,7 @@ class GenerativeModel:
                    links[::-1], name=name or spec.get("name", "model"), flow=flow)
 
     @classmethod
-    def load(cls, path) -> "GenerativeModel":
+    def load(cls, path: str | Path) -> GenerativeModel:
         """Read a TOML model file."""
         path = Path(path)
         if path.is_dir():
@@ -618,7 +628,7 @@ class GenerativeModel:
         """The floating-point type the model computes in (float64 unless converted)."""
         return self.top_mean.dtype
 
-    def astype(self, dtype) -> "GenerativeModel":
+    def astype(self, dtype: np.typing.DTypeLike) -> GenerativeModel:
         """The same model computing in ``dtype`` (e.g. ``"float32"``): every parameter converted
         once, so that everything computed from it follows."""
         if np.dtype(dtype) == self.dtype:
@@ -628,7 +638,9 @@ class GenerativeModel:
         new.top_mean, new.top_cov = self.top_mean.astype(dtype), self.top_cov.astype(dtype)
         return new
 
-    def replaced(self, links=None, top_mean=None, top_cov=None, flow=None) -> "GenerativeModel":
+    def replaced(self, links: list[Link] | None = None, top_mean: np.ndarray | None = None,
+                 top_cov: float | np.ndarray | None = None,
+                 flow: LinearFlow | None = None) -> GenerativeModel:
         """A copy with some parts replaced (``links`` bottom-up)."""
         return GenerativeModel(self.top_mean if top_mean is None else top_mean,
                                self.top_cov.value if top_cov is None else top_cov,
@@ -660,7 +672,7 @@ def _cov_entry(table, where, default=None):
     return value, key
 
 
-def load_model(path_or_name) -> GenerativeModel:
+def load_model(path_or_name: str | Path) -> GenerativeModel:
     """Load a model from a TOML path, or by name from the project's ``models/`` folder."""
     from .paths import find_model
     return GenerativeModel.load(find_model(path_or_name))

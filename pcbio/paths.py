@@ -4,11 +4,13 @@ They live beside the ``pcbio`` package in a checkout (``pip install -e .``); the
 variable ``PCBIO_HOME`` points elsewhere (a copy of the project) when needed.
 """
 
+from __future__ import annotations
+
 import os
 from pathlib import Path
 
 
-def project_root():
+def project_root() -> Path:
     return Path(os.environ.get("PCBIO_HOME", Path(__file__).resolve().parent.parent))
 
 
@@ -20,23 +22,23 @@ def _folder(name):
     return folder
 
 
-def models_dir():
+def models_dir() -> Path:
     return _folder("models")
 
 
-def experiments_dir():
+def experiments_dir() -> Path:
     return _folder("experiments")
 
 
-def list_models():
+def list_models() -> list[str]:
     return sorted(p.stem for p in models_dir().glob("*.toml"))
 
 
-def list_experiments():
+def list_experiments() -> list[str]:
     return sorted(p.stem for p in experiments_dir().glob("*.py") if not p.stem.startswith("_"))
 
 
-def find_model(path_or_name):
+def find_model(path_or_name: str | Path) -> Path:
     """A model file path: an existing path as given, else ``models/NAME.toml``."""
     path = Path(path_or_name)
     if path.is_file():
@@ -51,7 +53,7 @@ def find_model(path_or_name):
                             f"(known models: {', '.join(list_models())})")
 
 
-def find_experiment(name):
+def find_experiment(name: str) -> Path:
     path = experiments_dir() / f"{name}.py"
     if not path.is_file():
         raise FileNotFoundError(f"unknown experiment {name!r}; available: "

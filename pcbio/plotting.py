@@ -1,6 +1,11 @@
 """Figure style and saving: publication-ready vector PDF plus PNG, written atomically."""
 
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
 
 import matplotlib
 import numpy as np
@@ -9,6 +14,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from .io import check_output_path, write_together  # noqa: E402
+
+if TYPE_CHECKING:
+    from .mapping import MappingResult
 
 STYLE = {
     "font.size": 8, "axes.titlesize": 9, "axes.labelsize": 8, "legend.fontsize": 7,
@@ -22,12 +30,13 @@ CIRCUIT, VAE, REFERENCE = "#c0392b", "#2471a3", "0.35"
 
 
 @contextmanager
-def style():
+def style() -> Iterator[None]:
     with plt.rc_context(STYLE):
         yield
 
 
-def figure(ncols, nrows=1, width=7.0, height=2.4):
+def figure(ncols: int, nrows: int = 1, width: float = 7.0,
+           height: float = 2.4) -> tuple[plt.Figure, np.ndarray]:
     """A figure of ``nrows × ncols`` panels, ``width`` × ``height`` inches (journal width 7 in).
     Draw it inside ``with style():`` so that text sizes follow :data:`STYLE`."""
     with style():
@@ -35,14 +44,15 @@ def figure(ncols, nrows=1, width=7.0, height=2.4):
     return fig, axes
 
 
-def panel_label(ax, letter):
+def panel_label(ax: plt.Axes, letter: str) -> None:
+    """The panel's letter (a, b, …), bold, above its top-left corner."""
     ax.text(-0.18, 1.05, letter, transform=ax.transAxes, fontweight="bold", fontsize=10)
 
 
 FIGURE_FORMATS = ("pdf", "png", "svg")
 
 
-def check_figure_path(path, what: str = "figure file"):
+def check_figure_path(path: str | Path, what: str = "figure file") -> str:
     """The format of a figure path, from its extension; ValueError if it is not one we write or
     the file could not be written (checked before any computation)."""
     fmt = str(path).rsplit(".", 1)[-1].lower()
@@ -52,7 +62,8 @@ def check_figure_path(path, what: str = "figure file"):
     return fmt
 
 
-def figure_writers(fig, *paths):
+def figure_writers(fig: plt.Figure,
+                   *paths: str | Path) -> list[tuple[str | Path, Callable[[str], None]]]:
     """``(path, write)`` pairs for :func:`pcbio.io.write_together`: ``fig`` in each format (from
     the extension: vector PDF/SVG, 300-dpi PNG)."""
     def writer(fmt):
@@ -63,7 +74,8 @@ def figure_writers(fig, *paths):
     return [(p, writer(check_figure_path(p))) for p in paths]
 
 
-def save_figure(fig, *paths, together=()):
+def save_figure(fig: plt.Figure, *paths: str | Path,
+                together: Iterable[tuple[str | Path, Callable[[str], None]]] = ()) -> list[str]:
     """Write ``fig`` to every path — and the ``(path, write)`` items of ``together`` (e.g. the
     JSON behind it) — all together or none, then close it; returns the paths."""
     try:
@@ -72,7 +84,7 @@ def save_figure(fig, *paths, together=()):
         plt.close(fig)
 
 
-def mapping_figure(result, title=None):
+def mapping_figure(result: MappingResult, title: str | None = None) -> plt.Figure:
     """Four panels from a :class:`pcbio.mapping.MappingResult`: (a) latent trajectories, circuit
     vs VAE iterative inference vs reference; (b) agreement over time; (c) circuit dz/dt against
     ∇_μ L/τ; (d) ELBO along the trajectory.  A panel whose comparison did not apply to the
@@ -97,7 +109,7 @@ def mapping_figure(result, title=None):
     return fig
 
 
-def plot_latents(ax, result, max_lines=6):
+def plot_latents(ax: plt.Axes, result: MappingResult, max_lines: int = 6) -> None:
     """Latent estimates of data point 0 over time: circuit, VAE iterative inference, reference."""
     s = result.series
     n = 0
@@ -117,7 +129,8 @@ def plot_latents(ax, result, max_lines=6):
     ax.legend(frameon=False)
 
 
-def plot_agreement(ax, result, label=None, color=None):
+def plot_agreement(ax: plt.Axes, result: MappingResult, label: str | None = None,
+                   color: str | None = None) -> None:
     """Relative error over time (all levels) of dz/dt against ∇_μ L/τ (solid) and of the error
     units against ε (dashed).  With ``label`` (several results on one axis) the solid line carries
     the label and the title explains the line styles."""
@@ -142,7 +155,7 @@ def plot_agreement(ax, result, label=None, color=None):
     ax.legend(handles, labels, frameon=False, fontsize=5, loc="center right")
 
 
-def plot_gradient_scatter(ax, result):
+def plot_gradient_scatter(ax: plt.Axes, result: MappingResult) -> None:
     """Circuit dz/dt against ∇_μ L/τ at the circuit's own states (all levels, units, steps)."""
     s = result.series
     for l, (d, g) in enumerate(zip(s["dzdt"], s["grads"]), start=1):
@@ -153,7 +166,7 @@ def plot_gradient_scatter(ax, result):
     ax.legend(frameon=False)
 
 
-def plot_elbo(ax, result):
+def plot_elbo(ax: plt.Axes, result: MappingResult) -> None:
     """ELBO of the circuit's state along the run, with log p(x) where it is known."""
     s = result.series
     ax.plot(s["elbo_t"] * 1e3, s["elbo"].sum(axis=1), color=CIRCUIT, label="ELBO of circuit state")
@@ -163,7 +176,7 @@ def plot_elbo(ax, result):
     ax.legend(frameon=False)
 
 
-def plot_variance_gap(ax, gaps):
+def plot_variance_gap(ax: plt.Axes, gaps: list[dict]) -> None:
     """Relative gap between ∇_μ L at posterior std s and the circuit's update, against s."""
     s = np.array([g["s"] for g in gaps])
     gap = np.array([g["rel_gap"] for g in gaps])

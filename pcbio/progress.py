@@ -2,6 +2,11 @@
 
 import sys
 import time
+from typing import Callable
+
+#: what a long run takes as ``progress``: called as ``progress(message)`` or
+#: ``progress(message, fraction=0.4)`` — a :class:`Progress`, :data:`SILENT` or any function
+Reporter = Callable[..., None]
 
 
 class Progress:

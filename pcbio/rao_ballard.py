@@ -22,8 +22,12 @@ posterior mean, the rate circuit and the mapping layer apply unchanged.  The spa
 not Gaussian: its MAP is found by damped Newton on E, input by input.
 """
 
+from __future__ import annotations
+
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from scipy.ndimage import gaussian_filter
@@ -77,7 +81,7 @@ class RaoBallardParameters:
         return self.k2_initial / self.k2_divisor ** (inputs_seen // self.k2_every)
 
 
-def load_parameters(path=None, **overrides) -> RaoBallardParameters:
+def load_parameters(path: str | Path | None = None, **overrides) -> RaoBallardParameters:
     """The network's parameters from its TOML file (default the one in ``models/networks/``),
     with ``overrides`` (e.g. ``prior="sparse"``)."""
     path = path or models_dir() / "networks" / "rao_ballard1999.toml"
@@ -290,7 +294,8 @@ class RaoBallardLearner:
         from dataclasses import asdict
         return {"learner": "rao_ballard1999", **asdict(self.network.params)}
 
-    def epoch(self, batches: np.ndarray, seed=(0, 0), tops=None) -> list[dict]:
+    def epoch(self, batches: np.ndarray, seed: tuple[int, int] = (0, 0),
+              tops: np.ndarray | None = None) -> list[dict]:
         records = []                # no noise of its own: train() orders the inputs by epoch
         for k, I in enumerate(batches):
             r, rh = self.network.infer(I)
@@ -329,7 +334,8 @@ def orientation_index(basis: np.ndarray, size: int) -> tuple[np.ndarray, np.ndar
     return osi, np.mod(freq_angle + np.pi / 2, np.pi)  # stripes run perpendicular to it
 
 
-def bar_field(params: RaoBallardParameters, length: float, angle: float, center,
+def bar_field(params: RaoBallardParameters, length: float, angle: float,
+              center: tuple[float, float],
               thickness: float = 2.0) -> np.ndarray:
     """A bright bar on a zero background over the level-2 field (patch, width): ``length``
     pixels long at ``angle`` (radians, 0 = horizontal) through ``center`` (row, col)."""
@@ -340,7 +346,7 @@ def bar_field(params: RaoBallardParameters, length: float, angle: float, center,
     return ((np.abs(along) <= length / 2) & (np.abs(across) <= thickness / 2)).astype(float)
 
 
-def end_stopping(network: RaoBallardNetwork, lengths, module: int = 1,
+def end_stopping(network: RaoBallardNetwork, lengths: Sequence[float], module: int = 1,
                  plateau_from: float = 18.0, covariance: np.ndarray | None = None) -> dict:
     """Tuning of the error units ``r − U_h r_h`` of one level-1 module (the centre one by
     default) to bars of increasing length, with and without feedback.

@@ -12,11 +12,14 @@ activity) and, at every check interval, the Euler limit at the current state are
 unstable run raises :class:`~pcbio.errors.SimulationError`; nothing partial is returned.
 """
 
+from __future__ import annotations
+
 import contextlib
 import gc
 import shutil
 import tempfile
 from dataclasses import dataclass
+from typing import Callable
 
 import brian2
 import numpy as np
@@ -27,13 +30,15 @@ from .checks import as_array, one_of, positive_int, positive_number, time_quanti
 from .circuits import CircuitNetwork, build_circuit
 from .circuits.base import Circuit
 from .errors import SimulationError
-from .progress import SILENT
+from .model import GenerativeModel
+from .progress import SILENT, Reporter
 from .trajectory import CircuitRunInfo, Trajectory
 
 TARGETS = {"auto", "numpy", "cython", "cpp_standalone"}
 
 
-def check_stability(circuit: Circuit, x: np.ndarray, z: list, dt, t: float | None = None):
+def check_stability(circuit: Circuit, x: np.ndarray, z: list, dt: brian2.Quantity,
+                    t: float | None = None) -> None:
     """Explicit Euler is stable only if ``dt·λ/τ < 2`` for every time constant of the circuit
     (:meth:`Circuit.euler_limits` at data ``x`` and latent state ``z``), and feedback through
     synapses only if ``λ·lag/τ < 1`` (:meth:`Circuit.lag_limits`).  Before a run (``t`` None) a
@@ -120,8 +125,10 @@ def _request(circuit, x, duration, dt, init, until_converged, tol, stimulus_dt, 
                     bool(reset_each_frame), frame_inits)
 
 
-def check_run(circuit: Circuit, x, duration, dt, init: list, until_converged: bool = False,
-              tol: float = 1e-8, stimulus_dt=None, reset_each_frame: bool = False) -> _Request:
+def check_run(circuit: Circuit, x: np.ndarray, duration: brian2.Quantity, dt: brian2.Quantity,
+              init: list, until_converged: bool = False, tol: float = 1e-8,
+              stimulus_dt: brian2.Quantity | None = None,
+              reset_each_frame: bool = False) -> _Request:
     """What a run of ``circuit`` from ``init`` checks before its start, done before any brian2
     object exists: the arguments (:func:`_request`) and explicit Euler's step at the first
     frame (:func:`check_stability`).  For :func:`simulate` and for callers that build their
@@ -141,10 +148,13 @@ def _run_info(circuit, dt, record_every, batch, target, coupling, request):
                           max_duration_s=float(request.duration), tol=request.tol)
 
 
-def simulate(circuit: Circuit, x, duration=200 * ms, dt=0.1 * ms, target: str = "auto",
-             coupling: str | None = None, init=None, record_every: int = 1,
-             until_converged: bool = False, tol: float = 1e-8, check_interval=None,
-             stimulus_dt=None, reset_each_frame: bool = False, progress=SILENT) -> Trajectory:
+def simulate(circuit: Circuit, x: np.ndarray, duration: brian2.Quantity = 200 * ms,
+             dt: brian2.Quantity = 0.1 * ms, target: str = "auto", coupling: str | None = None,
+             init: list[np.ndarray] | None = None, record_every: int = 1,
+             until_converged: bool = False, tol: float = 1e-8,
+             check_interval: brian2.Quantity | None = None,
+             stimulus_dt: brian2.Quantity | None = None, reset_each_frame: bool = False,
+             progress: Reporter = SILENT) -> Trajectory:
     """Build ``circuit``'s network for the batch in ``x`` and run it; returns a Trajectory.
 
     Parameters
@@ -196,9 +206,12 @@ def simulate(circuit: Circuit, x, duration=200 * ms, dt=0.1 * ms, target: str = 
     return _run(network, request, interval, progress)
 
 
-def run(network: CircuitNetwork, x, duration=200 * ms, init=None, until_converged: bool = False,
-        tol: float = 1e-8, check_interval=None, stimulus_dt=None, reset_each_frame: bool = False,
-        on_frame_end=None, progress=SILENT) -> Trajectory:
+def run(network: CircuitNetwork, x: np.ndarray, duration: brian2.Quantity = 200 * ms,
+        init: list[np.ndarray] | None = None, until_converged: bool = False, tol: float = 1e-8,
+        check_interval: brian2.Quantity | None = None,
+        stimulus_dt: brian2.Quantity | None = None, reset_each_frame: bool = False,
+        on_frame_end: Callable[[int], None] | None = None,
+        progress: Reporter = SILENT) -> Trajectory:
     """Run an existing network on stimulus ``x`` for ``duration``; it keeps its state and
     weights from earlier runs unless ``init`` (list of (batch, d_l)) resets the latent estimates.
 
@@ -418,8 +431,10 @@ def _first_converged(traj, tol):
     return float(traj.t[above[-1] + 1]) if above[-1] + 1 < len(traj) else None
 
 
-def infer_with_circuit(model, x, circuit: str = "rate", duration=1000 * ms, dt=0.1 * ms,
-                       target: str = "auto", tol: float = 1e-8, progress=SILENT, **params):
+def infer_with_circuit(model: GenerativeModel, x: np.ndarray, circuit: str = "rate",
+                       duration: brian2.Quantity = 1000 * ms, dt: brian2.Quantity = 0.1 * ms,
+                       target: str = "auto", tol: float = 1e-8, progress: Reporter = SILENT,
+                       **params) -> tuple[list[np.ndarray], dict]:
     """Run a circuit until it converges (``max |τ dx/dt| < tol``) or ``duration`` passes; return
     the final latent estimates (list of (batch, d_l)) and what happened (a JSON-ready dict).
     ``params`` are the circuit kind's own parameters."""

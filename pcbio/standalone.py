@@ -18,6 +18,8 @@ recording then re-runs the compiled program with the new data instead of compili
 other run closes the kept project first.
 """
 
+from __future__ import annotations
+
 import json
 import shutil
 import tempfile
@@ -31,14 +33,15 @@ from .checks import positive_int, time_quantity
 from .circuits import CircuitNetwork
 from .circuits.base import Circuit
 from .errors import SimulationError
+from .trajectory import Trajectory
 
 
 class StandaloneProject:
     """``circuit`` built for ``batch`` data points, run for ``duration`` at step ``dt``,
     compiled once (``compile_seconds`` records how long that took)."""
 
-    def __init__(self, circuit: Circuit, batch: int = 1, duration=200 * ms, dt=0.1 * ms,
-                 record_every: int = 1):
+    def __init__(self, circuit: Circuit, batch: int = 1, duration: brian2.Quantity = 200 * ms,
+                 dt: brian2.Quantity = 0.1 * ms, record_every: int = 1):
         from .simulate import _run_info, _request
         self.circuit, self.batch = circuit, positive_int(batch, "batch")
         self.duration, self.dt = time_quantity(duration, "duration"), time_quantity(dt, "dt")
@@ -62,7 +65,7 @@ class StandaloneProject:
             self.close()
             raise
 
-    def run(self, x, init=None):
+    def run(self, x: np.ndarray, init: list[np.ndarray] | None = None) -> Trajectory:
         """Run the compiled program on data ``x`` (batch, d_0) from latents ``init`` (default
         the prior means); returns the decoded Trajectory (``info.standalone_run_time_s`` is the
         C++ main loop's time)."""
@@ -92,7 +95,7 @@ class StandaloneProject:
             raise SimulationError("the standalone run became unstable")
         return traj
 
-    def close(self):
+    def close(self) -> None:
         """Give the device back to brian2's runtime mode and delete the project."""
         brian2.device.reinit()
         brian2.set_device("runtime")
@@ -123,7 +126,8 @@ def close_kept() -> None:
     _kept.update(key=None, project=None)
 
 
-def kept_project(circuit: Circuit, batch: int, duration, dt, record_every: int):
+def kept_project(circuit: Circuit, batch: int, duration: brian2.Quantity, dt: brian2.Quantity,
+                 record_every: int) -> StandaloneProject | None:
     """The kept project for this configuration, compiled now if it is not the one kept (a
     process keeps one: brian2's device holds one project); None when keeping is off."""
     if not _kept["on"]:

@@ -28,6 +28,8 @@ By default the points run on a local Dask cluster sized to the machine, started 
 here; ``scheduler="tcp://host:8786"`` sends them to an existing cluster instead.
 """
 
+from __future__ import annotations
+
 import contextlib
 import csv
 import hashlib
@@ -42,10 +44,11 @@ import time
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
 
 from . import __version__
 from .io import atomic_write, check_output_folder, json_text, provenance
-from .progress import SILENT
+from .progress import SILENT, Reporter
 
 COMMANDS = ("infer", "map", "run", "learn")
 #: commands that write into a folder of their own (``--out``), one per point
@@ -80,7 +83,7 @@ def _argv(command, target, options):
     return argv + (["--json", "--quiet"] if command in ("infer", "map") else ["--quiet"])
 
 
-def load_sweep(path, force: bool = False) -> tuple[dict, list]:
+def load_sweep(path: str | Path, force: bool = False) -> tuple[dict, list[Point]]:
     """Read and check a sweep file; returns its table and its points.  Errors name the file and
     the key (ValueError), before anything runs."""
     from .cli import UsageError, build_parser
@@ -226,7 +229,7 @@ class Pool:
         if self.cluster is not None:
             self.cluster.close()
 
-    def imap(self, fn, items):
+    def imap(self, fn: Callable[[Any], Any], items: Sequence) -> Iterator[tuple[int, Any]]:
         """``(index, fn(item))`` for every item, in the order they finish."""
         if self.client is None:
             for k, item in enumerate(items):
@@ -237,7 +240,7 @@ class Pool:
         for future in as_completed(futures):
             yield futures[future], future.result()
 
-    def map(self, fn, items):
+    def map(self, fn: Callable[[Any], Any], items: Sequence) -> list:
         """``[fn(item) for item in items]``, computed wherever the pool runs."""
         out = [None] * len(items)
         for k, value in self.imap(fn, items):
@@ -276,8 +279,9 @@ def default_workers() -> int:
                else os.cpu_count() or 1)
 
 
-def run_sweep(path, out, scheduler: str | None = None, workers: int | None = None,
-              force: bool = False, progress=SILENT) -> dict:
+def run_sweep(path: str | Path, out: str | Path, scheduler: str | None = None,
+              workers: int | None = None, force: bool = False,
+              progress: Reporter = SILENT) -> dict:
     """Run every point of the sweep file at ``path`` that is not finished in ``out`` yet, on a
     local Dask cluster of ``workers`` processes (default one per core; 0: serially in this
     process) or on the cluster at ``scheduler``; returns how many points there are and how many
@@ -325,7 +329,7 @@ def _finished(path):
         return False
 
 
-def flatten(value, prefix: str = "") -> dict:
+def flatten(value: Any, prefix: str = "") -> dict:
     """Scalars of a nested result with dotted names (``result.means.level1.0``,
     ``result.levels.level1.fixed_point_rel_err``); lists longer than CSV_MAX_LIST are left out."""
     if isinstance(value, dict):
@@ -343,7 +347,7 @@ def flatten(value, prefix: str = "") -> dict:
     return out
 
 
-def write_results_csv(points, point_dir: Path, path: Path):
+def write_results_csv(points: list[Point], point_dir: Path, path: Path) -> None:
     """One row per point: its identity, parameters, flattened scalar results, status, error."""
     rows, result_columns = [], set()
     for p in points:

@@ -5,8 +5,11 @@ A circuit run (times in seconds) and an iterative-inference run (times in steps)
 produced it is a typed record: :class:`CircuitRunInfo` or :class:`InferenceRunInfo`.
 """
 
+from __future__ import annotations
+
 import json
 from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 
 import numpy as np
 
@@ -128,18 +131,18 @@ class Trajectory:
     normalized: list = None
     compartments: dict = field(default_factory=dict)
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self.t)
 
-    def final_means(self):
+    def final_means(self) -> list[np.ndarray]:
         """Latent estimates at the last recorded time: list of (batch, d_l)."""
         return [m[-1] for m in self.means]
 
-    def at(self, k):
+    def at(self, k: int) -> list[np.ndarray]:
         """Latent estimates at recorded step ``k``: list of (batch, d_l)."""
         return [m[k] for m in self.means]
 
-    def save(self, path, provenance=None):
+    def save(self, path: str | Path, provenance: dict | None = None) -> None:
         """Write the trajectory to ``path`` (.npz, written atomically): every array, the run
         information and an optional ``provenance`` dict, read back by :meth:`load`."""
         from .io import atomic_write, to_jsonable
@@ -163,7 +166,7 @@ class Trajectory:
         atomic_write(path, write)
 
     @classmethod
-    def load(cls, path):
+    def load(cls, path: str | Path) -> Trajectory:
         """Read a trajectory written by :meth:`save`."""
         with np.load(path) as data:
             meta = json.loads(str(data["meta"]))

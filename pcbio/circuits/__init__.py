@@ -6,7 +6,10 @@ registers itself; importing it here (one line) makes it available everywhere —
 mapping layer and the command line.
 """
 
+from __future__ import annotations
+
 from ..checks import one_of
+from ..model import GenerativeModel
 from .base import CIRCUITS, Circuit, register
 from .dendritic import DendriticCircuit
 from .network import CircuitNetwork
@@ -14,7 +17,7 @@ from .rate import RateCircuit
 from .spiking import SpikingCircuit
 
 
-def build_circuit(model, kind: str = "rate", **params) -> Circuit:
+def build_circuit(model: GenerativeModel, kind: str = "rate", **params) -> Circuit:
     """A circuit of the given kind for ``model``; ``params`` are the kind's declared
     parameters (see ``CIRCUITS[kind].PARAMETERS``)."""
     one_of(kind, "circuit", CIRCUITS)

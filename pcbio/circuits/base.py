@@ -14,14 +14,17 @@ and registers itself with :func:`register`.  Building the brian2 network
 decoding into a :class:`~pcbio.trajectory.Trajectory` and mapping are shared by every kind.
 """
 
+from __future__ import annotations
+
 from abc import ABC, abstractmethod
 from typing import ClassVar
 
 import numpy as np
+from brian2 import Quantity
 
 from ..inference import neg_hessian
 from ..model import GenerativeModel
-from ..trajectory import Trajectory
+from ..trajectory import CircuitRunInfo, Trajectory
 from .parameters import Parameter, resolve
 from .structure import Pathway, Population
 
@@ -32,7 +35,7 @@ COMPARTMENT_ROLES = ("basal", "apical", "branch")
 CIRCUITS: dict = {}
 
 
-def gradient_flow_limit(model: GenerativeModel, tau, x: np.ndarray, z: list) -> tuple:
+def gradient_flow_limit(model: GenerativeModel, tau: Quantity, x: np.ndarray, z: list) -> tuple:
     """The Euler limit of value units following ``τ dz/dt = ∇_z log p(x, z)`` (an entry of
     :meth:`Circuit.euler_limits`): ``λ`` is the largest curvature of log p at data ``x``
     (batch, d_0) and state ``z``; for linear models the same for every data point."""
@@ -43,7 +46,7 @@ def gradient_flow_limit(model: GenerativeModel, tau, x: np.ndarray, z: list) -> 
     return ("tau", tau, lam, "the largest curvature of log p(x, z)")
 
 
-def register(cls):
+def register(cls: type[Circuit]) -> type[Circuit]:
     """Class decorator: make a circuit kind available to ``build_circuit`` and the CLI."""
     CIRCUITS[cls.kind] = cls
     return cls
@@ -84,7 +87,7 @@ class Circuit(ABC):
         return {}
 
     @property
-    def tau(self):
+    def tau(self) -> Quantity | None:
         """The time constant τ of the value units' gradient flow ``τ dz/dt = ∇_z log p`` (a
         brian2 time), or None when the circuit does not follow it."""
         return None
@@ -114,7 +117,7 @@ class Circuit(ABC):
         when next asked for."""
         self.model, self._structure = model, None
 
-    def structure(self):
+    def structure(self) -> tuple[list[Population], list[Pathway]]:
         """:meth:`build_structure`, computed once."""
         if self._structure is None:
             self._structure = self.build_structure()
@@ -136,7 +139,7 @@ class Circuit(ABC):
         return {p.name: (init[p.level - 1] if p.role == "value" else np.zeros((batch, p.dims)))
                 for p in self.populations()}
 
-    def trajectory(self, recordings: dict, info) -> Trajectory:
+    def trajectory(self, recordings: dict, info: CircuitRunInfo) -> Trajectory:
         """Decode recordings (see :meth:`CircuitNetwork.recordings`) through each population's
         encoding: value units → latent means, error units → ε, the value units' derivative →
         dz/dt (recorded where it is a state equation, else estimated by the encoding), lateral

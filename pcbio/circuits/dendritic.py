@@ -25,10 +25,13 @@ driven by the data cells' and the cells' own apical potentials (ε_x, ε_z) and 
 multiplies each soma's drive by a learned gain.
 """
 
+from __future__ import annotations
+
 import numpy as np
-from brian2 import ms, nS, pF
+from brian2 import Quantity, ms, nS, pF
 
 from ..encoding import RateEncoding, VoltageEncoding
+from ..inference.amortized import IterativeUpdate
 from ..neurons import pyramidal as compartments
 from ..neurons import rate as neurons
 from ..nonlinearities import NONLINEARITIES
@@ -90,7 +93,7 @@ class DendriticCircuit(Circuit):
                                  f"has {model.dims[0]} and {model.dims[1]}")
 
     @property
-    def tau(self):
+    def tau(self) -> Quantity | None:
         return self.params["tau"]
 
     @property
@@ -103,10 +106,10 @@ class DendriticCircuit(Circuit):
         return out
 
     @property
-    def update(self):
+    def update(self) -> IterativeUpdate | None:
         return self.params["update"]
 
-    def checks(self):
+    def checks(self) -> dict[str, str]:
         if self.update is not None:
             return {"learned_update": "tau dz/dt against the learned update's step at the "
                                       "circuit's state" + (", lagging while the leaky dendrites "
@@ -128,7 +131,7 @@ class DendriticCircuit(Circuit):
                                                           if self.leaky else "round-off"),
                 "variance_gap": "nonlinear links: grad_mu ELBO at posterior std s vs the update"}
 
-    def skipped_checks(self):
+    def skipped_checks(self) -> dict[str, str]:
         skipped = {"error_units": "the errors are dendritic potentials, compared by "
                                   "'compartments'",
                    "front_end": "the dendritic circuit has no lateral front end"}
@@ -139,7 +142,7 @@ class DendriticCircuit(Circuit):
                                                    "variance_gap")})
         return skipped
 
-    def euler_limits(self, x, z):
+    def euler_limits(self, x: np.ndarray, z: list) -> list:
         if self.update is None:
             limits = [gradient_flow_limit(self.model, self.params["tau"], x, z)]
         else:
@@ -154,7 +157,7 @@ class DendriticCircuit(Circuit):
         return limits
 
     # -- structure -------------------------------------------------------------------------------
-    def build_structure(self):
+    def build_structure(self) -> tuple[list[Population], list[Pathway]]:
         m, p = self.model, self.params
         L, dims = m.n_latent, m.dims
         venc, ienc = p["compartment_encoding"], p["interneuron_encoding"]

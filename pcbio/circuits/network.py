@@ -24,12 +24,18 @@ record (990) and the groups integrate (1000).  Every recorded value and every up
 uses the state at the start of the step: an explicit Euler step of the circuit's ODE.
 """
 
+from __future__ import annotations
+
 import zlib
+from typing import TYPE_CHECKING
 
 import brian2
 import numpy as np
 
 from .structure import check_structure, schedule
+
+if TYPE_CHECKING:
+    from ..model import GenerativeModel
 
 ORDER_MONITOR, ORDER_GUARD, ORDER_STATE = 990, 995, 1000
 GUARD_STEPS = 50          # the runtime guard checks states this often
@@ -289,7 +295,7 @@ class CircuitNetwork:
                                                                      True)
         return syn
 
-    def update_model(self, model) -> None:
+    def update_model(self, model: GenerativeModel) -> None:
         """Give the circuit new model parameters (learning): its structure is declared anew and
         every pathway's weights and every population's constant input are written into the
         running network in place — the state and the monitors are kept.  The structure must
@@ -310,7 +316,7 @@ class CircuitNetwork:
             self.populations[pop.name] = pop
 
     # -- stability ------------------------------------------------------------------------------
-    def check_stable(self):
+    def check_stable(self) -> None:
         """The stability guard, the one place where every circuit kind's run is checked: NaN,
         Inf or runaway values (beyond the encoding's ``runaway``) in an integrated state raise
         FloatingPointError.  Runs every GUARD_STEPS steps inside a run and after each run
@@ -326,7 +332,7 @@ class CircuitNetwork:
                 if not np.isfinite(group.variables[var].get_value()).all():
                     raise FloatingPointError(f"NaN or Inf in {name}.{var}")
 
-    def max_drift(self):
+    def max_drift(self) -> float:
         """max |τ dx/dt| over every integrated population with a time constant ``tau``, at the
         last recorded step (model units)."""
         drifts = [np.abs(getattr(self.monitors[name], p.neuron.derivative + "_")[:, -1]).max()
@@ -336,24 +342,24 @@ class CircuitNetwork:
         return max(drifts, default=0.0)
 
     # -- state ----------------------------------------------------------------------------------
-    def state(self, pop):
+    def state(self, pop: str) -> np.ndarray:
         """The neural state of population ``pop`` now: (batch, size), SI units."""
         var = self.populations[pop].encoding.variable
         return np.array(getattr(self.groups[pop], var + "_")[:]).reshape(self.batch, -1)
 
-    def decoded(self, role):
+    def decoded(self, role: str) -> dict[int, np.ndarray]:
         """Decoded model values of every population with ``role``, by level: {level: (batch,
         size)}."""
         return {p.level: p.encoding.decode(self.state(p.name))
                 for p in self.populations.values() if p.role == role}
 
-    def set_stimulus(self, x):
+    def set_stimulus(self, x: np.ndarray) -> None:
         """Clamp the data population(s) to ``x`` (batch, d_0)."""
         for pop in self.populations.values():
             if pop.role == "data":
                 self._set(pop, np.asarray(x).reshape(self.batch, -1))
 
-    def reset(self, init):
+    def reset(self, init: list[np.ndarray]) -> None:
         """A clean start from the latent estimates ``init`` (list of (batch, d_l)): every
         integrated state at rest (membranes, synaptic currents, refractoriness), then each
         population's coded state at the circuit's initial values."""
@@ -379,19 +385,21 @@ class CircuitNetwork:
         else:
             group.variables[var].get_value()[:] = values
 
-    def store(self, name="default"):
+    def store(self, name: str = "default") -> None:
+        """Snapshot the network's state under ``name`` (brian2's ``Network.store``)."""
         self.network.store(name)
 
-    def restore(self, name="default"):
+    def restore(self, name: str = "default") -> None:
+        """Return to the state stored under ``name``."""
         self.network.restore(name)
 
     # -- recordings -----------------------------------------------------------------------------
-    def record_count(self):
+    def record_count(self) -> tuple[int, dict[str, int]]:
         """A bookmark of what the monitors hold now (give it to :meth:`recordings`)."""
         return (len(next(iter(self.monitors.values())).t_),
                 {name: int(m.num_spikes) for name, m in self.spike_monitors.items()})
 
-    def recordings(self, start=(0, {})):
+    def recordings(self, start: tuple[int, dict[str, int]] = (0, {})) -> dict:
         """Monitor contents since the bookmark ``start``, as plain arrays: ``t`` (T,) seconds;
         per population, per recorded variable, (T, batch, size) in SI units; and under
         ``"spikes"``, per spiking population, (unit indices, times in s)."""

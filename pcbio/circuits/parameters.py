@@ -6,6 +6,8 @@ builds its ``--option`` list (and ``--help``) from these declarations, so a new 
 options appear without editing the CLI.
 """
 
+from __future__ import annotations
+
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -53,7 +55,7 @@ class Parameter:
     def on_command_line(self) -> bool:
         return self.kind not in ("encoding", "update")
 
-    def check(self, value, where: str | None = None):
+    def check(self, value: Any, where: str | None = None) -> Any:
         """``value`` validated (raises TypeError/ValueError naming the parameter)."""
         where = where or self.name
         if self.kind in _QUANTITIES:
@@ -77,7 +79,7 @@ class Parameter:
             raise TypeError(f"{where} must be a pcbio.encoding.Encoding, got {type(value).__name__}")
         return value
 
-    def parse(self, text: str):
+    def parse(self, text: str) -> Any:
         """A command-line string converted and validated; errors name the option."""
         if self.kind in _QUANTITIES:
             _, suffixes, noun, _, example, _ = _QUANTITIES[self.kind]
@@ -98,7 +100,7 @@ class Parameter:
                      "nonnegative": "a number >= 0"}.get(self.kind, "a number > 0")
             raise ValueError(f"{self.option} must be {bound}, got {text!r}") from None
 
-    def to_json(self, value):
+    def to_json(self, value: Any) -> tuple[str, Any]:
         """``(key, value)`` for results files: times in ms, rates in Hz, capacitances in pF,
         encodings described."""
         if self.kind in _QUANTITIES:

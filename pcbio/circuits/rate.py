@@ -16,8 +16,10 @@ dynamic errors the precision pathways ``lat_l`` (−Σ) or ``sig_l``/``inh_l`` v
 Precision weighting of instantaneous errors is applied in one place, :meth:`RateCircuit._weigh`.
 """
 
+from __future__ import annotations
+
 import numpy as np
-from brian2 import ms
+from brian2 import Quantity, ms
 
 from ..encoding import RateEncoding
 from ..neurons import rate as neurons
@@ -88,7 +90,7 @@ class RateCircuit(Circuit):
                              "transform the lateral units compute)")
 
     @property
-    def tau(self):
+    def tau(self) -> Quantity | None:
         return self.params["tau"]
 
     @property
@@ -125,7 +127,7 @@ class RateCircuit(Circuit):
     def noisy(self) -> bool:
         return self.params["temperature"] > 0
 
-    def checks(self):
+    def checks(self) -> dict[str, str]:
         flow = EXACT_FLOW if self.instant else LAGGING_FLOW
         if self.noisy:
             flow += "; the recorded dz/dt is the drift of the noisy (Langevin) value units"
@@ -143,7 +145,7 @@ class RateCircuit(Circuit):
             checks.pop(name)
         return checks
 
-    def skipped_checks(self):
+    def skipped_checks(self) -> dict[str, str]:
         skipped = ({"step_equivalence": "the lateral front end settles with its own time "
                                         "constant while gradient iterative inference sees the "
                                         "normalized data from the first step"}
@@ -160,7 +162,7 @@ class RateCircuit(Circuit):
                                                     "step_equivalence", "variance_gap")})
         return skipped
 
-    def euler_limits(self, x, z):
+    def euler_limits(self, x: np.ndarray, z: list) -> list:
         """Value units: the largest curvature of log p at ``z`` (for linear models the same for
         every data point); dynamic error units: the largest noise variance; interneurons: their
         leak."""
@@ -190,7 +192,7 @@ class RateCircuit(Circuit):
         ``weights``: (d_l, n) matrix or (d_l,) one-to-one vector."""
         return self.model.level_covariance(l).weigh(weights) if self.instant else weights
 
-    def build_structure(self):
+    def build_structure(self) -> tuple[list[Population], list[Pathway]]:
         m, p = self.model, self.params
         L, dims = m.n_latent, m.dims
         venc, eenc = p["value_encoding"], p["error_encoding"]

@@ -29,15 +29,18 @@ recurrent inhibition ``−ΓᵀΓ`` removes what a spike explained, slow recurre
 spike-coding network refuses them (use the population code).
 """
 
+from __future__ import annotations
+
 import zlib
 
 import numpy as np
-from brian2 import ms
+from brian2 import Quantity, ms
 
 from ..encoding import EnsembleEncoding, RateEncoding, SpikeCodingEncoding
 from ..inference import neg_hessian, posterior_precision
 from ..neurons import lif
 from ..neurons import rate as rate_neurons
+from ..trajectory import Trajectory
 from .base import Circuit, register
 from .parameters import Parameter
 from .structure import Pathway, Population
@@ -101,10 +104,10 @@ class SpikingCircuit(Circuit):
                              f"{model.name} has nonlinear links — use code='population'")
 
     @property
-    def tau(self):
+    def tau(self) -> Quantity | None:
         return self.params["tau"]
 
-    def checks(self):
+    def checks(self) -> dict[str, str]:
         checks = {"gradient_flow": APPROXIMATE_FLOW,
                   "fixed_point": "decoded fixed point: exact posterior mean (linear) or MAP",
                   "elbo": "ELBO of the decoded state with the Laplace covariance at the reference",
@@ -116,7 +119,7 @@ class SpikingCircuit(Circuit):
             checks["error_units"] = "decoded error ensembles against eps of the decoded values"
         return checks
 
-    def skipped_checks(self):
+    def skipped_checks(self) -> dict[str, str]:
         skipped = {"step_equivalence": "spiking dynamics are not an Euler discretisation of "
                                        "the gradient flow",
                    "front_end": "the spiking circuits take models without a [flow]"}
@@ -125,7 +128,7 @@ class SpikingCircuit(Circuit):
                                       "coding error lives in its voltages")
         return skipped
 
-    def lag_limits(self, x, z):
+    def lag_limits(self, x: np.ndarray, z: list) -> list:
         """Stability of the population code's feedback loop.  Linearised at (x, z), a value
         ensemble integrates ``τ dz/dt = −λ e`` of an error it sees through synaptic filters of
         time constant τ_s.  Through one filter (linear links) the loop is second order and always
@@ -141,7 +144,7 @@ class SpikingCircuit(Circuit):
         return [(self.params["tau"], lam, self.params["tau_synapse"] / 2,
                  "the largest curvature of log p(x, z)")]
 
-    def estimate(self, traj):
+    def estimate(self, traj: Trajectory) -> tuple[list, dict]:
         """Decoded means averaged over the last ``readout_window`` of the run (spike noise
         averages out), and that window."""
         window = float(self.params["readout_window"])
@@ -150,7 +153,7 @@ class SpikingCircuit(Circuit):
             "readout_window_s": float(traj.t[-1] - traj.t[keep][0])}
 
     # -- structure -------------------------------------------------------------------------------
-    def build_structure(self):
+    def build_structure(self) -> tuple[list[Population], list[Pathway]]:
         pops, paths = (self._spike_coding_network() if self.params["code"] == "scn"
                        else self._population_code())
         spiking = {p.name for p in pops if p.neuron.spiking}
@@ -159,7 +162,7 @@ class SpikingCircuit(Circuit):
                 pw.density = self.params["synapse_density"]
         return pops, paths
 
-    def radii(self):
+    def radii(self) -> tuple[list[float], list[float], list[float], list[float]]:
         """Represented ranges per level: values (levels 1 … L), errors (0 … L), and per link the
         hidden preactivation and backward error — quantiles of what a run meets."""
         m = self.model

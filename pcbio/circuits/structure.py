@@ -6,6 +6,8 @@ A circuit kind declares its structure; :class:`pcbio.circuits.network.CircuitNet
 into brian2 objects.  Nothing here depends on a particular circuit kind.
 """
 
+from __future__ import annotations
+
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -113,7 +115,7 @@ class Pathway:
         return np.diag(self.weights) if self.one_to_one else self.weights
 
 
-def check_structure(populations, pathways):
+def check_structure(populations: list[Population], pathways: list[Pathway]) -> None:
     """Raise ValueError for inconsistent declarations (unknown names, wrong shapes)."""
     pops = {p.name: p for p in populations}
     if len(pops) != len(populations):
@@ -162,7 +164,8 @@ def _depends_on_ports(pop: Population, name: str) -> set:
     return found
 
 
-def schedule(populations, pathways):
+def schedule(populations: list[Population],
+             pathways: list[Pathway]) -> tuple[dict, dict]:
     """Stages within one time step: ``(output_stage, pathway_stage)``.
 
     ``output_stage[(pop, output)]``: 0 for outputs that depend on integrated state only; one more

@@ -19,11 +19,15 @@ Gradients (``docs/mathematics.md`` §4): ``∇_μ L = E_q[∇_z log p]``;
 :meth:`GenerativeModel.parameter_gradient` averaged over the points (summed over the batch).
 """
 
+from __future__ import annotations
+
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..checks import one_of, positive_int
+from ..model import GenerativeModel
+from .posterior import GaussianPosterior
 
 
 @dataclass
@@ -48,7 +52,9 @@ class ElboGradient:
     params: object = None
 
 
-def resolve_method(model, method):
+def resolve_method(model: GenerativeModel, method: str) -> str:
+    """``method`` checked (auto, exact or mc) and resolved: auto is exact for a linear model,
+    Monte Carlo otherwise; exact for a nonlinear model is refused."""
     one_of(method, "method", {"auto", "exact", "mc"})
     if method == "auto":
         return "exact" if model.is_linear else "mc"
@@ -58,7 +64,8 @@ def resolve_method(model, method):
     return method
 
 
-def expectation_points(q, method, n_samples=256, seed=0, antithetic=False):
+def expectation_points(q: GaussianPosterior, method: str, n_samples: int = 256, seed: int = 0,
+                       antithetic: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Standard-normal points ``γ`` (K, batch, D) and weights (K,) for expectations under q; with
     ``antithetic`` the second half of the points is the negated first half."""
     if method == "exact":
@@ -104,15 +111,17 @@ def _evaluate(model, x, q, method, n_samples, seed, antithetic=False, dtype=None
     return x, z, fw, gamma, w, ElboEstimate(value, stderr, method)
 
 
-def elbo(model, x, q, method: str = "auto", n_samples: int = 256, seed: int = 0,
-         antithetic: bool = False, dtype=None) -> ElboEstimate:
+def elbo(model: GenerativeModel, x: np.ndarray, q: GaussianPosterior, method: str = "auto", n_samples: int = 256, seed: int = 0,
+         antithetic: bool = False, dtype: np.dtype | None = None) -> ElboEstimate:
     """ELBO of q for each data point in ``x`` (batch, d_0). Returns :class:`ElboEstimate`.
     ``dtype`` (e.g. ``"float32"``): compute in that type (default: the model's own)."""
     return _evaluate(model, x, q, method, n_samples, seed, antithetic, dtype)[-1]
 
 
-def elbo_gradient(model, x, q, method: str = "auto", n_samples: int = 256, seed: int = 0,
-                  parameters: bool = True, antithetic: bool = False, dtype=None) -> ElboGradient:
+def elbo_gradient(model: GenerativeModel, x: np.ndarray, q: GaussianPosterior,
+                  method: str = "auto", n_samples: int = 256, seed: int = 0,
+                  parameters: bool = True, antithetic: bool = False,
+                  dtype: np.dtype | None = None) -> ElboGradient:
     """ELBO and its gradients w.r.t. q's means, its (log-)variances or Cholesky factor, and
     (``parameters=True``) every model parameter, from one forward pass through the model.  See
     the module docstring for the formulas.  ``dtype``: as for :func:`elbo`."""

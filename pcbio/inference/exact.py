@@ -8,8 +8,11 @@
   independent route, so ``ELBO(exact posterior) = log p(x)`` is a real check.
 """
 
+from __future__ import annotations
+
 import numpy as np
 
+from ..model import GenerativeModel
 from .posterior import GaussianPosterior
 
 
@@ -19,7 +22,7 @@ def _require_linear(model, what):
                          "use pcbio.inference.map_estimate or optimal_posterior for nonlinear links")
 
 
-def posterior_precision(model, x) -> tuple[np.ndarray, np.ndarray]:
+def posterior_precision(model: GenerativeModel, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``H`` (D, D) and ``h`` (batch, D) with ``∇_z log p(x, z) = h − H z`` (linear models)."""
     _require_linear(model, "the exact posterior")
     x = model.check_x(x)
@@ -33,7 +36,7 @@ def posterior_precision(model, x) -> tuple[np.ndarray, np.ndarray]:
     return 0.5 * (H + H.T), h
 
 
-def exact_posterior(model, x) -> GaussianPosterior:
+def exact_posterior(model: GenerativeModel, x: np.ndarray) -> GaussianPosterior:
     """The exact posterior of a linear model as a full-covariance :class:`GaussianPosterior`."""
     H, h = posterior_precision(model, x)
     cov = np.linalg.inv(H)
@@ -42,7 +45,7 @@ def exact_posterior(model, x) -> GaussianPosterior:
     return GaussianPosterior(np.split(mean, np.cumsum(model.latent_dims)[:-1], axis=-1), cov=cov)
 
 
-def optimal_diagonal_log_var(model, x) -> list[np.ndarray]:
+def optimal_diagonal_log_var(model: GenerativeModel, x: np.ndarray) -> list[np.ndarray]:
     """Optimal diagonal variances of a linear model, ``s² = 1/diag(H)``
     (``docs/mathematics.md`` §4); list of (batch, d_l) log-variances."""
     H, h = posterior_precision(model, x)
@@ -50,7 +53,7 @@ def optimal_diagonal_log_var(model, x) -> list[np.ndarray]:
     return np.split(lv, np.cumsum(model.latent_dims)[:-1], axis=-1)
 
 
-def marginal_moments(model) -> tuple[np.ndarray, np.ndarray]:
+def marginal_moments(model: GenerativeModel) -> tuple[np.ndarray, np.ndarray]:
     """Mean (d_0,) and covariance (d_0, d_0) of the data under a linear model."""
     _require_linear(model, "the marginal p(x)")
     m, C = model.top_mean, model.top_cov.matrix
@@ -61,7 +64,7 @@ def marginal_moments(model) -> tuple[np.ndarray, np.ndarray]:
     return m, C
 
 
-def log_evidence(model, x) -> np.ndarray:
+def log_evidence(model: GenerativeModel, x: np.ndarray) -> np.ndarray:
     """Exact ``log p(x)`` for a linear model, shape (batch,)."""
     x = model.check_x(x)
     m, C = marginal_moments(model)

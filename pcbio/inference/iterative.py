@@ -15,10 +15,13 @@ must not fall from one regular check to the next (gradient ascent with a stable 
 lowers it).
 """
 
+from __future__ import annotations
+
 import numpy as np
 from scipy.sparse.linalg import LinearOperator, eigsh
 
 from ..checks import positive_int, positive_number
+from ..model import GenerativeModel
 from ..trajectory import InferenceRunInfo, Trajectory
 from .elbo import elbo_gradient, resolve_method
 from .posterior import GaussianPosterior
@@ -44,7 +47,7 @@ class DivergenceError(ValueError):
         return self.template.format(step=f"{option}{sep}{self.step_size:g}")
 
 
-def stability_limit(model, x) -> float | None:
+def stability_limit(model: GenerativeModel, x: np.ndarray) -> float | None:
     """``2 / λ_max(H)`` for a linear model (H the constant posterior precision, from Lanczos on
     Hessian-vector products of the model's own gradient), None for nonlinear models."""
     if not model.is_linear:
@@ -66,11 +69,12 @@ def stability_limit(model, x) -> float | None:
     return float(2.0 / lam)
 
 
-def gradient_inference(model, x, steps: int = 100, step_size: float = 0.1, init=None,
-                       log_var=None, learn_variance: bool = False,
+def gradient_inference(model: GenerativeModel, x: np.ndarray, steps: int = 100,
+                       step_size: float = 0.1, init: list[np.ndarray] | None = None,
+                       log_var: list[np.ndarray] | None = None, learn_variance: bool = False,
                        variance_step_size: float | None = None, method: str = "auto",
                        n_samples: int = 64, seed: int = 0, record_every: int = 1,
-                       dtype=None) -> Trajectory:
+                       dtype: np.dtype | None = None) -> Trajectory:
     """Run ``steps`` gradient-ascent steps on the ELBO from ``init``.
 
     Parameters

@@ -6,14 +6,17 @@ the exact posterior precision, so ``ELBO(N(μ, H⁻¹)) = log p(x) − ½ (μ �
 central differences of the analytic gradient.
 """
 
+from __future__ import annotations
+
 import numpy as np
 
-from .elbo import elbo
+from ..model import GenerativeModel
+from .elbo import ElboEstimate, elbo
 from .exact import posterior_precision
 from .posterior import GaussianPosterior
 
 
-def neg_hessian(model, x, z, h: float = 1e-5) -> np.ndarray:
+def neg_hessian(model: GenerativeModel, x: np.ndarray, z: list[np.ndarray], h: float = 1e-5) -> np.ndarray:
     """``H(z) = −∇²_z log p(x, z)`` over the stacked latents, (batch, D, D): exact for linear
     models, central differences of the analytic gradient otherwise."""
     x = model.check_x(x)
@@ -29,7 +32,7 @@ def neg_hessian(model, x, z, h: float = 1e-5) -> np.ndarray:
     return 0.5 * (H + np.transpose(H, (0, 2, 1)))
 
 
-def laplace_posterior(model, x, z) -> GaussianPosterior:
+def laplace_posterior(model: GenerativeModel, x: np.ndarray, z: list[np.ndarray]) -> GaussianPosterior:
     """Full-covariance Gaussian centred on ``z`` (list of (batch, d_l)) with covariance
     ``H(z)⁻¹``, (batch, D, D).  Raises ``ValueError`` where H is not positive definite (z is not a
     local maximum of log p)."""
@@ -41,7 +44,8 @@ def laplace_posterior(model, x, z) -> GaussianPosterior:
     return GaussianPosterior(model.check_latents(z, H.shape[0]), cov=np.linalg.inv(H))
 
 
-def laplace_elbo(model, x, z, n_samples: int = 512, seed: int = 0):
+def laplace_elbo(model: GenerativeModel, x: np.ndarray, z: list[np.ndarray], n_samples: int = 512,
+                 seed: int = 0) -> ElboEstimate:
     """ELBO of the Laplace approximation at ``z``: exact for linear models, seeded Monte Carlo
     otherwise.  Returns :class:`ElboEstimate`."""
     return elbo(model, x, laplace_posterior(model, x, z), n_samples=n_samples, seed=seed)

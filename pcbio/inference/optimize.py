@@ -3,10 +3,13 @@
 These are the fixed points that circuits are checked against for nonlinear models.
 """
 
+from __future__ import annotations
+
 import numpy as np
 from scipy.optimize import minimize
 
 from ..checks import positive_number
+from ..model import GenerativeModel
 from .elbo import elbo_gradient, resolve_method
 from .laplace import neg_hessian
 from .posterior import GaussianPosterior
@@ -35,7 +38,8 @@ def _lbfgs(fun_and_grad, x0, gtol, what, polish=None):
     return x, {"iterations": int(res.nit), "max_abs_gradient": float(gnorm)}
 
 
-def map_estimate(model, x, init=None, gtol: float = 1e-9) -> tuple[list[np.ndarray], dict]:
+def map_estimate(model: GenerativeModel, x: np.ndarray, init: list[np.ndarray] | None = None,
+                 gtol: float = 1e-9) -> tuple[list[np.ndarray], dict]:
     """``argmax_z log p(x, z)`` for each data point, by L-BFGS with the analytic gradient.
 
     Parameters
@@ -68,7 +72,8 @@ def map_estimate(model, x, init=None, gtol: float = 1e-9) -> tuple[list[np.ndarr
     return np.split(flat.reshape(len(x), -1), split, axis=-1), info
 
 
-def optimal_posterior(model, x, init=None, method: str = "auto", n_samples: int = 256,
+def optimal_posterior(model: GenerativeModel, x: np.ndarray,
+                      init: list[np.ndarray] | None = None, method: str = "auto", n_samples: int = 256,
                       seed: int = 0, gtol: float = 1e-7) -> tuple[GaussianPosterior, dict]:
     """The diagonal Gaussian q maximising the ELBO (exact ELBO for linear models; for nonlinear
     models the Monte-Carlo ELBO with fixed noise ``seed``, a sample-average approximation).

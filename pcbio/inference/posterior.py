@@ -5,6 +5,8 @@ vector ``[z_1; …; z_L]`` of size ``D = Σ_l d_l`` (the exact posterior of a li
 correlations within and across levels).
 """
 
+from __future__ import annotations
+
 import copy
 
 import numpy as np
@@ -51,7 +53,7 @@ class GaussianPosterior:
                 raise ValueError("cov must be positive definite") from None
             self.cov = cov
 
-    def astype(self, dtype) -> "GaussianPosterior":
+    def astype(self, dtype: np.typing.DTypeLike) -> GaussianPosterior:
         """The same q with its arrays in ``dtype``."""
         if self.means[0].dtype == np.dtype(dtype):
             return self
@@ -64,30 +66,31 @@ class GaussianPosterior:
         return new
 
     @property
-    def is_diagonal(self):
+    def is_diagonal(self) -> bool:
+        """S is diagonal (given by log-variances), not a full covariance."""
         return self.cov is None
 
-    def flat_mean(self):
+    def flat_mean(self) -> np.ndarray:
         """μ stacked over levels, (batch, D)."""
         return np.concatenate(self.means, axis=-1)
 
-    def split(self, flat):
+    def split(self, flat: np.ndarray) -> list[np.ndarray]:
         """Split (..., D) into a list of (..., d_l)."""
         ends = np.cumsum(self.dims).tolist()
         return [flat[..., a:b] for a, b in zip([0] + ends[:-1], ends)]
 
-    def std(self):
+    def std(self) -> np.ndarray:
         """Diagonal q only: standard deviations stacked over levels, (batch, D)."""
         return np.exp(0.5 * np.concatenate(self.log_var, axis=-1))
 
-    def transform(self, gamma):
+    def transform(self, gamma: np.ndarray) -> np.ndarray:
         """Reparameterisation ``z = μ + S^{1/2} γ`` for standard-normal ``γ`` (K, batch, D);
         returns (K, batch, D)."""
         if self.is_diagonal:
             return self.flat_mean() + self.std() * gamma
         return self.flat_mean() + np.einsum("bij,kbj->kbi", self.chol, gamma)
 
-    def entropy(self):
+    def entropy(self) -> np.ndarray:
         """``H[q]``, shape (batch,)."""
         if self.is_diagonal:
             logdet = np.concatenate(self.log_var, axis=-1).sum(axis=-1)

@@ -56,12 +56,14 @@ class AmortizedLearner:
         return {"learner": "amortized", "lr": self.lr, "n_samples": self.n_samples,
                 "learn_model": self.learn_model, "encoder_hidden": len(self.encoder.b1)}
 
-    def score(self, model: GenerativeModel, x: np.ndarray, _inputs=None, seed: int = 0) -> dict:
+    def score(self, model: GenerativeModel, x: np.ndarray, _inputs: np.ndarray | None = None,
+              seed: int = 0) -> dict:
         """Held-out ELBO of the encoder's q (nats per data point, 64 samples)."""
         return {"elbo": float(elbo(model, x, self.encoder.posterior(x), method="mc",
                                    n_samples=64, seed=seed).value.mean())}
 
-    def epoch(self, batches: np.ndarray, seed=(0, 0), tops=None) -> list[dict]:
+    def epoch(self, batches: np.ndarray, seed: tuple[int, int] = (0, 0),
+              tops: np.ndarray | None = None) -> list[dict]:
         if tops is not None:
             raise ValueError("amortized inference is unsupervised (no clamped tops)")
         base, records = epoch_seed(seed), []
@@ -115,12 +117,14 @@ class UpdateLearner:
         return {"learner": "iterative_update", "steps": self.steps, "lr": self.lr,
                 "n_samples": self.n_samples, "hidden": len(self.update.c)}
 
-    def score(self, model: GenerativeModel, x: np.ndarray, _inputs=None, seed: int = 0) -> dict:
+    def score(self, model: GenerativeModel, x: np.ndarray, _inputs: np.ndarray | None = None,
+              seed: int = 0) -> dict:
         """Held-out ELBO after ``steps`` updates from the prior mean (nats per data point)."""
         mu = self.update.run(model, x, model.prior_means(len(x))[0], self.steps)[-1]
         return {"elbo": float(point_elbo(model, x, mu, seed=seed).mean())}
 
-    def epoch(self, batches: np.ndarray, seed=(0, 0), tops=None) -> list[dict]:
+    def epoch(self, batches: np.ndarray, seed: tuple[int, int] = (0, 0),
+              tops: np.ndarray | None = None) -> list[dict]:
         if tops is not None:
             raise ValueError("learned inference is unsupervised (no clamped tops)")
         base, records = epoch_seed(seed), []
@@ -147,7 +151,8 @@ class UpdateLearner:
 KINDS = {"encoder": Encoder, "iterative_update": IterativeUpdate}
 
 
-def save_inference(path, obj, provenance: dict | None = None) -> None:
+def save_inference(path: str | Path, obj: Encoder | IterativeUpdate,
+                   provenance: dict | None = None) -> None:
     """Write an :class:`Encoder` or :class:`IterativeUpdate` to ``path`` (JSON, atomically),
     with its kind and ``provenance`` (seed, parameters, version, …)."""
     kind = next(k for k, cls in KINDS.items() if isinstance(obj, cls))
@@ -155,7 +160,7 @@ def save_inference(path, obj, provenance: dict | None = None) -> None:
     atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
 
-def load_inference(name_or_path):
+def load_inference(name_or_path: str | Path) -> tuple[Encoder | IterativeUpdate, dict | None]:
     """An :class:`Encoder` or :class:`IterativeUpdate` from a file written by
     :func:`save_inference`, or by name from ``models/`` (``digits_mlp.encoder`` →
     ``models/digits_mlp.encoder.json``).  Returns ``(obj, provenance)``."""

@@ -22,7 +22,7 @@ from brian2 import ms
 from ..checks import one_of, positive_int, time_quantity
 from ..circuits import CircuitNetwork, build_circuit
 from ..inference import elbo_gradient, exact_posterior, laplace_posterior
-from ..model import GenerativeModel
+from ..model import GenerativeModel, ParameterGradient
 from ..simulate import check_run, check_stability, run
 from .rules import (LearningRates, activity_gradient, apply_gradient, check_local_learning,
                     compare_updates, lateral_step, mean_variances)
@@ -30,7 +30,8 @@ from .supervised import backprop_gradient
 from .train import epoch_seed
 
 
-def reference_gradient(model: GenerativeModel, x: np.ndarray, z: list, seed: int = 0):
+def reference_gradient(model: GenerativeModel, x: np.ndarray, z: list[np.ndarray] | None,
+                       seed: int = 0) -> ParameterGradient:
     """``∇_θ ELBO`` summed over ``x`` (N, d_0), at the exact posterior (linear model) or at the
     Laplace posterior around ``z`` (list of (N, d_l); Monte Carlo with 64 antithetic samples)."""
     if model.is_linear:
@@ -102,7 +103,8 @@ class CircuitLearner:
                 "rule": "local: eps f(z)^T, eps, " + ("interneuron eps e^T - I" if
                                                      self.interneurons else "1/2(eps eps^T - Pi)")}
 
-    def epoch(self, batches: np.ndarray, seed=(0, 0), tops: np.ndarray | None = None) -> list[dict]:
+    def epoch(self, batches: np.ndarray, seed: tuple[int, int] = (0, 0),
+              tops: np.ndarray | None = None) -> list[dict]:
         """Learn from ``batches`` (updates, batch, d_0), one update per minibatch, in one brian2
         run; with a clamped top, ``tops`` (updates, batch, d_L) are the inputs.  Returns a record
         per update: the mean noise variance per level after it and, where made, the comparison

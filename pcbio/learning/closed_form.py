@@ -1,12 +1,14 @@
 """Closed-form maximum-likelihood models that learning is checked against."""
 
+from __future__ import annotations
+
 import numpy as np
 
 from ..checks import as_array, positive_int
 from ..model import GenerativeModel, Link
 
 
-def ppca_maximum_likelihood(x, q: int, name: str = "ppca_ml") -> GenerativeModel:
+def ppca_maximum_likelihood(x: np.ndarray, q: int, name: str = "ppca_ml") -> GenerativeModel:
     """Probabilistic PCA fitted by maximum likelihood in closed form (Tipping & Bishop 1999,
     J. R. Stat. Soc. B 61:611, eqs. 7–8): ``z ~ N(0, I_q)``, ``x = W z + μ + N(0, σ² I)`` with
     μ the data mean, ``σ² = mean of the d − q smallest eigenvalues of the sample covariance``

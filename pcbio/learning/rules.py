@@ -27,13 +27,19 @@ way): the noise of a pixel that never varies would otherwise shrink to 0 and its
 diverge.
 """
 
+from __future__ import annotations
+
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..checks import MIN_VARIANCE, positive_number
 from ..covariance import Covariance
 from ..model import Forward, GenerativeModel, ParameterGradient
+
+if TYPE_CHECKING:
+    from ..flows import LinearFlow
 
 
 @dataclass(frozen=True)
@@ -152,7 +158,7 @@ def mean_variances(model: GenerativeModel) -> list[float]:
     return [float(np.mean(cov.variances)) for cov in model.covariances]
 
 
-def lateral_step(flow, x: np.ndarray, y: np.ndarray, rate: float):
+def lateral_step(flow: LinearFlow, x: np.ndarray, y: np.ndarray, rate: float) -> LinearFlow:
     """The recurrent front end after one decorrelating step from data ``x`` (N, d) and its
     lateral units' output ``y`` (N, d): ``M + η (Σ_n y_n y_nᵀ / N − I)``, ``m + η (x̄ − m)``.
     Raises :class:`~pcbio.errors.SimulationError` if ``I + M`` stops being positive definite

@@ -2,6 +2,8 @@
 circuit or the VAE side with checkpoints, and write the learned model as a model file plus a
 results file with the history and provenance."""
 
+from __future__ import annotations
+
 from pathlib import Path
 
 import numpy as np
@@ -10,17 +12,18 @@ from ..data import load_data, split
 from ..io import check_output_folder, check_output_path, json_text, provenance, write_together
 from ..model import GenerativeModel
 from ..model_file import model_text
-from ..progress import SILENT
+from ..progress import SILENT, Reporter
 from .circuit import CircuitLearner
 from .rules import LearningRates
 from .train import heldout_score, train
 from .vae import VaeLearner
 
 
-def learn(model: GenerativeModel, data, out_dir, learner: str = "rate", epochs: int = 20,
+def learn(model: GenerativeModel, data: str | Path | np.ndarray, out_dir: str | Path,
+          learner: str = "rate", epochs: int = 20,
           batch: int = 100, rates: LearningRates | None = None, rate_decay: float = 1.0,
           test_fraction: float = 0.2, seed: int = 0, circuit_options: dict | None = None,
-          progress=SILENT) -> dict:
+          progress: Reporter = SILENT) -> dict:
     """Learn ``model``'s parameters from ``data`` (a bundled data set's name, a ``.npy``/``.csv``
     path, or an array (n, d_0)) with ``learner`` (``"rate"``: a brian2 rate circuit with local
     plasticity, options ``circuit_options`` for :class:`CircuitLearner`; ``"vae"``: the VAE

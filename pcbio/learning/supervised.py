@@ -65,7 +65,8 @@ class BackpropLearner:
     def describe(self) -> dict:
         return {"learner": "backprop", "rates": self.rates.to_json()}
 
-    def epoch(self, batches: np.ndarray, seed=(0, 0), tops: np.ndarray = None) -> list[dict]:
+    def epoch(self, batches: np.ndarray, seed: tuple[int, int] = (0, 0),
+              tops: np.ndarray | None = None) -> list[dict]:
         """``batches`` (updates, batch, d_0) targets, ``tops`` (updates, batch, d_L) inputs."""
         records = []
         for k, (t, x) in enumerate(zip(batches, tops)):

@@ -13,8 +13,11 @@ own noise with ``(seed, k)``, so a run resumed from the checkpoint after epoch k
 numbers as one that was never interrupted.
 """
 
+from __future__ import annotations
+
 import json
 from pathlib import Path
+from typing import Callable, Protocol
 
 import numpy as np
 
@@ -23,12 +26,27 @@ from ..flows import data_log_evidence
 from ..inference import laplace_elbo, map_estimate
 from ..io import atomic_write, json_text
 from ..model import GenerativeModel
-from ..progress import SILENT
+from ..progress import SILENT, Reporter
+from .rules import LearningRates
 
 CHECKPOINT = "checkpoint.json"
 
 
-def epoch_seed(seed) -> int:
+class Learner(Protocol):
+    """What :func:`train` needs of a learner (see the module docstring); ``state`` and
+    ``set_state`` only where it has weights of its own."""
+    model: GenerativeModel
+    rates: LearningRates
+
+    def epoch(self, batches: np.ndarray, seed: tuple[int, int],
+              tops: np.ndarray | None = None) -> list[dict]: ...
+
+    def set_model(self, model: GenerativeModel) -> None: ...
+
+    def describe(self) -> dict: ...
+
+
+def epoch_seed(seed: tuple[int, int]) -> int:
     """One integer seed for an epoch's noise from its ``(seed, epoch)`` pair."""
     return int(np.random.SeedSequence(list(seed)).generate_state(1)[0] % 2**31)
 
@@ -44,9 +62,11 @@ def heldout_score(model: GenerativeModel, x: np.ndarray, seed: int = 0) -> dict:
             + shift}
 
 
-def train(learner, x_train: np.ndarray, x_test: np.ndarray, epochs: int, batch: int, seed: int,
-          rate_decay: float = 1.0, checkpoint_dir=None, progress=SILENT, inputs=None,
-          score=None) -> dict:
+def train(learner: Learner, x_train: np.ndarray, x_test: np.ndarray, epochs: int, batch: int,
+          seed: int, rate_decay: float = 1.0, checkpoint_dir: str | Path | None = None,
+          progress: Reporter = SILENT,
+          inputs: tuple[np.ndarray, np.ndarray] | None = None,
+          score: Callable[[GenerativeModel, np.ndarray, np.ndarray], dict] | None = None) -> dict:
     """Train ``learner`` for ``epochs`` on ``x_train`` (n, d_0) in minibatches of ``batch``,
     scoring ``x_test`` after every epoch.  The learner's rates are multiplied by
     ``rate_decay ** epoch`` in epoch ``epoch`` (annealing: with constant rates, stochastic

@@ -13,7 +13,7 @@ import numpy as np
 
 from ..checks import one_of, positive_int, positive_number
 from ..inference import gradient_inference, map_estimate
-from ..model import GenerativeModel
+from ..model import GenerativeModel, ParameterGradient
 from .circuit import reference_gradient
 from .rules import LearningRates, activity_gradient, apply_gradient, mean_variances
 from .train import epoch_seed
@@ -43,7 +43,7 @@ class VaeLearner:
             out.update(steps=self.steps, step_size=self.step_size)
         return out
 
-    def update(self, x: np.ndarray, seed: int = 0):
+    def update(self, x: np.ndarray, seed: int = 0) -> ParameterGradient:
         """The summed update for minibatch ``x`` (N, d_0) at the current model."""
         model = self.model
         x = model.model_space(x)[0]
@@ -55,7 +55,8 @@ class VaeLearner:
         z = None if model.is_linear else map_estimate(model, x)[0]
         return reference_gradient(model, x, z, seed)
 
-    def epoch(self, batches: np.ndarray, seed=(0, 0), tops=None) -> list[dict]:
+    def epoch(self, batches: np.ndarray, seed: tuple[int, int] = (0, 0),
+              tops: np.ndarray | None = None) -> list[dict]:
         """One update per minibatch of ``batches`` (updates, batch, d_0) (unsupervised: ``tops``
         must be None)."""
         if tops is not None:

@@ -17,10 +17,12 @@ pyramidal cells, Dayan & Abbott 2001 ch. 5; McCormick et al. 1985), maximal rate
 that most rates stay below 100 Hz.
 """
 
+from __future__ import annotations
+
 from dataclasses import dataclass
 
 import numpy as np
-from brian2 import ms
+from brian2 import Quantity, ms
 
 from .base import NeuronModel
 
@@ -32,7 +34,7 @@ MAX_RATES, INTERCEPTS = (40.0, 80.0), (-0.9, 0.9)
 REGULARISATION = 0.1
 
 
-def lif_rate(J, tau_m: float, t_ref: float):
+def lif_rate(J: np.typing.ArrayLike, tau_m: float, t_ref: float) -> np.ndarray:
     """Steady firing rate (Hz) of a normalised LIF neuron with input J (threshold 1); times in
     seconds."""
     J = np.asarray(J, dtype=float)
@@ -91,7 +93,7 @@ def evaluation_points(dims: int, seed: int, count: int = 1000) -> np.ndarray:
     return np.stack([r * np.cos(angle), r * np.sin(angle)], axis=1)
 
 
-def ensemble_neuron(dims: int, radius, tau_m, t_ref) -> NeuronModel:
+def ensemble_neuron(dims: int, radius: float, tau_m: Quantity, t_ref: Quantity) -> NeuronModel:
     """A LIF neuron of an ensemble representing ``dims`` (1 or 2) variables scaled by ``radius``
     (one per dimension): ``τ_m dv/dt = J − v``, ``J = bias + gain ⟨e, x/R⟩`` with x arriving
     through the port ``I_in`` (one dimension) or ``I_u``, ``I_b`` (two).  Per-unit constants:
@@ -111,7 +113,7 @@ J = bias + gain * ({drive}) : 1
         threshold="v > 1", reset="v = 0", refractory=t_ref, params=("gain", "bias") + params)
 
 
-def spike_coding_neuron(tau_v, t_ref) -> NeuronModel:
+def spike_coding_neuron(tau_v: Quantity, t_ref: Quantity) -> NeuronModel:
     """A neuron of a spike-coding network (Boerlin, Machens & Denève 2013): its voltage is its
     share of the coding error, ``dV/dt = −V/τ_V + I_in`` (``I_in`` in model units per second:
     the input and slow recurrent terms); it spikes above its threshold ``vth`` when it is the

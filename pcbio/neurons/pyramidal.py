@@ -17,7 +17,10 @@ Two things live here:
   (:mod:`pcbio.neurons.rate`).
 """
 
+from __future__ import annotations
+
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import brian2
 import numpy as np
@@ -25,6 +28,9 @@ from brian2 import mV, ms, nS, pF
 
 from .base import NeuronModel
 from .rate import relay_unit
+
+if TYPE_CHECKING:
+    from ..model import Link
 
 #: explicit methods and the largest stable ``dt·λ`` on a decaying linear mode (the real-axis
 #: extent of their stability regions)
@@ -123,7 +129,8 @@ class PyramidalCell:
         gLd = float(p.dendrite_leak)
         return (I_s + float(p.g_basal) * I_b / gLd + float(p.g_apical) * I_a / gLd)[..., None]
 
-    def steady_state(self, I_s=0.0, I_b=0.0, I_a=0.0) -> dict:
+    def steady_state(self, I_s: brian2.Quantity | float = 0.0, I_b: brian2.Quantity | float = 0.0,
+                     I_a: brian2.Quantity | float = 0.0) -> dict:
         """Steady potentials (volt, plain floats) for constant input currents (amp, any
         broadcastable shape): ``v_s``, ``v_b``, ``v_a``.  In the instant form this is
         ``v_s = (g_L E + g_B v_b + g_A v_a) / (g_L + g_B + g_A)`` (Sacramento et al. 2018)."""
@@ -136,7 +143,9 @@ class PyramidalCell:
         return {"v_s": v[..., 0], "v_b": E + np.asarray(I_b) / gLd,
                 "v_a": E + np.asarray(I_a) / gLd}
 
-    def response(self, t: np.ndarray, I_s=0.0, I_b=0.0, I_a=0.0) -> np.ndarray:
+    def response(self, t: np.ndarray, I_s: brian2.Quantity | float = 0.0,
+                 I_b: brian2.Quantity | float = 0.0,
+                 I_a: brian2.Quantity | float = 0.0) -> np.ndarray:
         """Integrated potentials (T, n) at times ``t`` (s) from rest, for input currents switched
         on at t = 0: ``v(t) = v* + exp(−diag(c)⁻¹ G t)(E − v*)`` — the linear circuit's exact
         solution."""
@@ -172,7 +181,7 @@ class PyramidalCell:
                              f"known stability limit), got {method!r}")
         return STABILITY[method] * float(self.time_constants().min())
 
-    def check_step(self, dt, method: str) -> None:
+    def check_step(self, dt: brian2.Quantity, method: str) -> None:
         """Raise ValueError, before any simulation, if ``dt`` (brian2 time) is too large for
         ``method`` on this cell (strong dendro-somatic coupling makes the equations stiff)."""
         limit = self.largest_stable_dt(method)
@@ -183,7 +192,7 @@ class PyramidalCell:
                 f"{method} is stable only for dt < {limit * 1e3:.3g} ms; use a smaller dt or "
                 "the instant form (dendrites follow their input at once, no stiffness)")
 
-    def group(self, n: int, dt, method: str = "rk4", name: str = "pyramidal") -> brian2.NeuronGroup:
+    def group(self, n: int, dt: brian2.Quantity, method: str = "rk4", name: str = "pyramidal") -> brian2.NeuronGroup:
         """``n`` cells at rest as a brian2 NeuronGroup (the step is checked first)."""
         self.check_step(dt, method)
         group = brian2.NeuronGroup(n, self.equations(), method=method, namespace=self.namespace(),
@@ -193,7 +202,8 @@ class PyramidalCell:
         return group
 
 
-def two_layer_cells(link, z: np.ndarray, gain=1 * mV, duration=20 * ms, dt=0.05 * ms,
+def two_layer_cells(link: Link, z: np.ndarray, gain: brian2.Quantity = 1 * mV,
+                    duration: brian2.Quantity = 20 * ms, dt: brian2.Quantity = 0.05 * ms,
                     params: PyramidalParameters | None = None, target: str = "numpy") -> dict:
     """Run pyramidal cells (instant form) whose apical trees compute the MLP link
     ``g(z) = W f(A z + a) + b`` of ``link`` (a :class:`pcbio.model.Link` with hidden weights),
@@ -255,7 +265,7 @@ def two_layer_cells(link, z: np.ndarray, gain=1 * mV, duration=20 * ms, dt=0.05 
 
 
 # -- compartments of the dendritic predictive-coding circuit (model units) ------------------------
-def dendrite(tau=None) -> NeuronModel:
+def dendrite(tau: brian2.Quantity | None = None) -> NeuronModel:
     """A dendritic compartment of the circuit: its potential (model units) follows its summed
     synaptic input ``I_in`` at once (Sacramento's form; ``tau`` None) or as a leaky membrane,
     ``τ_d dvd/dt = I_in − vd``."""

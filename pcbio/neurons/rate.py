@@ -18,7 +18,9 @@ through an open port (see :mod:`pcbio.neurons.base`).
 * data unit: its rate is set from outside (the stimulus); output ``x``.
 """
 
-from brian2 import ms
+from __future__ import annotations
+
+from brian2 import Quantity, ms
 
 from ..nonlinearities import Nonlinearity
 from .base import NeuronModel
@@ -29,7 +31,7 @@ def _in(nl: Nonlinearity, var: str):
     return nl.expression(var), nl.derivative_expression(var)
 
 
-def value_unit(nl: Nonlinearity, tau=10 * ms, temperature: float = 0.0,
+def value_unit(nl: Nonlinearity, tau: Quantity = 10 * ms, temperature: float = 0.0,
                gain: bool = False) -> NeuronModel:
     """Latent estimate z of one level; ``nl`` is the link nonlinearity applied to z when the
     level below is predicted (identity when an MLP's hidden units apply it instead).
@@ -59,20 +61,20 @@ def instant_error_unit() -> NeuronModel:
     return relay_unit("eps")
 
 
-def dynamic_error_unit(tau=2 * ms) -> NeuronModel:
+def dynamic_error_unit(tau: Quantity = 2 * ms) -> NeuronModel:
     """Error unit with its own time constant; its fixed point is the precision-weighted error
     once ``−Σ ε`` arrives in ``I_in`` (laterally or from an interneuron)."""
     return NeuronModel("depsdt = I_in / tau : Hz", model_var="eps", derivative="depsdt",
                        ports=("I_in",), outputs=("eps",), constants={"tau": tau})
 
 
-def interneuron(tau=2 * ms) -> NeuronModel:
+def interneuron(tau: Quantity = 2 * ms) -> NeuronModel:
     """Precision interneuron: a leaky integrator of ``Σ ε`` (Bogacz 2017 §5, his ``e``)."""
     return NeuronModel("dinhdt = (I_in - inh) / tau : Hz", model_var="inh", derivative="dinhdt",
                        ports=("I_in",), outputs=("inh",), constants={"tau": tau})
 
 
-def lateral_unit(tau=2 * ms) -> NeuronModel:
+def lateral_unit(tau: Quantity = 2 * ms) -> NeuronModel:
     """Lateral-inhibition unit: ``τ dy/dt = I_in − shunt·y``.  ``I_in`` carries the feed-forward
     input and the lateral inhibition from its neighbours; the per-unit ``shunt`` is a divisive
     (shunting) gain: the steady state divides the input by it (``docs/mathematics.md`` §11)."""
