@@ -64,18 +64,12 @@ def to_jsonable(obj: Any) -> Any:
 
 def check_output_path(path: str | Path, what: str) -> Path:
     """Refuse, before any computation, an output file that could not be written: ``path`` is an
-    existing folder, or a folder on the way to it is a file, or its folder cannot be written.
-    ``what`` names the option in the message."""
+    existing folder, or a folder on the way to it is a file, or nothing can be created there
+    (:func:`_check_can_create`).  ``what`` names the option in the message."""
     path = Path(path)
     if path.is_dir():
         raise ValueError(f"{what}: {path} is a folder; give a file name")
-    parent = path.parent
-    while not parent.exists():
-        parent = parent.parent
-    if not parent.is_dir():
-        raise ValueError(f"{what}: cannot create {path}: {parent} is a file, not a folder")
-    if not os.access(parent, os.W_OK):
-        raise ValueError(f"{what}: cannot write {path}: no permission to write in {parent}")
+    _check_can_create(path, path.parent, what)
     return path
 
 
@@ -84,8 +78,25 @@ def check_output_folder(folder: str | Path, what: str) -> Path:
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise ValueError(f"{what}: {folder} is a file; give a folder")
-    check_output_path(folder / "probe", what)
+    _check_can_create(folder, folder, what)
     return folder
+
+
+def _check_can_create(path: Path, folder: Path, what: str) -> None:
+    """``path`` will be written in ``folder`` (made if missing): the nearest existing folder on
+    the way must be a folder in which a file can be made.  That is tried, not inferred from
+    permission bits, which say yes to root even on a read-only file system or in ``/proc``: a
+    temporary file is made there and removed at once."""
+    while not folder.exists():
+        folder = folder.parent
+    if not folder.is_dir():
+        raise ValueError(f"{what}: cannot create {path}: {folder} is a file, not a folder")
+    try:
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".pcbio-probe-")
+    except OSError as err:
+        raise ValueError(f"{what}: cannot write {path}: {err.strerror.lower()} in {folder}") from None
+    os.close(fd)
+    os.unlink(probe)
 
 
 def _commit(pairs):

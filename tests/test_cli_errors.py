@@ -109,6 +109,12 @@ CASES = [
     (["map", "linear_gaussian_2d", "--x", "1,2,3", "--plot", "map.jpeg"], "must end in .pdf, .png or .svg"),
     (["run", "demo", "--out", "{binary}"], "--out: {binary} is a file"),
     (["run", "nosuchexperiment", "--out", "{out}"], "unknown experiment"),
+    # where no file can be made even though the permission bits may say yes (root): the check
+    # tries to make one; the experiment used to run first and fail on writing
+    (["run", "rao_ballard", "--quick", "--out", "/proc/pcbio-test"],
+     "--out: cannot write /proc/pcbio-test"),
+    (["map", "linear_gaussian_2d", "--x", "1,2,3", "--plot", "/proc/pcbio-test/map.pdf"],
+     "cannot write /proc/pcbio-test/map.pdf"),
     # flows
     (["infer", "{flow_dim}", "--x", "1"], "[flow] has dimension 2; the data have 1"),
     (["infer", "{flow_singular}", "--x", "1"], "flow.matrix must be invertible"),
