@@ -216,7 +216,7 @@ class Pool:
         if self.scheduler or self.workers:
             from dask.distributed import Client
             if self.scheduler:
-                self.client = Client(self.scheduler)
+                self.client = _connect(Client, self.scheduler)
             else:
                 self.cluster = _local_cluster(self.workers)
                 self.client = Client(self.cluster)
@@ -246,6 +246,19 @@ class Pool:
         for k, value in self.imap(fn, items):
             out[k] = value
         return out
+
+
+def _connect(client_class, address: str):
+    """A client of the Dask scheduler at ``address``.  A malformed address or one where no
+    scheduler answers within Dask's connect timeout (``distributed.comm.timeouts.connect``,
+    30 s by default) is the user's mistake: a one-line ValueError naming ``--scheduler``."""
+    try:
+        return client_class(address)
+    except ValueError as err:                       # no port, unknown scheme
+        raise ValueError(f"--scheduler: {err}; give an address like tcp://host:8786") from None
+    except OSError as err:                          # nothing answered (timed out, refused)
+        raise ValueError(f"--scheduler: no Dask scheduler answered at {address} ({err}); start "
+                         "one ('dask scheduler') or check the address") from None
 
 
 def _local_cluster(workers: int):

@@ -179,3 +179,24 @@ def test_the_shipped_sweep_files_are_valid():
     assert [p.argv[:2] for p in points] == [["run", "rao_ballard"]] * 5
     assert [p.params["seed"] for p in points] == [0, 1, 2, 3, 4]
     assert len({p.key for p in points}) == 5
+
+
+@pytest.mark.parametrize("address, message", [
+    ("localhost", "missing port number"),
+    ("tcp://127.0.0.1:1", "no Dask scheduler answered at tcp://127.0.0.1:1"),
+])
+def test_a_scheduler_that_cannot_be_reached_is_the_users_mistake(tmp_path, capsys, address,
+                                                                 message):
+    """A malformed --scheduler address, or one where nothing answers (port 1 on this machine,
+    with Dask's connect timeout cut to 1 s), is bad input: status 2 and one line naming
+    --scheduler, nothing written — not an "internal error" (status 3) as it used to be."""
+    import dask
+    import distributed  # noqa: F401  (its defaults must be in dask's config before the change:
+    # leaving the context would otherwise remove the whole "distributed" section)
+    with dask.config.set({"distributed.comm.timeouts.connect": "1s"}):
+        code = main(["run", "demo", "--quick", "--quiet", "--scheduler", address,
+                     "--out", str(tmp_path / "out")])
+    out, err = capsys.readouterr()
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1, err
+    assert "--scheduler" in err and message in err
+    assert not (tmp_path / "out").exists()
