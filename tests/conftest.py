@@ -86,9 +86,12 @@ def brian2_defaults():
     """As brian2's own suite does: every test starts and ends with the runtime device and the
     default code-generation target, whatever an earlier test left behind."""
     import brian2
+    # the module's object: the attribute brian2.devices.device is the current-device proxy, on
+    # which .runtime_device is a warning and a dummy (so the test below was always true)
+    from brian2.devices.device import runtime_device
     target = brian2.prefs.codegen.target
     yield
-    if brian2.get_device() is not brian2.devices.device.runtime_device:
+    if brian2.get_device() is not runtime_device:
         brian2.device.reinit()
         brian2.set_device("runtime")
     brian2.prefs.codegen.target = target
