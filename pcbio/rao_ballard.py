@@ -26,13 +26,13 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
-from .checks import one_of
+from .checks import one_of, positive_int, positive_number
 from .data import SAMPLE_IMAGES, natural_image
 from .inference import exact_posterior
 from .inference.exact import posterior_precision
@@ -67,9 +67,25 @@ class RaoBallardParameters:
     contrast: float = 5.0
 
     def __post_init__(self):
+        """Every value checked before any image is loaded (one-line errors naming the key)."""
+        for name in ("patch", "modules", "level1_units", "level2_units", "k2_every"):
+            positive_int(getattr(self, name), name)
+        positive_int(self.offset, "offset", minimum=0)
+        for name in ("window_sigma", "k1", "sigma2", "sigma_td2", "alpha_top", "k2_initial",
+                     "k2_divisor", "weight_decay", "dog_center", "dog_surround", "contrast"):
+            positive_number(getattr(self, name), name)
+        positive_number(self.alpha, "alpha", allow_zero=True)
+        if self.k2_divisor < 1:
+            raise ValueError(f"k2_divisor must be >= 1 (the learning rate is divided by it), got "
+                             f"{self.k2_divisor}")
+        if self.dog_surround <= self.dog_center:
+            raise ValueError(f"dog_surround ({self.dog_surround}) must exceed dog_center "
+                             f"({self.dog_center}) for a centre-surround filter")
         one_of(self.prior, "prior", ("gaussian", "sparse"))
+        if not self.images:
+            raise ValueError("images must name at least one sample image")
         for name in self.images:
-            one_of(name, "images", SAMPLE_IMAGES)     # before any image is loaded
+            one_of(name, "images", SAMPLE_IMAGES)
 
     @property
     def width(self) -> int:
@@ -87,11 +103,21 @@ def load_parameters(path: str | Path | None = None, **overrides) -> RaoBallardPa
     path = path or models_dir() / "networks" / "rao_ballard1999.toml"
     with open(path, "rb") as fh:
         spec = tomllib.load(fh)
-    values = {**spec["architecture"], **spec["inference"], **spec["learning"]}
-    images = spec["images"]
-    values.update(images=tuple(images["names"]), dog_center=images["dog_center"],
-                  dog_surround=images["dog_surround"], contrast=images["contrast"])
-    values.update(overrides)
+    missing = [t for t in ("architecture", "inference", "learning", "images") if t not in spec]
+    if missing:
+        raise ValueError(f"{path}: missing table(s) {missing}; see models/networks/"
+                         "rao_ballard1999.toml")
+    images = dict(spec["images"])
+    names = images.pop("names", RaoBallardParameters.images)
+    if not isinstance(names, (list, tuple)):
+        raise ValueError(f"{path}: [images] names must be a list of sample image names, got "
+                         f"{names!r}")
+    values = {**spec["architecture"], **spec["inference"], **spec["learning"], **images,
+              "images": tuple(names), **overrides}
+    known = [f.name for f in fields(RaoBallardParameters)]
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ValueError(f"{path}: unknown parameter(s) {unknown}; known: {', '.join(known)}")
     return RaoBallardParameters(**values)
 
 
@@ -127,6 +153,7 @@ def training_inputs(n: int, params: RaoBallardParameters, seed: int) -> np.ndarr
     """``n`` training inputs (n, modules·patch²): 16×26 fields at seeded random positions of the
     DoG-filtered images (scaled to standard deviation ``contrast``), split into the modules'
     windowed patches."""
+    n = positive_int(n, "n")
     rng = np.random.default_rng(seed)
     images = [params.contrast * dog_filter(natural_image(name), params.dog_center,
                                            params.dog_surround) for name in params.images]
@@ -364,8 +391,16 @@ def end_stopping(network: RaoBallardNetwork, lengths: Sequence[float], module: i
     condition, the curves (units, lengths) and indices (units,)."""
     p = network.params
     n1 = p.level1_units
-    center = ((p.patch - 1) / 2, module * p.offset + (p.patch - 1) / 2)
+    positive_int(module, "module", minimum=0)
+    if module >= p.modules:
+        raise ValueError(f"module must be below the number of modules ({p.modules}), got {module}")
     lengths = np.asarray(lengths, dtype=float)
+    if lengths.ndim != 1 or not lengths.size or not np.all(np.isfinite(lengths) & (lengths > 0)):
+        raise ValueError(f"lengths must be bar lengths in pixels, all > 0, got {lengths.tolist()}")
+    if not np.any(lengths > plateau_from):
+        raise ValueError(f"lengths must include one above plateau_from = {plateau_from} px (the "
+                         f"plateau is their mean response), got at most {lengths.max():g}")
+    center = ((p.patch - 1) / 2, module * p.offset + (p.patch - 1) / 2)
 
     # bars of one contrast: a full-length bar's DoG-filtered peak is 3 standard deviations of
     # the training images' pixels (with the Gaussian prior the indices do not depend on it: the

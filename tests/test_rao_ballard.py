@@ -281,6 +281,46 @@ def test_colour_sample_images_become_their_luminance():
         load_parameters(images=("camera", "eagle"))       # eagle needs a download
 
 
+@pytest.mark.parametrize("overrides, message", [
+    (dict(patch=0), "patch must be an integer >= 1"),
+    (dict(sigma_td2=-1.0), "sigma_td2 must be a finite number > 0"),
+    (dict(level2_units=2.5), "level2_units must be an integer"),
+    (dict(k2_divisor=0.5), "k2_divisor must be >= 1"),
+    (dict(dog_surround=0.5), "dog_surround (0.5) must exceed dog_center"),
+    (dict(images=()), "images must name at least one"),
+    (dict(window=4.0), "unknown parameter(s) ['window']"),
+])
+def test_bad_parameters_are_refused_in_one_line_before_any_image_is_loaded(monkeypatch,
+                                                                           overrides, message):
+    """Each value of the network file (or an override) is checked when the parameters are
+    made — a one-line error naming the key, what was wrong and what is allowed — so that no
+    image is loaded and no training starts with, e.g., a negative variance (which used to be
+    accepted)."""
+    import pcbio.rao_ballard as rb
+    monkeypatch.setattr(rb, "natural_image", lambda name: pytest.fail("an image was loaded"))
+    with pytest.raises((ValueError, TypeError)) as err:
+        load_parameters(**overrides)
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_network_file_without_a_table_and_bad_analysis_arguments_are_refused(tmp_path):
+    """A network file missing a table is named in the error; end_stopping refuses a module that
+    does not exist, non-positive or no bar lengths, and lengths that leave no plateau (the index
+    would be 0/0), before any response is computed."""
+    from pcbio.rao_ballard import end_stopping
+    path = tmp_path / "net.toml"
+    path.write_text("[architecture]\npatch = 16\n")
+    with pytest.raises(ValueError, match=r"missing table\(s\) \['inference', 'learning'"):
+        load_parameters(path)
+    p, net = _small()
+    for kwargs, message in ((dict(lengths=[2, 20], module=3), "module must be below"),
+                            (dict(lengths=[]), "lengths must be bar lengths"),
+                            (dict(lengths=[-2, 20]), "lengths must be bar lengths"),
+                            (dict(lengths=[2, 4, 8]), "lengths must include one above")):
+        with pytest.raises(ValueError, match=message):
+            end_stopping(net, **kwargs)
+
+
 @pytest.mark.slow
 def test_rao_ballard_experiment_writes_what_the_issue_asks(tmp_path):
     """`pcbio run rao_ballard --quick` writes JSON, PDF and PNG with the end-stopped fractions
