@@ -32,6 +32,7 @@ from brian2 import Quantity, second
 
 from .inference import (GaussianPosterior, elbo, elbo_gradient, exact_posterior,
                         gradient_inference, laplace_posterior, log_evidence, map_estimate)
+from .checks import positive_number
 from .inference.amortized import IterativeUpdate
 from .model import GenerativeModel
 from .progress import Reporter
@@ -178,6 +179,8 @@ def variance_gap(model: GenerativeModel, x: np.ndarray, z: list[np.ndarray],
     for each posterior standard deviation ``s``, with its Monte-Carlo standard error from
     ``repeats`` independent seeds.  Antithetic sampling removes the O(s) noise term, so the
     O(s²) bias shows at small s.  Exactly 0 for linear models (computed exactly there)."""
+    for s in s_values:
+        positive_number(s, "s_values (posterior standard deviations)")
     pc = np.concatenate(model.grad_log_joint(x, z), axis=-1)
     out = []
     for s in s_values:

@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 from . import __version__
+from .checks import positive_int
 from .io import atomic_write, check_output_folder, json_text, provenance
 from .progress import SILENT, Reporter
 
@@ -209,6 +210,8 @@ class Pool:
     Dask cluster at ``scheduler``.  Use as a context manager."""
 
     def __init__(self, workers: int | None = None, scheduler: str | None = None):
+        if workers is not None:
+            workers = positive_int(workers, "workers", minimum=0)     # 0: serially, here
         self.workers, self.scheduler = workers, scheduler
         self.client = self.cluster = None
 

@@ -78,6 +78,7 @@ def train(learner: Learner, x_train: np.ndarray, x_test: np.ndarray, epochs: int
     state: ``epoch``, ``model`` (model-file dict), ``history`` (``heldout``: a score per epoch,
     the first before training; ``updates``: the learner's per-update records), ``config``."""
     epochs, batch = positive_int(epochs, "epochs"), positive_int(batch, "batch")
+    seed = positive_int(seed, "seed", minimum=0)
     rate_decay = positive_number(rate_decay, "rate_decay")
     if rate_decay > 1:
         raise ValueError(f"rate_decay must lie in (0, 1], got {rate_decay}")
