@@ -190,9 +190,12 @@ def test_a_scheduler_that_cannot_be_reached_is_the_users_mistake(tmp_path, capsy
     """A malformed --scheduler address, or one where nothing answers (port 1 on this machine,
     with Dask's connect timeout cut to 1 s), is bad input: status 2 and one line naming
     --scheduler, nothing written — not an "internal error" (status 3) as it used to be."""
+    import importlib
+
     import dask
-    import distributed  # noqa: F401  (its defaults must be in dask's config before the change:
-    # leaving the context would otherwise remove the whole "distributed" section)
+    # distributed's defaults must be in dask's config before the change: leaving the context
+    # would otherwise remove the whole "distributed" section
+    importlib.import_module("distributed")
     with dask.config.set({"distributed.comm.timeouts.connect": "1s"}):
         code = main(["run", "demo", "--quick", "--quiet", "--scheduler", address,
                      "--out", str(tmp_path / "out")])
