@@ -94,7 +94,8 @@ def _check_can_create(path: Path, folder: Path, what: str) -> None:
     try:
         fd, probe = tempfile.mkstemp(dir=folder, prefix=".pcbio-probe-")
     except OSError as err:
-        raise ValueError(f"{what}: cannot write {path}: {err.strerror.lower()} in {folder}") from None
+        raise ValueError(f"{what}: cannot write {path}: {(err.strerror or str(err)).lower()} "
+                         f"in {folder}") from None
     os.close(fd)
     os.unlink(probe)
 
