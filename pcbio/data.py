@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .checks import as_array, one_of
+from .checks import as_array, one_of, positive_int
 
 BUNDLED = {"digits": "scikit-learn's 1797 handwritten digits, 8x8 pixels scaled to [0, 1]"}
 #: scikit-image's bundled grey natural images (512 x 512)
@@ -81,10 +81,15 @@ def image_patches(size: int, per_image: int, seed: int,
                   images: Sequence[str] = IMAGES) -> np.ndarray:
     """``per_image`` square patches of ``size`` × ``size`` pixels from each bundled image (each
     scaled to zero mean, unit variance), at seeded random positions: (n, size²), row-major."""
+    size, per_image = positive_int(size, "size"), positive_int(per_image, "per_image")
+    loaded = [natural_image(name) for name in images]
+    smallest = min(min(image.shape) for image in loaded)
+    if size > smallest:
+        raise ValueError(f"size must be at most {smallest} pixels (the smallest image's side), "
+                         f"got {size}")
     rng = np.random.default_rng(seed)
     patches = []
-    for name in images:
-        image = natural_image(name)
+    for image in loaded:
         rows = rng.integers(0, image.shape[0] - size + 1, per_image)
         cols = rng.integers(0, image.shape[1] - size + 1, per_image)
         patches.append(np.stack([image[r:r + size, c:c + size].ravel()

@@ -236,3 +236,38 @@ def test_internal_errors_are_one_line_with_status_3(monkeypatch, capsys):
     with pytest.raises(ZeroDivisionError):
         cli.main(["list"])
 
+
+def test_python_entry_points_refuse_bad_arguments():
+    """From Python as from the command line, bad arguments are one-line errors naming the
+    argument.  Each of these used to get through: a negative number of workers started a
+    cluster, a string seed reached numpy's "unrecognized seed string", a negative posterior
+    standard deviation surfaced as NaN log-variances, patches larger than the images or none
+    per image failed inside numpy, an encoder with no hidden units was built, and a negative
+    step size made an iterative update."""
+    from pcbio import load_model
+    from pcbio.inference import exact_posterior
+    from pcbio.learning.rules import LearningRates
+    from pcbio.learning.train import train
+    from pcbio.learning.vae import VaeLearner
+    from pcbio.mapping import variance_gap
+    from pcbio.data import image_patches
+    from pcbio.inference.amortized import Encoder, IterativeUpdate
+    from pcbio.sweep import Pool
+    model = load_model("linear_gaussian_2d")
+    x = model.sample(8, seed=0)[0]
+    with pytest.raises(ValueError, match="workers must be an integer >= 0"):
+        Pool(workers=-1)
+    with pytest.raises(TypeError, match="seed must be an integer"):
+        train(VaeLearner(model, LearningRates()), x, x, epochs=1, batch=2, seed="a")
+    with pytest.raises(ValueError, match="s_values .* must be a finite number > 0"):
+        variance_gap(model, x, exact_posterior(model, x).means, [0.1, -0.1])
+
+    with pytest.raises(ValueError, match="size must be at most 512 pixels"):
+        image_patches(1000, 10, seed=0)
+    with pytest.raises(ValueError, match="per_image must be an integer >= 1"):
+        image_patches(8, 0, seed=0)
+    digits = load_model("ppca_digits")
+    with pytest.raises(ValueError, match="hidden must be an integer >= 1"):
+        Encoder.initial(digits, 0, seed=0)
+    with pytest.raises(ValueError, match="step_size must be a finite number > 0"):
+        IterativeUpdate.gradient_step(digits, -0.1)

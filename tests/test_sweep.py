@@ -203,25 +203,3 @@ def test_a_scheduler_that_cannot_be_reached_is_the_users_mistake(tmp_path, capsy
     assert code == 2 and out == "" and len(err.strip().splitlines()) == 1, err
     assert "--scheduler" in err and message in err
     assert not (tmp_path / "out").exists()
-
-
-def test_python_entry_points_refuse_bad_counts_and_seeds():
-    """From Python as from the command line, a negative number of workers, a seed that is not
-    a non-negative integer and a non-positive posterior standard deviation are one-line errors
-    naming the argument (they used to start a cluster of -1 workers, reach numpy's "unrecognized
-    seed string", or surface as NaN log-variances)."""
-    from pcbio import load_model
-    from pcbio.inference import exact_posterior
-    from pcbio.learning.rules import LearningRates
-    from pcbio.learning.train import train
-    from pcbio.learning.vae import VaeLearner
-    from pcbio.mapping import variance_gap
-    from pcbio.sweep import Pool
-    model = load_model("linear_gaussian_2d")
-    x = model.sample(8, seed=0)[0]
-    with pytest.raises(ValueError, match="workers must be an integer >= 0"):
-        Pool(workers=-1)
-    with pytest.raises(TypeError, match="seed must be an integer"):
-        train(VaeLearner(model, LearningRates()), x, x, epochs=1, batch=2, seed="a")
-    with pytest.raises(ValueError, match="s_values .* must be a finite number > 0"):
-        variance_gap(model, x, exact_posterior(model, x).means, [0.1, -0.1])

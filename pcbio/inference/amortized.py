@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..checks import positive_int, positive_number
 from ..model import GenerativeModel
 from .elbo import elbo, elbo_gradient
 from .laplace import neg_hessian
@@ -74,6 +75,7 @@ class Encoder:
     def initial(cls, model: GenerativeModel, hidden: int, seed: int) -> "Encoder":
         """Random first layer, outputs at the prior: μ = prior mean, log s² = log prior variance."""
         _check_one_level(model, "the encoder")
+        hidden = positive_int(hidden, "hidden")
         rng = np.random.default_rng(seed)
         d, D = model.dims[0], model.latent_dims[0]
         return cls(W1=_init(rng, (hidden, d), d), b1=np.zeros(hidden),
@@ -126,6 +128,9 @@ class IterativeUpdate:
         """``a = step_size``, the learned part off (``V = 0``): gradient iterative inference.
         ``hidden`` units with random input weights (``scale`` > 0) start a learned update."""
         _check_one_level(model, "the iterative update")
+        hidden = positive_int(hidden, "hidden", minimum=0)
+        step_size = positive_number(step_size, "step_size")
+        scale = positive_number(scale, "scale", allow_zero=True)
         rng = np.random.default_rng(seed)
         d, D = model.dims[0], model.latent_dims[0]
         return cls(a=np.full(D, float(step_size)), V=np.zeros((D, hidden)),
