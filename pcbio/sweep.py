@@ -219,7 +219,7 @@ class Pool:
         if self.scheduler or self.workers:
             from dask.distributed import Client
             if self.scheduler:
-                self.client = _connect(Client, self.scheduler)
+                self.client = _connect(self.scheduler)
             else:
                 self.cluster = _local_cluster(self.workers)
                 self.client = Client(self.cluster)
@@ -251,12 +251,13 @@ class Pool:
         return out
 
 
-def _connect(client_class, address: str):
+def _connect(address: str):
     """A client of the Dask scheduler at ``address``.  A malformed address or one where no
     scheduler answers within Dask's connect timeout (``distributed.comm.timeouts.connect``,
     30 s by default) is the user's mistake: a one-line ValueError naming ``--scheduler``."""
+    from dask.distributed import Client
     try:
-        return client_class(address)
+        return Client(address)
     except ValueError as err:                       # no port, unknown scheme
         raise ValueError(f"--scheduler: {err}; give an address like tcp://host:8786") from None
     except OSError as err:                          # nothing answered (timed out, refused)
