@@ -325,8 +325,8 @@ def test_a_network_file_without_a_table_and_bad_analysis_arguments_are_refused(t
 def test_rao_ballard_experiment_writes_what_the_issue_asks(tmp_path):
     """`pcbio run rao_ballard --quick` writes JSON, PDF and PNG with the end-stopped fractions
     with and without feedback, under a fully whitening level 2 and under the rule's fixed point
-    (also among the units tuned along the row of modules), the number of error units, the
-    tuning curves and indices; the rate circuit of the trained model steps exactly as gradient
+    (also among the units tuned along the row of modules, and at thresholds 0.1 to 0.5: a higher
+    threshold counts no more units), the number of error units, the tuning curves and indices; the rate circuit of the trained model steps exactly as gradient
     inference on the VAE side."""
     import json
 
@@ -339,6 +339,12 @@ def test_rao_ballard_experiment_writes_what_the_issue_asks(tmp_path):
     along = res["end_stopped_along_modules"]
     assert set(along) == {"feedback", "no_feedback", "whitened", "fixed_point"}
     assert max(along.values()) <= res["n_units_along_modules"] <= 32
+    by_threshold = res["end_stopped_by_threshold"]        # a higher threshold counts fewer
+    for key in along:
+        counts = by_threshold[key]
+        assert counts[by_threshold["thresholds"].index(res["threshold"])] == \
+            res[f"end_stopped_{key}"]
+        assert all(a >= b for a, b in zip(counts, counts[1:]))
     assert np.isfinite(res["level2_covariance_vs_fixed_point"])
     assert res["n_error_units"] == 32
     for key in along:
