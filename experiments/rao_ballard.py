@@ -138,11 +138,14 @@ def _run(quick, seed, progress):
             for key, ls in (("feedback", "-"), ("no_feedback", ":")):
                 curve = np.array(es[key]["curves"][k])
                 ax.plot(lengths, curve / np.abs(curve).max(), color=color, ls=ls,
-                        label=f"unit {k}" if key == "feedback" else None)
+                        label=str(k) if key == "feedback" else None)
         ax.axvline(18, color="0.6", lw=0.6)
         ax.set(xlabel="bar length (px)", ylabel="error-unit response (/ max |·|)")
-        ax.legend(frameon=False, fontsize=6, loc="best", title="solid: feedback; dotted: none",
-                  title_fontsize=6)
+        ax.set_yticks([t for t in ax.get_yticks() if -1 <= t <= 1])
+        ax.set_ylim(top=1.5)                             # room for the legend above the curves
+        ax.legend(frameon=False, fontsize=6, loc="upper center", ncol=3, columnspacing=0.6,
+                  handlelength=1.2, handletextpad=0.3, title_fontsize=6,
+                  title="units; dotted: no feedback")
         ax = axes[0, 2]
         bins = np.linspace(-0.2, 1.0, 13)
         ax.hist(np.clip(fb, bins[0], bins[-1]), bins, color=CIRCUIT, alpha=0.7,
