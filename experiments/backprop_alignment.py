@@ -77,7 +77,8 @@ def run(quick=False, seed=0, progress=SILENT):
         ax.loglog(PRECISIONS, 1 - np.array(cosines), "o-", color=CIRCUIT, label="1 − cosine")
         ax.loglog(PRECISIONS, gaps, "s--", color=VAE, label="‖ΔW_PC − ΔW_BP‖ / ‖ΔW_BP‖")
         ax.set(xlabel="output precision Π₀", ylabel="distance to backprop update")
-        ax.legend(frameon=False, loc="upper left")
+        ax.set_ylim(top=ax.get_ylim()[1] * 30)               # room for the legend above the curves
+        ax.legend(frameon=False, fontsize=6, loc="upper left")
         ax = axes[0, 1]
         ax.plot(range(len(acc_pc)), acc_pc, color=CIRCUIT, label="PC circuit (local rule)")
         ax.plot(range(len(acc_bp)), acc_bp, color=VAE, ls="--", label="backprop")

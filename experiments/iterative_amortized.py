@@ -152,7 +152,7 @@ def run(quick=False, seed=0, progress=SILENT):
                     label=f"refined by {key} steps")
         ax.axhline(0, color=REFERENCE, lw=0.6)
         ax.set(xlabel="refinement steps from the encoder", ylabel="gap to optimised q (nats)")
-        ax.legend(frameon=False, fontsize=6, loc="upper right")
+        ax.legend(frameon=False, fontsize=6, loc="center right")
         ax = axes[0, 2]
         t = traj.t * 1e3
         for k in range(3):

@@ -140,8 +140,9 @@ def _convergence(ax, runs):
         vae = np.concatenate(flow.means, axis=-1)
         norm = np.linalg.norm(ref)
         ax.semilogy(traj.t * 1e3, np.linalg.norm(circuit - ref, axis=(1, 2)) / norm, color=CIRCUIT,
-                    ls=ls, label=f"circuit, {name}")
+                    ls=ls, label=name)                      # red lines: the circuits
         ax.semilogy(traj.t[::40] * 1e3, np.linalg.norm(vae - ref, axis=(1, 2))[::40] / norm, "o",
                     ms=2, mfc="none", color=VAE, label="ELBO gradient flow" if ls == "-" else None)
     ax.set(xlabel="time (ms)", ylabel="relative distance to reference")
+    ax.set_ylim(top=ax.get_ylim()[1] * 100)              # room for the legend above the curves
     ax.legend(frameon=False, fontsize=5, loc="upper right")

@@ -111,7 +111,7 @@ def _trajectories(ax, traj, result, truth, code):
         ax.plot(traj.t * 1e3, traj.means[0][:, 0, k], color=CIRCUIT, lw=0.8,
                 label="spiking (decoded)" if first else None)
         ax.plot(s["rate_t"] * 1e3, s["rate_means"][0][:, 0, k], color=VAE, ls="--",
-                label="rate circuit = ELBO gradient flow" if first else None)
+                label="rate circuit (ELBO flow)" if first else None)
         ax.axhline(truth[k], color=REFERENCE, lw=0.6, ls=":",
                    label="exact posterior mean" if first else None)
     ax.set(xlabel="time (ms)", ylabel="latent estimate (model units)")
