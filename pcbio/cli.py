@@ -18,6 +18,7 @@ import numpy as np
 from . import __version__
 from .checks import as_array
 from .cost import JSON_COV_LIMIT, check_affordable, inference_cost, simulation_cost
+from .data import read_numbers
 from .io import to_jsonable
 from .progress import Progress
 
@@ -58,21 +59,12 @@ def _number(kind, option, minimum, strict):
 
 def parse_x(text: str, model: GenerativeModel) -> np.ndarray:
     """``--x``: comma-separated numbers (one data point; ``;`` separates points), or a path to a
-    ``.npy`` / ``.csv`` file with one data point per row.  Returns (batch, d_0), checked like any
-    data (real, finite, non-empty, within float64's useful range for the model)."""
+    ``.npy`` / ``.csv`` file with one data point per row (:func:`pcbio.data.read_numbers`).
+    Returns (batch, d_0), checked like any data (real, finite, non-empty, within float64's
+    useful range for the model)."""
     dim = model.dims[0]
-    path = Path(text)
-    if path.suffix in (".npy", ".csv"):
-        if path.is_dir():
-            raise UsageError(f"--x: {text} is a folder, not a data file")
-        if not path.is_file():
-            raise UsageError(f"--x: file not found: {text}")
-        try:
-            x = (np.load(path, allow_pickle=False) if path.suffix == ".npy"
-                 else np.loadtxt(path, delimiter=",", ndmin=1))
-        except (ValueError, OSError, UnicodeDecodeError) as err:
-            raise UsageError(f"--x: could not read {text} as a {path.suffix} file of numbers "
-                             f"({' '.join(str(err).split())[:120]})") from None
+    if Path(text).suffix in (".npy", ".csv"):
+        x = read_numbers(text, "--x")
     else:
         try:
             x = [[float(v) for v in row.split(",")] for row in text.split(";")]
@@ -80,7 +72,8 @@ def parse_x(text: str, model: GenerativeModel) -> np.ndarray:
             raise UsageError(f"--x must be comma-separated numbers (';' between data points) or a "
                              f".npy/.csv file, got {text!r}") from None
     x = as_array(x, "--x", ndim=(1, 2))
-    # a 1-D file is one data point, or — for one-dimensional data — one data point per entry
+    # a 1-D array (text or .npy) is one data point, or — for one-dimensional data — one data
+    # point per entry
     x = x.reshape(-1, 1) if (x.ndim == 1 and dim == 1) else np.atleast_2d(x)
     if x.shape[1] != dim:
         raise UsageError(f"--x must have {dim} values per data point (the model's data "

@@ -11,6 +11,7 @@ Bundled (they ship inside scikit-learn's and scikit-image's wheels; nothing is d
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -39,21 +40,54 @@ def digit_labels() -> np.ndarray:
 
 def load_data(source: str | Path) -> np.ndarray:
     """Data points as a float array (n, d): a bundled data set's name (see :data:`BUNDLED`) or a
-    path to a ``.npy`` file or a comma-separated ``.csv`` file (one data point per row)."""
+    path to a ``.npy`` file or a comma-separated ``.csv`` file (:func:`read_numbers`)."""
     if str(source) in BUNDLED:
         return _digits().data / 16.0
-    path = Path(source)
-    if path.suffix not in (".npy", ".csv"):
+    if Path(source).suffix not in (".npy", ".csv"):
         raise ValueError(f"--data must be a bundled data set ({', '.join(BUNDLED)}) or a .npy "
                          f"or .csv file, got {str(source)!r}")
+    return as_array(read_numbers(source, "--data"), str(source), ndim=2)
+
+
+def read_numbers(path: str | Path, what: str) -> np.ndarray:
+    """The array in a ``.npy`` file, or the numbers of a comma-separated ``.csv`` file as
+    (rows, columns), one data point per row; a ``.csv`` may begin with a line of column names
+    (a first line in which no field is a number).  Errors name ``what`` (the option or argument
+    the path came from): a missing file, a folder, or content that is not numbers."""
+    path = Path(path)
+    if path.suffix not in (".npy", ".csv"):
+        raise ValueError(f"{what} must be a .npy or .csv file, got {str(path)!r}")
+    if path.is_dir():
+        raise ValueError(f"{what}: {path} is a folder, not a data file")
     if not path.is_file():
-        raise FileNotFoundError(f"data file not found: {path}")
+        raise FileNotFoundError(f"{what}: file not found: {path}")
     try:
-        raw = np.load(path, allow_pickle=False) if path.suffix == ".npy" else np.loadtxt(
-            path, delimiter=",", ndmin=2)
-    except ValueError as err:
-        raise ValueError(f"{path}: not readable as numbers ({err})") from None
-    return as_array(raw, str(path), ndim=2)
+        if path.suffix == ".npy":
+            return np.load(path, allow_pickle=False)
+        with warnings.catch_warnings():          # an empty file: the caller reports it as such
+            warnings.simplefilter("ignore", UserWarning)
+            return np.loadtxt(path, delimiter=",", ndmin=2, skiprows=_column_names(path))
+    except (ValueError, OSError) as err:
+        # np.load takes any file that is not an array for pickled objects (refused here)
+        reason = ("not a NumPy array file" if "pickled" in str(err)
+                  else " ".join(str(err).split())[:120])
+        raise ValueError(f"{what}: could not read {path} as a {path.suffix} file of numbers "
+                         f"({reason})") from None
+
+
+def _column_names(path: Path) -> int:
+    """1 when the first line of the ``.csv`` file ``path`` names the columns (none of its fields
+    is a number), else 0: the number of lines to skip."""
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        fields = fh.readline().split(",")
+
+    def number(text):
+        try:
+            float(text)
+            return True
+        except ValueError:
+            return False
+    return int(any(f.strip() for f in fields) and not any(number(f) for f in fields))
 
 
 def split(x: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -60,6 +60,21 @@ def test_infer_with_rate_circuit_converges(capsys, tmp_path):
                                atol=1e-8)
 
 
+def test_a_csv_file_may_begin_with_column_names(capsys, tmp_path):
+    """A .csv whose first line names the columns (no field a number) gives the same data points,
+    and so the same exact posterior, as the file without that line."""
+    x = np.array([[1.0, 0.5, -0.8], [-0.3, 0.2, 0.9]])
+    np.savetxt(tmp_path / "plain.csv", x, delimiter=",")
+    np.savetxt(tmp_path / "named.csv", x, delimiter=",", header="x1, x2, x3", comments="")
+    reports = []
+    for name in ("plain.csv", "named.csv"):
+        code, out, _ = run_cli(capsys, "infer", "linear_gaussian_2d", "--x",
+                               str(tmp_path / name), "--method", "exact", "--json")
+        assert code == 0
+        reports.append(json.loads(out))
+    assert reports[0]["means"] == reports[1]["means"] and len(reports[0]["means"][0]) == 2
+
+
 def test_circuit_options_reach_the_circuit(capsys):
     """--errors dynamic --precision interneuron --tau --tau-error build Bogacz's §5 circuit; it
     still converges to the exact posterior mode, and the run info echoes the options."""
@@ -72,13 +87,16 @@ def test_circuit_options_reach_the_circuit(capsys):
 
 
 def test_one_dimensional_data_file_holds_one_point_per_entry(capsys, tmp_path):
-    """For a model with scalar data (Bogacz), a one-column file is a batch of data points."""
+    """For a model with scalar data (Bogacz), a one-dimensional .npy and a one-column .csv are a
+    batch of data points, the first (u = 2) at the paper's posterior mode."""
     np.save(tmp_path / "u.npy", np.array([2.0, 1.0, 3.0]))
-    code, out, _ = run_cli(capsys, "infer", "bogacz2017", "--x", str(tmp_path / "u.npy"),
-                           "--method", "map", "--json")
-    rep = json.loads(out)
-    assert code == 0 and rep["batch"] == 3 and len(rep["means"][0]) == 3
-    assert rep["means"][0][0][0] == pytest.approx(bogacz_posterior_mode(), abs=1e-6)
+    np.savetxt(tmp_path / "u.csv", np.array([2.0, 1.0, 3.0]))
+    for name in ("u.npy", "u.csv"):
+        code, out, _ = run_cli(capsys, "infer", "bogacz2017", "--x", str(tmp_path / name),
+                               "--method", "map", "--json")
+        rep = json.loads(out)
+        assert code == 0 and rep["batch"] == 3 and len(rep["means"][0]) == 3
+        assert rep["means"][0][0][0] == pytest.approx(bogacz_posterior_mode(), abs=1e-6)
 
 
 def test_map_command_reports_required_fields(capsys, tmp_path):

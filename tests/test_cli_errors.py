@@ -71,6 +71,10 @@ CASES = [
     (["infer", "linear_gaussian_2d", "--x", "{empty_npy}"], "--x is empty"),
     (["infer", "linear_gaussian_2d", "--x", "{complex_npy}"], "got complex numbers"),
     (["infer", "linear_gaussian_2d", "--x", "{text_csv}"], "could not read"),
+    (["infer", "linear_gaussian_2d", "--x", "{empty_csv}"], "--x is empty"),
+    # a .csv holds one data point per row: one column of 3 is 3 points, not one of dimension 3
+    (["infer", "linear_gaussian_2d", "--x", "{column_csv}"], "--x must have 3 values per data point"),
+    (["infer", "linear_gaussian_2d", "--x", "{not_npy}"], "not a NumPy array file"),
     (["infer", "linear_gaussian_2d", "--x", "{missing}.npy"], "--x: file not found"),
     (["infer", "linear_gaussian_2d", "--x", "1e300,1,1"], "beyond ±1e+100"),
     (["infer", "linear_gaussian_2d", "--x", "nan,1,1"], "--x contains NaN or Inf"),
@@ -125,11 +129,12 @@ CASES = [
     (["learn", "linear_gaussian_2d", "--data", "nosuch", "--out", "{out}"],
      "--data must be a bundled data set (digits) or a .npy or .csv file"),
     (["learn", "linear_gaussian_2d", "--data", "{missing}.npy", "--out", "{out}"],
-     "data file not found"),
+     "--data: file not found"),
     (["learn", "linear_gaussian_2d", "--data", "digits", "--out", "{out}"],
      "data must have 3 entries per data point"),
     (["learn", "linear_gaussian_2d", "--data", "{text_csv}", "--out", "{out}"],
-     "not readable as numbers"),
+     "--data: could not read"),
+    (["learn", "linear_gaussian_2d", "--data", "{empty_csv}", "--out", "{out}"], "is empty"),
     (["learn", "linear_gaussian_2d", "--data", "{good_npy}", "--out", "{out}", "--circuit", "vae",
       "--temperature", "1"], "--temperature applies to --circuit rate only"),
     (["learn", "linear_gaussian_2d", "--data", "{good_npy}", "--out", "{out}", "--rate-decay", "2"],
@@ -152,12 +157,17 @@ def files(tmp_path):
     paths = {"dir": tmp_path / "folder.pdf", "binary": tmp_path / "binary.toml",
              "empty_npy": tmp_path / "empty.npy", "complex_npy": tmp_path / "complex.npy",
              "text_csv": tmp_path / "text.csv", "cube_npy": tmp_path / "cube.npy",
-             "missing": tmp_path / "missing", "out": tmp_path / "out"}
+             "missing": tmp_path / "missing", "out": tmp_path / "out",
+             "empty_csv": tmp_path / "empty.csv", "column_csv": tmp_path / "column.csv",
+             "not_npy": tmp_path / "not.npy"}
     paths["dir"].mkdir()
     paths["binary"].write_bytes(bytes(range(256)))
     np.save(paths["empty_npy"], np.zeros((0, 3)))
     np.save(paths["complex_npy"], np.array([[1 + 2j, 0, 1]]))
     paths["text_csv"].write_text("1,two,3\n")
+    paths["empty_csv"].write_text("")
+    paths["column_csv"].write_text("1\n2\n3\n")
+    paths["not_npy"].write_bytes(bytes(range(256)))
     np.save(paths["cube_npy"], np.zeros((2, 2, 3)))
     paths["good_npy"] = tmp_path / "good.npy"
     np.save(paths["good_npy"], np.random.default_rng(0).normal(size=(40, 3)))
