@@ -16,7 +16,7 @@ from brian2 import ms
 from pcbio import load_model
 from pcbio.data import digit_labels, load_data, split
 from pcbio.learning import BackpropLearner, CircuitLearner, LearningRates, accuracy, train
-from pcbio.plotting import CIRCUIT, VAE, figure, panel_label, style
+from pcbio.plotting import CIRCUIT, VAE, figure, headroom, panel_label, style
 from pcbio.progress import SILENT
 
 DESCRIPTION = "Whittington & Bogacz (2017): PC weight updates approach backprop; digits accuracy"
@@ -77,7 +77,7 @@ def run(quick=False, seed=0, progress=SILENT):
         ax.loglog(PRECISIONS, 1 - np.array(cosines), "o-", color=CIRCUIT, label="1 − cosine")
         ax.loglog(PRECISIONS, gaps, "s--", color=VAE, label="‖ΔW_PC − ΔW_BP‖ / ‖ΔW_BP‖")
         ax.set(xlabel="output precision Π₀", ylabel="distance to backprop update")
-        ax.set_ylim(top=ax.get_ylim()[1] * 30)               # room for the legend above the curves
+        headroom(ax, 0.2)                                    # for the legend
         ax.legend(frameon=False, fontsize=6, loc="upper left")
         ax = axes[0, 1]
         ax.plot(range(len(acc_pc)), acc_pc, color=CIRCUIT, label="PC circuit (local rule)")

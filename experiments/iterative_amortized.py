@@ -33,7 +33,7 @@ from pcbio.learning.amortized import AmortizedLearner, UpdateLearner
 from pcbio.learning.train import train
 from pcbio.mapping import map_trajectory
 from pcbio.model import GenerativeModel, Link
-from pcbio.plotting import CIRCUIT, REFERENCE, VAE, figure, panel_label, style
+from pcbio.plotting import CIRCUIT, REFERENCE, VAE, figure, headroom, panel_label, style
 from pcbio.progress import SILENT
 from pcbio.simulate import simulate
 
@@ -152,7 +152,8 @@ def run(quick=False, seed=0, progress=SILENT):
                     label=f"refined by {key} steps")
         ax.axhline(0, color=REFERENCE, lw=0.6)
         ax.set(xlabel="refinement steps from the encoder", ylabel="gap to optimised q (nats)")
-        ax.legend(frameon=False, fontsize=6, loc="center right")
+        headroom(ax, 0.45)
+        ax.legend(frameon=False, fontsize=6, loc="upper right")
         ax = axes[0, 2]
         t = traj.t * 1e3
         for k in range(3):
@@ -161,7 +162,8 @@ def run(quick=False, seed=0, progress=SILENT):
             ax.plot(t, np.array(learned_mus)[:, 0, k], "o", ms=3, mfc="none", color=VAE,
                     label="learned update" if k == 0 else None)
         ax.set(xlabel="time (ms)", ylabel="latent estimate (model units)")
-        ax.legend(frameon=False, fontsize=6)
+        headroom(ax, 0.3)
+        ax.legend(frameon=False, fontsize=6, loc="upper right")
         ax = axes[0, 3]
         ax.plot([h["elbo"] for h in history["vae"]], color=AMORTIZED_COLOR, label="VAE (encoder q)")
         ax.plot([h["elbo"] for h in history["update"]], color=CIRCUIT,

@@ -167,7 +167,8 @@ def run(quick=False, seed=0, progress=SILENT, pool=None):
             "n_train": len(train), "n_test": len(test)}
 
     with style():
-        fig, axes = figure(3, nrows=2, width=7.2, height=2.3)
+        # the top row's images are twice as wide as high: they need less height than the plots
+        fig, axes = figure(3, nrows=2, width=7.2, height=2.0, height_ratios=(1, 1.8))
         ax = axes[0, 0]
         both = np.concatenate([w_learned / w_learned[CENTRE], w_fitted / w_fitted[CENTRE]], axis=1)
         ax.imshow(both, cmap="RdBu_r", vmin=-0.3, vmax=0.3)

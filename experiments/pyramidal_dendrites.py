@@ -22,7 +22,7 @@ from pcbio.circuits import build_circuit
 from pcbio.inference import gradient_inference
 from pcbio.mapping import map_trajectory
 from pcbio.neurons.pyramidal import PyramidalCell, two_layer_cells
-from pcbio.plotting import CIRCUIT, REFERENCE, VAE, figure, panel_label, style
+from pcbio.plotting import CIRCUIT, REFERENCE, VAE, figure, headroom, panel_label, style
 from pcbio.progress import SILENT
 from pcbio.simulate import simulate
 
@@ -144,5 +144,5 @@ def _convergence(ax, runs):
         ax.semilogy(traj.t[::40] * 1e3, np.linalg.norm(vae - ref, axis=(1, 2))[::40] / norm, "o",
                     ms=2, mfc="none", color=VAE, label="ELBO gradient flow" if ls == "-" else None)
     ax.set(xlabel="time (ms)", ylabel="relative distance to reference")
-    ax.set_ylim(top=ax.get_ylim()[1] * 100)              # room for the legend above the curves
+    headroom(ax, 0.15)                                   # for the legend
     ax.legend(frameon=False, fontsize=5, loc="upper right")

@@ -35,7 +35,7 @@ from threadpoolctl import threadpool_limits
 from pcbio.circuits.base import gradient_flow_limit
 from pcbio.learning.train import train
 from pcbio.mapping import map_circuit
-from pcbio.plotting import CIRCUIT, REFERENCE, VAE, figure, panel_label, style
+from pcbio.plotting import CIRCUIT, REFERENCE, VAE, figure, headroom, panel_label, style
 from pcbio.progress import SILENT
 from pcbio.rao_ballard import (RaoBallardLearner, RaoBallardNetwork, end_stopping,
                                level2_covariance, load_parameters, map_fixed_point,
@@ -142,7 +142,7 @@ def _run(quick, seed, progress):
         ax.axvline(18, color="0.6", lw=0.6)
         ax.set(xlabel="bar length (px)", ylabel="error-unit response (/ max |·|)")
         ax.set_yticks([t for t in ax.get_yticks() if -1 <= t <= 1])
-        ax.set_ylim(top=1.5)                             # room for the legend above the curves
+        headroom(ax, 0.25)                               # for the legend
         ax.legend(frameon=False, fontsize=6, loc="upper center", ncol=3, columnspacing=0.6,
                   handlelength=1.2, handletextpad=0.3, title_fontsize=6,
                   title="units; dotted: no feedback")
@@ -158,7 +158,7 @@ def _run(quick, seed, progress):
                 label=f"rule's fixed point: {data['end_stopped_fixed_point']}/{n_units}")
         ax.axvline(THRESHOLD, color=REFERENCE, ls="--", lw=0.8)
         ax.set(xlabel="end-stopping index (clipped to [−0.2, 1])", ylabel="error units")
-        ax.set_ylim(0, 1.7 * ax.get_ylim()[1])          # room for the legend above the bars
+        headroom(ax, 0.4)                                # for the legend
         ax.legend(frameon=False, fontsize=6, loc="upper right")
         ax = axes[0, 3]
         err = np.array(data["reconstruction_error"])

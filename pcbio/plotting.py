@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
@@ -35,13 +35,26 @@ def style() -> Iterator[None]:
         yield
 
 
-def figure(ncols: int, nrows: int = 1, width: float = 7.0,
-           height: float = 2.4) -> tuple[plt.Figure, np.ndarray]:
-    """A figure of ``nrows × ncols`` panels, ``width`` × ``height`` inches (journal width 7 in).
-    Draw it inside ``with style():`` so that text sizes follow :data:`STYLE`."""
+def figure(ncols: int, nrows: int = 1, width: float = 7.0, height: float = 2.4,
+           height_ratios: Sequence[float] | None = None) -> tuple[plt.Figure, np.ndarray]:
+    """A figure of ``nrows × ncols`` panels, ``width`` × ``height`` inches a row (journal width
+    7 in); ``height_ratios`` shares the ``height · nrows`` inches unequally among the rows (a
+    row of images needs less than a row of plots).  Draw it inside ``with style():`` so that
+    text sizes follow :data:`STYLE`."""
     with style():
-        fig, axes = plt.subplots(nrows, ncols, figsize=(width, height * nrows), squeeze=False)
+        fig, axes = plt.subplots(nrows, ncols, figsize=(width, height * nrows), squeeze=False,
+                                 height_ratios=height_ratios)
     return fig, axes
+
+
+def headroom(ax: plt.Axes, fraction: float) -> None:
+    """Raise the top of ``ax``'s y range so that the top ``fraction`` of the panel is free of
+    data (room for a legend above the curves); works on linear and log axes."""
+    lo, hi = ax.get_ylim()
+    if ax.get_yscale() == "log":
+        ax.set_ylim(top=lo * (hi / lo) ** (1 / (1 - fraction)))
+    else:
+        ax.set_ylim(top=lo + (hi - lo) / (1 - fraction))
 
 
 def panel_label(ax: plt.Axes, letter: str) -> None:
