@@ -7,7 +7,8 @@ from DoG-filtered natural images through pcbio's shared training loop: every min
 inputs is inferred exactly (the equivalent hierarchical Gaussian model's posterior mean — the
 steady state of the paper's inference equation) and the weights take the paper's Hebbian step.
 
-(a) The centre module's 32 learned basis vectors.
+(a) The centre module's 32 learned basis vectors; the JSON has how localised and oriented they
+    are: each one's orientation index and least-squares Gabor fit (R², envelope width).
 (b) Tuning of example error units (``r − U_h r_h``) to the length of a horizontal bar (along
     the row of modules), with feedback and without it (the level above removed: the error is
     the response itself), each divided by its largest magnitude.
@@ -38,7 +39,7 @@ from pcbio.mapping import map_circuit
 from pcbio.plotting import CIRCUIT, REFERENCE, VAE, figure, headroom, panel_label, style
 from pcbio.progress import SILENT
 from pcbio.rao_ballard import (RaoBallardLearner, RaoBallardNetwork, end_stopping,
-                               level2_covariance, load_parameters, map_fixed_point,
+                               gabor_fit, level2_covariance, load_parameters, map_fixed_point,
                                orientation_index, response_covariance, training_inputs)
 
 DESCRIPTION = "Rao & Ballard (1999): natural-image filters and end-stopped error units"
@@ -46,6 +47,7 @@ THRESHOLD = 0.2            # end-stopped: long bars at least 20 % below the peak
 # RB99 does not give its criterion: the counts are also reported at these thresholds
 THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5)
 ORIENTED = 0.3             # orientation index above which a basis vector counts as oriented
+GABOR_R2 = 0.8             # a good Gabor fit explains at least 80 % of a basis vector's variance
 PAPER = {"end_stopped_feedback": 28, "end_stopped_no_feedback": 5, "n_error_units": 32}
 CONDITIONS = ("feedback", "no_feedback", "whitened", "fixed_point")
 
@@ -81,6 +83,7 @@ def _run(quick, seed, progress):
     index = {key: np.array(es[key]["index"]) for key in CONDITIONS}
     fb, nf, wh, fx = (index[key] for key in CONDITIONS)
     osi, angle = orientation_index(net.U[1], params.patch)
+    gabor_r2, gabor_params = gabor_fit(net.U[1], params.patch)
     # units whose preferred orientation is within 45° of the row of modules: only for them does
     # a bar near their preferred orientation continue into the neighbouring modules' patches
     along = np.abs(np.mod(angle + np.pi / 2, np.pi) - np.pi / 2) < np.pi / 4
@@ -113,6 +116,11 @@ def _run(quick, seed, progress):
         "orientation_rad": angle.tolist(),
         "oriented_fraction": float(np.mean(osi > ORIENTED)),
         "orientation_index_median": float(np.median(osi)),
+        "gabor_r2": gabor_r2.tolist(),
+        "gabor_fraction": float(np.mean(gabor_r2 > GABOR_R2)),
+        "gabor_r2_median": float(np.median(gabor_r2)),
+        # the envelope's geometric-mean width (px): how localised each fit is
+        "gabor_envelope_px": np.sqrt(gabor_params[:, 4] * gabor_params[:, 5]).tolist(),
         "heldout_log_likelihood": state["history"]["heldout"],
         "reconstruction_error": [u["reconstruction_error"] for u in state["history"]["updates"]],
         "circuit_step_equivalence_max_abs": mapping["step_equivalence_max_abs"],
@@ -128,7 +136,8 @@ def _run(quick, seed, progress):
         ax.imshow(mosaic, cmap="gray", vmin=-1, vmax=1)
         ax.set_xticks([])
         ax.set_yticks([])
-        ax.set_xlabel("level-1 basis vectors\n(centre module)", fontsize=7)
+        ax.set_xlabel("level-1 basis vectors\n(centre module)\nGabor fit: median R² "
+                      f"{data['gabor_r2_median']:.2f}", fontsize=7)
         ax = axes[0, 1]
         # the units feedback makes most end-stopped, among those with an index in [0, 1] (above
         # 1 the error changes sign on long bars)
@@ -170,6 +179,7 @@ def _run(quick, seed, progress):
             panel_label(ax, letter)
     run_params = {"network": "rao_ballard1999", "n_train": n_train, "n_test": n_test,
                   "batch": 10, "bar_lengths_px": lengths.tolist(), "threshold": THRESHOLD,
-                  "oriented_threshold": ORIENTED, **{k: (list(v) if isinstance(v, tuple) else v)
-                                                     for k, v in vars(params).items()}}
+                  "oriented_threshold": ORIENTED, "gabor_r2_threshold": GABOR_R2,
+                  **{k: (list(v) if isinstance(v, tuple) else v)
+                     for k, v in vars(params).items()}}
     return fig, data, run_params
