@@ -62,10 +62,12 @@ CSV_MAX_LIST = 32
 
 @dataclass
 class Point:
-    """One point of a sweep: its options (fixed and varied), command line and identity."""
+    """One point of a sweep: its options (fixed and varied), command line, identity, and the
+    seed its command runs with (given, or the command's default; None if it takes none)."""
     params: dict
     argv: list
     key: str
+    seed: int | None = None
 
 
 def _option(name):
@@ -146,12 +148,13 @@ def load_sweep(path: str | Path, force: bool = False) -> tuple[dict, list[Point]
                       **dict(zip(tables["zip"], row))}
             argv = _argv(command, target, params)
             try:
-                parser.parse_args(argv + (["--out", "OUT"] if command in FOLDER_COMMANDS else []))
+                parsed = parser.parse_args(
+                    argv + (["--out", "OUT"] if command in FOLDER_COMMANDS else []))
             except UsageError as err:
                 raise ValueError(f"{path.name}: {err}") from None
             key = hashlib.sha256(json.dumps([command, target, params, model_text, __version__],
                                             sort_keys=True, default=str).encode()).hexdigest()[:16]
-            points.append(Point(params, argv, key))
+            points.append(Point(params, argv, key, getattr(parsed, "seed", None)))
     return spec, points
 
 
@@ -319,7 +322,7 @@ def run_sweep(path: str | Path, out: str | Path, scheduler: str | None = None,
             for k, outcome in pool.imap(_run_task, list(zip((p.argv for p in todo), run_dirs))):
                 point = todo[k]
                 record = {"point": point.key, "command": spec["command"], "argv": point.argv,
-                          **base, "parameters": point.params, **outcome}
+                          **base, "seed": point.seed, "parameters": point.params, **outcome}
                 atomic_write(point_dir / f"{point.key}.json",
                              lambda tmp, text=json_text(record): Path(tmp).write_text(text))
                 summary["ran"] += 1

@@ -42,6 +42,7 @@ def test_zipped_lists_go_together(tmp_path):
                                                            "step_size = [0.05, 0.1]",
                                                            "[zip]\nseed = [0, 1]\nsteps = [5, 7]")))
     assert [(p.params["seed"], p.params["steps"]) for p in points] == [(0, 5), (1, 7)]
+    assert [p.seed for p in points] == [0, 1]          # what the results file will carry
 
 
 @pytest.mark.parametrize("text, message", [
@@ -91,7 +92,8 @@ def test_resume_and_failing_points(tmp_path, capsys):
 
 def test_dask_cluster_gives_the_same_results_as_one_by_one(tmp_path):
     """On a local Dask cluster of 2 worker processes every point's result equals running its
-    command here, one by one (the points are deterministic)."""
+    command here, one by one (the points are deterministic); each point's file carries the seed
+    its command ran with (here none is given: the command's default, 0)."""
     path = write(tmp_path, EXAMPLE)
     run_sweep(path, tmp_path / "out", workers=2)
     _, points = load_sweep(path)
@@ -100,6 +102,7 @@ def test_dask_cluster_gives_the_same_results_as_one_by_one(tmp_path):
         assert record["status"] == "ok" and record["parameters"] == p.params
         assert record["result"] == run_point(p.argv)["result"]
         assert record["pcbio_version"] and record["git_commit"]
+        assert record["seed"] == p.seed == 0
 
 
 def _blas_threads():
