@@ -388,15 +388,20 @@ def gabor_fit(basis: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
     poorly).  Starts: the centre of the vector's energy, the frequency and direction of its
     Fourier peak, envelope widths of a quarter of the patch, and four carrier phases; the best
     of the four fits is kept.  Bounds: the centre within a pixel of the patch, widths 0.5 px to
-    the patch size, frequencies up to the Nyquist 0.5 cycles/px."""
+    the patch size, frequencies up to the Nyquist 0.5 cycles/px.  A zero vector gets R² = 0."""
     from scipy.optimize import least_squares
     basis = np.asarray(basis, dtype=float)
+    if basis.ndim != 2 or basis.shape[0] != positive_int(size, "size") ** 2:
+        raise ValueError(f"basis must have size² = {size ** 2} rows (one basis vector per "
+                         f"column), got shape {basis.shape}")
     y, x = np.mgrid[:size, :size].astype(float)
     fy, fx = np.meshgrid(np.fft.fftfreq(size), np.fft.fftfreq(size), indexing="ij")
     lower = [-np.inf, -1, -1, -np.inf, 0.5, 0.5, 0.0, -np.inf]
     upper = [np.inf, size, size, np.inf, size, size, 0.5, np.inf]
     r2, fitted = np.zeros(basis.shape[1]), np.zeros((basis.shape[1], len(GABOR_PARAMETERS)))
     for k, vector in enumerate(basis.T):
+        if not np.any(vector):
+            continue
         image = vector.reshape(size, size)
         energy = image ** 2 / np.sum(image ** 2)
         power = np.abs(np.fft.fft2(image)) ** 2

@@ -271,7 +271,8 @@ def test_gabor_fit_recovers_gabors_and_rejects_noise():
     """Ten random Gabors on the 16×16 patch (envelopes 1.5–3.5 px, 0.08–0.3 cycles/px, any
     orientation and phase) are fitted exactly — R² = 1 to 1e-8, the centre to 1e-4 px and the
     frequency to 1e-5 cycles/px (the other parameters have symmetries: θ + π with the phase
-    turned, for one) — and white noise, which no Gabor explains, gets R² below 0.2."""
+    turned, for one) — and white noise, which no Gabor explains, gets R² below 0.2; a zero
+    vector gets 0, and a basis of the wrong size is refused."""
     rng = np.random.default_rng(0)
     true = np.array([[rng.uniform(0.5, 2), rng.uniform(5, 10), rng.uniform(5, 10),
                       rng.uniform(0, np.pi), rng.uniform(1.5, 3.5), rng.uniform(1.5, 3.5),
@@ -282,6 +283,9 @@ def test_gabor_fit_recovers_gabors_and_rejects_noise():
     np.testing.assert_allclose(fitted[:, 6], true[:, 6], atol=1e-5)
     noise_r2, _ = gabor_fit(rng.normal(size=(256, 5)), 16)
     assert np.all(noise_r2 < 0.2)
+    assert gabor_fit(np.zeros((256, 1)), 16)[0][0] == 0.0
+    with pytest.raises(ValueError, match="basis must have size"):
+        gabor_fit(np.zeros((255, 1)), 16)
 
 
 def test_colour_sample_images_become_their_luminance():
