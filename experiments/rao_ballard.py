@@ -50,19 +50,21 @@ ORIENTED = 0.3             # orientation index above which a basis vector counts
 GABOR_R2 = 0.8             # a good Gabor fit explains at least 80 % of a basis vector's variance
 PAPER = {"end_stopped_feedback": 28, "end_stopped_no_feedback": 5, "n_error_units": 32}
 CONDITIONS = ("feedback", "no_feedback", "whitened", "fixed_point")
+#: ``pcbio run rao_ballard --set prior=sparse``: the paper's sparse (kurtotic) prior
+OPTIONS = {"prior": ("gaussian", "sparse")}
 
 
-def run(quick=False, seed=0, progress=SILENT):
+def run(quick=False, seed=0, progress=SILENT, prior="gaussian"):
     # One BLAS thread: with the Gaussian prior a module's basis can turn freely within its
     # subspace (README, "Rao & Ballard"), so round-off decides where training ends, and BLAS
     # sums in an order that depends on its thread count; one thread gives the same network on
     # any number of cores (about as fast: the matrices are small).
     with threadpool_limits(limits=1):
-        return _run(quick, seed, progress)
+        return _run(quick, seed, progress, prior)
 
 
-def _run(quick, seed, progress):
-    params = load_parameters()
+def _run(quick, seed, progress, prior):
+    params = load_parameters(prior=prior)
     n_train, n_test = (1500, 100) if quick else (12000, 400)
     inputs = training_inputs(n_train + n_test, params, seed)
     learner = RaoBallardLearner(RaoBallardNetwork.initial(params, seed))

@@ -293,23 +293,30 @@ def cmd_list(args: argparse.Namespace) -> int:
             print(f"  {path.stem:28s} {tomllib.load(fh).get('description', '')}")
     print("experiments (experiments/, run with `pcbio run NAME`):")
     for name in list_experiments():
-        print(f"  {name:28s} {load_experiment(name).DESCRIPTION}")
+        module = load_experiment(name)
+        print(f"  {name:28s} {module.DESCRIPTION}")
+        for option, values in getattr(module, "OPTIONS", {}).items():
+            print(f"  {'':28s}   --set {option}={'|'.join(values)} (default {values[0]})")
     return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .experiment import run_experiment
+    from .experiment import experiment_options, run_experiment
     from .io import check_output_folder
     from .paths import find_experiment, list_experiments
     from .sweep import Pool
     names = list_experiments() if args.experiment == "all" else [args.experiment]
-    for name in names:                       # every name and the folder, before any runs
+    if args.set and len(names) > 1:
+        raise UsageError("--set applies to one experiment, not to 'all'")
+    for name in names:                       # every name, option and the folder, before any runs
         find_experiment(name)
+    options = experiment_options(names[0], args.set) if args.set else {}
     check_output_folder(args.out, "--out")
     with Pool(workers=args.workers, scheduler=args.scheduler) as pool:
         for name in names:
             paths = run_experiment(name, args.out, quick=args.quick, seed=args.seed,
-                                   progress=Progress(quiet=args.quiet), pool=pool)
+                                   progress=Progress(quiet=args.quiet), pool=pool,
+                                   options=options)
             print("\n".join(paths))
     return 0
 
@@ -452,6 +459,9 @@ def build_parser() -> Parser:
     sp.add_argument("experiment")
     sp.add_argument("--quick", action="store_true", help="smaller, faster version")
     sp.add_argument("--out", default="results", help="output folder")
+    sp.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                    help="an option of the experiment (repeatable), e.g. rao_ballard's "
+                         "prior=sparse; 'pcbio list' shows each experiment's options")
     common(sp)
     parallel(sp, "default: in this process")
     sp.set_defaults(func=cmd_run)

@@ -3,7 +3,9 @@
 An experiment is a module ``experiments/NAME.py`` with a one-line ``DESCRIPTION`` and a function
 ``run(quick, seed, progress) -> (figure, data, parameters)``; one that sweeps also takes
 ``pool`` (a :class:`pcbio.sweep.Pool`) and maps its independent runs over it, so that it runs
-serially, on a local Dask cluster or on a remote one alike.  :func:`run_experiment` calls it and
+serially, on a local Dask cluster or on a remote one alike.  An experiment with variants declares
+them in ``OPTIONS`` (name → allowed values, the first the default), and its ``run`` takes them as
+keyword arguments (``pcbio run NAME --set name=value``).  :func:`run_experiment` calls it and
 writes ``OUT/NAME.json`` (the numbers behind the figure plus provenance) and ``OUT/NAME.pdf`` /
 ``OUT/NAME.png`` — nothing is written unless the run succeeds.
 """
@@ -12,9 +14,11 @@ from __future__ import annotations
 
 import importlib.util
 import inspect
+from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 
+from .checks import one_of
 from .io import check_output_folder, check_output_path, json_text, provenance
 from .paths import find_experiment
 from .plotting import save_figure
@@ -31,16 +35,38 @@ def load_experiment(name: str) -> ModuleType:
     return module
 
 
+def experiment_options(name: str, settings: Sequence[str] = ()) -> dict[str, str]:
+    """The options ``settings`` (``"name=value"`` strings, from ``--set``) as a dict, checked
+    against what experiment ``name`` declares in ``OPTIONS``; a one-line ValueError naming
+    ``--set`` otherwise (before anything runs)."""
+    declared = getattr(load_experiment(name), "OPTIONS", {})
+    options = {}
+    for setting in settings:
+        key, sep, value = setting.partition("=")
+        if not sep:
+            raise ValueError(f"--set must be NAME=VALUE, got {setting!r}")
+        if key not in declared:
+            raise ValueError(f"--set: experiment {name} has no option {key!r}"
+                             + (f"; its options: {', '.join(declared)}" if declared
+                                else " (it takes none)"))
+        options[key] = one_of(value, f"--set {key}", declared[key])
+    return options
+
+
 def run_experiment(name: str, out_dir: str | Path = "results", quick: bool = False, seed: int = 0,
-                   progress: Reporter = SILENT, pool: Pool | None = None) -> list[str]:
-    """Run experiment ``name`` (its sweeps on ``pool`` if it takes one; default serially here);
+                   progress: Reporter = SILENT, pool: Pool | None = None,
+                   options: dict[str, str] | None = None) -> list[str]:
+    """Run experiment ``name`` (its sweeps on ``pool`` if it takes one; default serially here)
+    with its ``options`` (see :func:`experiment_options`; default: each one's first value);
     returns the paths written (json, pdf, png)."""
     module = load_experiment(name)
+    options = experiment_options(name, [f"{k}={v}" for k, v in (options or {}).items()])
     stem = check_output_folder(out_dir, "--out") / name
     for suffix in (".json", ".pdf", ".png"):
         check_output_path(f"{stem}{suffix}", "--out")
     progress(f"experiment {name}: {module.DESCRIPTION}")
     kwargs = {"pool": pool or Pool()} if "pool" in inspect.signature(module.run).parameters else {}
+    kwargs.update(options)
     fig, data, parameters = module.run(quick=quick, seed=seed, progress=progress, **kwargs)
     text = json_text({"experiment": name, "description": module.DESCRIPTION, "quick": quick,
                       **provenance(seed, parameters), "results": data})   # fails before writing

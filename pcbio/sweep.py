@@ -150,7 +150,10 @@ def load_sweep(path: str | Path, force: bool = False) -> tuple[dict, list[Point]
             try:
                 parsed = parser.parse_args(
                     argv + (["--out", "OUT"] if command in FOLDER_COMMANDS else []))
-            except UsageError as err:
+                if getattr(parsed, "set", None):          # an experiment's options
+                    from .experiment import experiment_options
+                    experiment_options(target, parsed.set)
+            except (UsageError, ValueError) as err:
                 raise ValueError(f"{path.name}: {err}") from None
             key = hashlib.sha256(json.dumps([command, target, params, model_text, __version__],
                                             sort_keys=True, default=str).encode()).hexdigest()[:16]

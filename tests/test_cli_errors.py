@@ -113,6 +113,15 @@ CASES = [
     (["map", "linear_gaussian_2d", "--x", "1,2,3", "--plot", "map.jpeg"], "must end in .pdf, .png or .svg"),
     (["run", "demo", "--out", "{binary}"], "--out: {binary} is a file"),
     (["run", "nosuchexperiment", "--out", "{out}"], "unknown experiment"),
+    # an experiment's options (declared in its OPTIONS), checked before it runs
+    (["run", "rao_ballard", "--set", "prior=cauchy", "--out", "{out}"],
+     "--set prior must be one of ['gaussian', 'sparse'], got 'cauchy'"),
+    (["run", "rao_ballard", "--set", "colour=red", "--out", "{out}"],
+     "experiment rao_ballard has no option 'colour'; its options: prior"),
+    (["run", "rao_ballard", "--set", "prior", "--out", "{out}"], "--set must be NAME=VALUE"),
+    (["run", "demo", "--set", "prior=sparse", "--out", "{out}"], "(it takes none)"),
+    (["run", "all", "--set", "prior=sparse", "--out", "{out}"],
+     "--set applies to one experiment, not to 'all'"),
     # where no file can be made even though the permission bits may say yes (root): the check
     # tries to make one; the experiment used to run first and fail on writing
     (["run", "rao_ballard", "--quick", "--out", "/proc/pcbio-test"],

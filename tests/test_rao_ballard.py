@@ -2,6 +2,8 @@
 equivalent Gaussian model pcbio infers with, and the analysis tools (``docs/mathematics.md``
 §14)."""
 
+import json
+
 import numpy as np
 import pytest
 from brian2 import ms
@@ -347,10 +349,8 @@ def test_rao_ballard_experiment_writes_what_the_issue_asks(tmp_path):
     """`pcbio run rao_ballard --quick` writes JSON, PDF and PNG with the end-stopped fractions
     with and without feedback, under a fully whitening level 2 and under the rule's fixed point
     (also among the units tuned along the row of modules, and at thresholds 0.1 to 0.5: a higher
-    threshold counts no more units), the number of error units, the tuning curves and indices; the rate circuit of the trained model steps exactly as gradient
-    inference on the VAE side."""
-    import json
-
+    threshold counts no more units), the number of error units, the tuning curves and indices;
+    the rate circuit of the trained model steps exactly as gradient inference on the VAE side."""
     from pcbio.experiment import run_experiment
     run_experiment("rao_ballard", tmp_path, quick=True, seed=0)
     res = json.loads((tmp_path / "rao_ballard.json").read_text())["results"]
@@ -374,3 +374,15 @@ def test_rao_ballard_experiment_writes_what_the_issue_asks(tmp_path):
         assert curves.shape == (32, len(res["tuning_curves"]["lengths_px"]))
     assert max(res["circuit_step_equivalence_max_abs"]) < 1e-10
     assert (tmp_path / "rao_ballard.pdf").exists()
+
+
+@pytest.mark.slow
+def test_the_sparse_prior_is_an_option_of_the_experiment(tmp_path):
+    """`pcbio run rao_ballard --quick --set prior=sparse` trains and measures the network with the
+    paper's sparse prior: the results file records it, and the analysis is complete."""
+    from pcbio.cli import main
+    assert main(["run", "rao_ballard", "--quick", "--set", "prior=sparse", "--out",
+                 str(tmp_path), "--quiet"]) == 0
+    record = json.loads((tmp_path / "rao_ballard.json").read_text())
+    assert record["parameters"]["prior"] == "sparse"
+    assert len(record["results"]["end_stopping_index"]["feedback"]) == 32

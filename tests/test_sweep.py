@@ -55,6 +55,8 @@ def test_zipped_lists_go_together(tmp_path):
     (EXAMPLE.replace("[grid]", "[grid]\na = " + str(list(range(400))) + "\nb = "
                      + str(list(range(400))) + "\n"), "960,000 points"),
     ("command = [", "not a valid TOML sweep file"),
+    ('command = "run"\nexperiment = "rao_ballard"\n[grid]\nset = ["prior=gaussian", '
+     '"prior=cauchy"]\n', "--set prior must be one of ['gaussian', 'sparse']"),
 ])
 def test_bad_sweep_files_fail_in_one_line(tmp_path, capsys, text, message):
     """A bad sweep file is refused before anything runs: status 2, one line naming the file and
@@ -172,7 +174,8 @@ def test_a_worker_compiles_a_standalone_project_once_and_reruns_it(tmp_path):
 def test_the_shipped_sweep_files_are_valid():
     """Every sweep file under experiments/sweeps/ passes the same checks as a user's (command,
     target, every option through the command-line parser) before anything runs; the Rao &
-    Ballard one has the five seeds README's table is read from, each a distinct point."""
+    Ballard ones have the five seeds README's table is read from, each a distinct point, and the
+    sparse prior's two, which set it."""
     from pcbio.paths import experiments_dir
     files = sorted((experiments_dir() / "sweeps").glob("*.toml"))
     assert files
@@ -182,6 +185,9 @@ def test_the_shipped_sweep_files_are_valid():
     assert [p.argv[:2] for p in points] == [["run", "rao_ballard"]] * 5
     assert [p.params["seed"] for p in points] == [0, 1, 2, 3, 4]
     assert len({p.key for p in points}) == 5
+    _, points = load_sweep(experiments_dir() / "sweeps" / "rao_ballard_sparse.toml")
+    assert [(p.seed, p.argv[2]) for p in points] == [(0, "--set=prior=sparse"),
+                                                     (1, "--set=prior=sparse")]
 
 
 @pytest.mark.parametrize("address, message", [
