@@ -35,16 +35,19 @@ def load_experiment(name: str) -> ModuleType:
     return module
 
 
-def experiment_options(name: str, settings: Sequence[str] = ()) -> dict[str, str]:
+def experiment_options(name: str, settings: Sequence[str] = (),
+                       module: ModuleType | None = None) -> dict[str, str]:
     """The options ``settings`` (``"name=value"`` strings, from ``--set``) as a dict, checked
-    against what experiment ``name`` declares in ``OPTIONS``; a one-line ValueError naming
-    ``--set`` otherwise (before anything runs)."""
-    declared = getattr(load_experiment(name), "OPTIONS", {})
+    against what experiment ``name`` (its loaded ``module``, if given) declares in ``OPTIONS``;
+    a one-line ValueError naming ``--set`` otherwise (before anything runs)."""
+    declared = getattr(module or load_experiment(name), "OPTIONS", {})
     options = {}
     for setting in settings:
         key, sep, value = setting.partition("=")
         if not sep:
             raise ValueError(f"--set must be NAME=VALUE, got {setting!r}")
+        if key in options:
+            raise ValueError(f"--set: option {key!r} is given twice")
         if key not in declared:
             raise ValueError(f"--set: experiment {name} has no option {key!r}"
                              + (f"; its options: {', '.join(declared)}" if declared
@@ -60,7 +63,7 @@ def run_experiment(name: str, out_dir: str | Path = "results", quick: bool = Fal
     with its ``options`` (see :func:`experiment_options`; default: each one's first value);
     returns the paths written (json, pdf, png)."""
     module = load_experiment(name)
-    options = experiment_options(name, [f"{k}={v}" for k, v in (options or {}).items()])
+    options = experiment_options(name, [f"{k}={v}" for k, v in (options or {}).items()], module)
     stem = check_output_folder(out_dir, "--out") / name
     for suffix in (".json", ".pdf", ".png"):
         check_output_path(f"{stem}{suffix}", "--out")
@@ -69,7 +72,8 @@ def run_experiment(name: str, out_dir: str | Path = "results", quick: bool = Fal
     kwargs.update(options)
     fig, data, parameters = module.run(quick=quick, seed=seed, progress=progress, **kwargs)
     text = json_text({"experiment": name, "description": module.DESCRIPTION, "quick": quick,
-                      **provenance(seed, parameters), "results": data})   # fails before writing
+                      "options": options, **provenance(seed, parameters),
+                      "results": data})                                  # fails before writing
     paths = save_figure(fig, f"{stem}.pdf", f"{stem}.png",
                         together=[(f"{stem}.json", lambda tmp: Path(tmp).write_text(text))])
     progress(f"wrote {', '.join(paths)}")

@@ -119,6 +119,8 @@ CASES = [
     (["run", "rao_ballard", "--set", "colour=red", "--out", "{out}"],
      "experiment rao_ballard has no option 'colour'; its options: prior"),
     (["run", "rao_ballard", "--set", "prior", "--out", "{out}"], "--set must be NAME=VALUE"),
+    (["run", "rao_ballard", "--set", "prior=sparse", "--set", "prior=gaussian", "--out", "{out}"],
+     "option 'prior' is given twice"),
     (["run", "demo", "--set", "prior=sparse", "--out", "{out}"], "(it takes none)"),
     (["run", "all", "--set", "prior=sparse", "--out", "{out}"],
      "--set applies to one experiment, not to 'all'"),

@@ -379,10 +379,11 @@ def test_rao_ballard_experiment_writes_what_the_issue_asks(tmp_path):
 @pytest.mark.slow
 def test_the_sparse_prior_is_an_option_of_the_experiment(tmp_path):
     """`pcbio run rao_ballard --quick --set prior=sparse` trains and measures the network with the
-    paper's sparse prior: the results file records it, and the analysis is complete."""
+    paper's sparse prior: the results file records the option and the network's prior, and the
+    analysis is complete."""
     from pcbio.cli import main
     assert main(["run", "rao_ballard", "--quick", "--set", "prior=sparse", "--out",
                  str(tmp_path), "--quiet"]) == 0
     record = json.loads((tmp_path / "rao_ballard.json").read_text())
-    assert record["parameters"]["prior"] == "sparse"
+    assert record["options"] == {"prior": "sparse"} and record["parameters"]["prior"] == "sparse"
     assert len(record["results"]["end_stopping_index"]["feedback"]) == 32
