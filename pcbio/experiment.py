@@ -37,10 +37,8 @@ def load_experiment(name: str) -> ModuleType:
 
 def experiment_options(name: str, settings: Sequence[str] = (),
                        module: ModuleType | None = None) -> dict[str, str]:
-    """The options ``settings`` (``"name=value"`` strings, from ``--set``) as a dict, checked
-    against what experiment ``name`` (its loaded ``module``, if given) declares in ``OPTIONS``;
-    a one-line ValueError naming ``--set`` otherwise (before anything runs)."""
-    declared = getattr(module or load_experiment(name), "OPTIONS", {})
+    """The options ``settings`` (``"name=value"`` strings, from ``--set``) as a dict, checked by
+    :func:`check_options`; a one-line ValueError naming ``--set`` otherwise."""
     options = {}
     for setting in settings:
         key, sep, value = setting.partition("=")
@@ -48,12 +46,23 @@ def experiment_options(name: str, settings: Sequence[str] = (),
             raise ValueError(f"--set must be NAME=VALUE, got {setting!r}")
         if key in options:
             raise ValueError(f"--set: option {key!r} is given twice")
+        options[key] = value
+    return check_options(name, options, module)
+
+
+def check_options(name: str, options: dict[str, str],
+                  module: ModuleType | None = None) -> dict[str, str]:
+    """``options`` checked against what experiment ``name`` (its loaded ``module``, if given)
+    declares in ``OPTIONS``, before anything runs: a one-line ValueError naming ``--set`` for an
+    option it does not have or a value it does not allow."""
+    declared = getattr(module or load_experiment(name), "OPTIONS", {})
+    for key, value in options.items():
         if key not in declared:
             raise ValueError(f"--set: experiment {name} has no option {key!r}"
                              + (f"; its options: {', '.join(declared)}" if declared
                                 else " (it takes none)"))
-        options[key] = one_of(value, f"--set {key}", declared[key])
-    return options
+        one_of(value, f"--set {key}", declared[key])
+    return dict(options)
 
 
 def run_experiment(name: str, out_dir: str | Path = "results", quick: bool = False, seed: int = 0,
@@ -63,7 +72,7 @@ def run_experiment(name: str, out_dir: str | Path = "results", quick: bool = Fal
     with its ``options`` (see :func:`experiment_options`; default: each one's first value);
     returns the paths written (json, pdf, png)."""
     module = load_experiment(name)
-    options = experiment_options(name, [f"{k}={v}" for k, v in (options or {}).items()], module)
+    options = check_options(name, options or {}, module)
     stem = check_output_folder(out_dir, "--out") / name
     for suffix in (".json", ".pdf", ".png"):
         check_output_path(f"{stem}{suffix}", "--out")

@@ -141,7 +141,7 @@ def load_sweep(path: str | Path, force: bool = False) -> tuple[dict, list[Point]
     zipped = list(zip(*tables["zip"].values())) or [()]
     model_text = _target_text(command, target)
     parser = build_parser()
-    points = []
+    points, experiment = [], None
     for combination in itertools.product(*tables["grid"].values()):
         for row in zipped:
             params = {**tables["fixed"], **dict(zip(names, combination)),
@@ -151,8 +151,9 @@ def load_sweep(path: str | Path, force: bool = False) -> tuple[dict, list[Point]
                 parsed = parser.parse_args(
                     argv + (["--out", "OUT"] if command in FOLDER_COMMANDS else []))
                 if getattr(parsed, "set", None):          # an experiment's options
-                    from .experiment import experiment_options
-                    experiment_options(target, parsed.set)
+                    from .experiment import experiment_options, load_experiment
+                    experiment = experiment or load_experiment(target)      # loaded once
+                    experiment_options(target, parsed.set, experiment)
             except (UsageError, ValueError) as err:
                 raise ValueError(f"{path.name}: {err}") from None
             key = hashlib.sha256(json.dumps([command, target, params, model_text, __version__],
