@@ -345,14 +345,21 @@ class RaoBallardLearner:
 
 
 # -- analysis --------------------------------------------------------------------------------------
+def _fourier_power(basis: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The Fourier power of each basis vector (columns of ``basis``) as a size × size image,
+    (k, size, size), and the frequencies (cycles/px) of its rows and columns, fy and fx
+    (size, size)."""
+    power = np.abs(np.fft.fft2(basis.T.reshape(-1, size, size))) ** 2
+    fy, fx = np.meshgrid(np.fft.fftfreq(size), np.fft.fftfreq(size), indexing="ij")
+    return power, fy, fx
+
+
 def orientation_index(basis: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
     """Per basis vector (columns of ``basis``, (size², k)): the orientation selectivity of its
     Fourier power, ``|Σ P(f) e^{2iθ(f)}| / Σ P(f)`` over non-zero frequencies (0: no preferred
     orientation, 1: all power along one orientation), and the preferred orientation of its
     stripes (radians, 0 = horizontal stripes)."""
-    imgs = basis.T.reshape(-1, size, size)
-    power = np.abs(np.fft.fft2(imgs)) ** 2
-    fy, fx = np.meshgrid(np.fft.fftfreq(size), np.fft.fftfreq(size), indexing="ij")
+    power, fy, fx = _fourier_power(basis, size)
     theta = np.arctan2(fy, fx)
     keep = (fx != 0) | (fy != 0)
     vec = np.sum((power * np.exp(2j * theta))[:, keep], axis=1)
@@ -395,16 +402,15 @@ def gabor_fit(basis: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(f"basis must have size² = {size ** 2} rows (one basis vector per "
                          f"column), got shape {basis.shape}")
     y, x = np.mgrid[:size, :size].astype(float)
-    fy, fx = np.meshgrid(np.fft.fftfreq(size), np.fft.fftfreq(size), indexing="ij")
+    powers, fy, fx = _fourier_power(basis, size)
     lower = [-np.inf, -1, -1, -np.inf, 0.5, 0.5, 0.0, -np.inf]
     upper = [np.inf, size, size, np.inf, size, size, 0.5, np.inf]
     r2, fitted = np.zeros(basis.shape[1]), np.zeros((basis.shape[1], len(GABOR_PARAMETERS)))
     for k, vector in enumerate(basis.T):
         if not np.any(vector):
             continue
-        image = vector.reshape(size, size)
-        energy = image ** 2 / np.sum(image ** 2)
-        power = np.abs(np.fft.fft2(image)) ** 2
+        energy = vector.reshape(size, size) ** 2 / np.sum(vector ** 2)
+        power = powers[k].copy()
         power[0, 0] = 0.0
         peak = np.unravel_index(np.argmax(power), power.shape)
         freq = float(np.hypot(fy[peak], fx[peak]))
