@@ -312,12 +312,27 @@ def cmd_run(args: argparse.Namespace) -> int:
         find_experiment(name)
     options = experiment_options(names[0], args.set) if args.set else {}
     check_output_folder(args.out, "--out")
+    from .inference import OptimisationError
+    from .simulate import SimulationError
+    failed = []
     with Pool(workers=args.workers, scheduler=args.scheduler) as pool:
         for name in names:
-            paths = run_experiment(name, args.out, quick=args.quick, seed=args.seed,
-                                   progress=Progress(quiet=args.quiet), pool=pool,
-                                   options=options)
+            try:
+                paths = run_experiment(name, args.out, quick=args.quick, seed=args.seed,
+                                       progress=Progress(quiet=args.quiet), pool=pool,
+                                       options=options)
+            except (OptimisationError, SimulationError) as err:
+                if len(names) == 1:
+                    raise
+                # 'all': a failed computation leaves nothing written and the others still run
+                print(f"pcbio: {name} failed: {' '.join(str(err).split())}", file=sys.stderr)
+                failed.append(name)
+                continue
             print("\n".join(paths))
+    if failed:
+        raise SimulationError(f"{len(failed)} of {len(names)} experiments failed "
+                              f"({', '.join(failed)}: their errors are above, nothing of theirs "
+                              f"was written); the others' results are in {args.out}")
     return 0
 
 

@@ -203,3 +203,33 @@ def test_full_rate_vs_elbo_experiment(tmp_path):
     gaps = res["tanh_2level/instant"]["variance_gap"]
     slope = np.log(gaps[1]["rel_gap"] / gaps[0]["rel_gap"]) / np.log(gaps[1]["s"] / gaps[0]["s"])
     assert slope == pytest.approx(2.0, abs=0.2)
+
+
+def test_run_all_goes_on_after_a_failed_experiment(capsys, tmp_path, monkeypatch):
+    """`pcbio run all`: an experiment whose computation fails (SimulationError) writes nothing,
+    the experiments after it still run and write their files, and the command ends with exit
+    status 1 naming the one that failed — the exit-status contract in README."""
+    project = tmp_path / "project"
+    (project / "experiments").mkdir(parents=True)
+    (project / "models").mkdir()
+    (project / "experiments" / "a_unstable.py").write_text(
+        'DESCRIPTION = "fails"\n'
+        "def run(quick, seed, progress):\n"
+        "    from pcbio.errors import SimulationError\n"
+        '    raise SimulationError("circuit diverged at t = 3 ms")\n')
+    (project / "experiments" / "b_fine.py").write_text(
+        'DESCRIPTION = "works"\n'
+        "def run(quick, seed, progress):\n"
+        "    import matplotlib.pyplot as plt\n"
+        '    return plt.figure(), {"value": seed}, {}\n')
+    monkeypatch.setenv("PCBIO_HOME", str(project))
+    out = tmp_path / "out"
+    code, printed, err = run_cli(capsys, "run", "all", "--quick", "--quiet", "--out", str(out))
+    assert code == 1
+    assert "a_unstable failed: circuit diverged at t = 3 ms" in err
+    assert "1 of 2 experiments failed (a_unstable" in err
+    assert sorted(p.name for p in out.iterdir()) == ["b_fine.json", "b_fine.pdf", "b_fine.png"]
+    assert json.loads((out / "b_fine.json").read_text())["results"] == {"value": 0}
+    # one experiment by name: its failure is the command's, as before
+    code, _, err = run_cli(capsys, "run", "a_unstable", "--quiet", "--out", str(out))
+    assert code == 1 and err.count("\n") == 1 and "circuit diverged" in err
