@@ -35,11 +35,20 @@ def git_commit() -> str:
 
 
 def provenance(seed: int | None, parameters: dict) -> dict:
-    """What a results file must carry to be reproduced."""
+    """What a results file must carry to be reproduced: besides the seed, parameters, version
+    and commit, the libraries whose round-off the numbers carry — the BLAS numpy calls, with
+    the kernels it chose for this processor (OpenBLAS picks them at run time, so one seed can
+    give results differing in the last bits on another processor) — and the processor."""
     import brian2
+    import scipy
+    from threadpoolctl import threadpool_info
+    blas = [f"{lib['internal_api']} {lib['version']} ({lib.get('architecture') or 'unknown'})"
+            for lib in threadpool_info() if lib["user_api"] == "blas"]
     return {"seed": seed, "parameters": parameters, "pcbio_version": __version__,
             "git_commit": git_commit(), "python": platform.python_version(),
-            "numpy": np.__version__, "brian2": brian2.__version__,
+            "numpy": np.__version__, "scipy": scipy.__version__, "brian2": brian2.__version__,
+            "blas": "; ".join(blas) or "unknown",
+            "machine": f"{platform.machine()}, {os.cpu_count()} cores",
             "command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:]),
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
 

@@ -154,12 +154,17 @@ def test_list_shows_models_and_experiments(capsys):
 @pytest.mark.parametrize("experiment", ["demo", "rate_vs_elbo"])
 def test_run_experiment_writes_figure_and_provenance(capsys, tmp_path, experiment):
     """`pcbio run NAME --quick --out DIR` writes NAME.json (results + seed, parameters, version,
-    git commit), NAME.pdf and NAME.png; the numbers in it satisfy the experiment's claims."""
+    git commit, library versions, BLAS and machine), NAME.pdf and NAME.png; the numbers in it
+    satisfy the experiment's claims."""
     code, out, _ = run_cli(capsys, "run", experiment, "--quick", "--out", str(tmp_path), "--quiet")
     assert code == 0
     data = json.loads((tmp_path / f"{experiment}.json").read_text())
     for key in ("seed", "parameters", "pcbio_version", "git_commit", "results"):
         assert key in data
+    # the libraries whose round-off the numbers carry, numpy's BLAS and the processor
+    import numpy, scipy
+    assert (data["numpy"], data["scipy"]) == (numpy.__version__, scipy.__version__)
+    assert data["blas"] != "unknown" and data["machine"]
     assert (tmp_path / f"{experiment}.pdf").read_bytes()[:4] == b"%PDF"
     assert (tmp_path / f"{experiment}.png").read_bytes()[:4] == b"\x89PNG"
     res = data["results"]
