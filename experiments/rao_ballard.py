@@ -21,13 +21,18 @@ steady state of the paper's inference equation) and the weights take the paper's
     under a level 2 that whitens them fully.  The JSON also says how far the learned level 2 is
     from that fixed point, and gives the counts among the units whose preferred orientation
     lies within 45° of the row of modules (the only ones for which a bar near their preferred
-    orientation continues into the neighbouring patches).
+    orientation continues into the neighbouring patches).  With the Gaussian prior every
+    rotation of a module's basis is the same network, and training ends at one of them as
+    round-off decides: the legend gives, in brackets, the mean count over 1000 Haar-random
+    rotations of the centre module's basis, and the JSON its 5th and 95th percentiles.
 (d) Training: reconstruction error per input and the held-out log-likelihood of the equivalent
     model.
 The rate circuit of the trained (equivalent) model is mapped on two held-out inputs: its Euler
 steps against gradient iterative inference on the VAE side (the dynamics whose fixed point is the
 exact posterior mean the training used).
 """
+
+from dataclasses import replace
 
 import numpy as np
 from brian2 import ms
@@ -38,9 +43,10 @@ from pcbio.learning.train import train
 from pcbio.mapping import map_circuit
 from pcbio.plotting import CIRCUIT, REFERENCE, VAE, figure, headroom, panel_label, style
 from pcbio.progress import SILENT
-from pcbio.rao_ballard import (RaoBallardLearner, RaoBallardNetwork, end_stopping,
-                               gabor_fit, level2_covariance, load_parameters, map_fixed_point,
-                               orientation_index, response_covariance, training_inputs)
+from pcbio.rao_ballard import (RaoBallardLearner, RaoBallardNetwork, bar_responses, gabor_fit,
+                               level2_covariance, load_parameters, map_fixed_point,
+                               orientation_index, random_rotations, response_covariance,
+                               rotated_counts, training_inputs, tuning)
 
 DESCRIPTION = "Rao & Ballard (1999): natural-image filters and end-stopped error units"
 THRESHOLD = 0.2            # end-stopped: long bars at least 20 % below the peak
@@ -50,6 +56,7 @@ ORIENTED = 0.3             # orientation index above which a basis vector counts
 GABOR_R2 = 0.8             # a good Gabor fit explains at least 80 % of a basis vector's variance
 PAPER = {"end_stopped_feedback": 28, "end_stopped_no_feedback": 5, "n_error_units": 32}
 CONDITIONS = ("feedback", "no_feedback", "whitened", "fixed_point")
+N_ROTATIONS = 1000         # random rotations of the centre module's basis (Gaussian prior)
 #: ``pcbio run rao_ballard --set prior=sparse``: the paper's sparse (kurtotic) prior
 OPTIONS = {"prior": ("gaussian", "sparse")}
 
@@ -78,11 +85,28 @@ def _run(quick, seed, progress, prior):
     Uh_fixed = map_fixed_point(C, params)
     fixed = level2_covariance(Uh_fixed, params)
     progress("end-stopping: horizontal bars of 2 to 26 px")
-    es = end_stopping(net, lengths, covariance=C)
+    bars = bar_responses(net, lengths, covariance=C,
+                         conditions=("feedback", "no_feedback", "whitened"))
     # the same level 1 under the level 2 that the rule would end at if trained to convergence
     at_fixed_point = RaoBallardNetwork(params, net.U, Uh_fixed)
-    es["fixed_point"] = end_stopping(at_fixed_point, lengths)["feedback"]
+    bars = replace(bars, responses={**bars.responses, "fixed_point": bar_responses(
+        at_fixed_point, lengths, conditions=("feedback",)).responses["feedback"]})
+    es = tuning(bars)
     index = {key: np.array(es[key]["index"]) for key in CONDITIONS}
+    rotated = {}
+    if prior == "gaussian":
+        # every rotation of the centre module's basis is the same trained network: the counts
+        # over Haar-random rotations are those of the learned model, not of the basis that
+        # round-off happened to pick
+        counts = rotated_counts(bars, random_rotations(N_ROTATIONS, params.level1_units, seed),
+                                THRESHOLD)
+        gain = counts["feedback"] - counts["no_feedback"]
+        rotated = {"n_rotations": N_ROTATIONS,
+                   **{key: {"mean": float(c.mean()), "percentile_5": float(np.percentile(c, 5)),
+                            "percentile_95": float(np.percentile(c, 95))}
+                      for key, c in counts.items()},
+                   "feedback_minus_no_feedback": {"mean": float(gain.mean()),
+                                                  "max": int(gain.max())}}
     fb, nf, wh, fx = (index[key] for key in CONDITIONS)
     osi, angle = orientation_index(net.U[1], params.patch)
     gabor_r2, gabor_params = gabor_fit(net.U[1], params.patch)
@@ -104,6 +128,8 @@ def _run(quick, seed, progress, prior):
         **{f"end_stopped_{key}": int(np.sum(i > THRESHOLD)) for key, i in index.items()},
         "n_error_units": n_units, "threshold": THRESHOLD, "paper": PAPER,
         "end_stopping_index": {key: i.tolist() for key, i in index.items()},
+        # Gaussian prior: the counts over random rotations of the module's basis
+        "end_stopped_over_rotations": rotated,
         "end_stopped_by_threshold": {"thresholds": list(THRESHOLDS),
                                      **{key: [int(np.sum(i > t)) for t in THRESHOLDS]
                                         for key, i in index.items()}},
@@ -159,18 +185,27 @@ def _run(quick, seed, progress, prior):
                   title="units; dotted: no feedback")
         ax = axes[0, 2]
         bins = np.linspace(-0.2, 1.0, 13)
+        def label(name, key):
+            """The count, and its mean over rotations of the basis (Gaussian prior)."""
+            mean = f" ({rotated[key]['mean']:.1f})" if rotated else ""
+            return f"{name}: {data['end_stopped_' + key]}{mean}"
+
         ax.hist(np.clip(fb, bins[0], bins[-1]), bins, color=CIRCUIT, alpha=0.7,
-                label=f"feedback: {data['end_stopped_feedback']}/{n_units}")
+                label=label("feedback", "feedback"))
         ax.hist(np.clip(nf, bins[0], bins[-1]), bins, color=VAE, alpha=0.5,
-                label=f"no feedback: {data['end_stopped_no_feedback']}/{n_units}")
+                label=label("no feedback", "no_feedback"))
         ax.hist(np.clip(wh, bins[0], bins[-1]), bins, histtype="step", color=REFERENCE,
-                label=f"full whitening: {data['end_stopped_whitened']}/{n_units}")
+                label=label("full whitening", "whitened"))
         ax.hist(np.clip(fx, bins[0], bins[-1]), bins, histtype="step", color=REFERENCE, ls=":",
-                label=f"rule's fixed point: {data['end_stopped_fixed_point']}/{n_units}")
-        ax.axvline(THRESHOLD, color=REFERENCE, ls="--", lw=0.8)
+                label=label("rule's fixed point", "fixed_point"))
+        top = ax.get_ylim()[1]
+        ax.plot([THRESHOLD, THRESHOLD], [0, top], color=REFERENCE, ls="--", lw=0.8)
         ax.set(xlabel="end-stopping index (clipped to [−0.2, 1])", ylabel="error units")
-        headroom(ax, 0.4)                                # for the legend
-        ax.legend(frameon=False, fontsize=6, loc="upper right")
+        headroom(ax, 0.5)                                # for the legend
+        ax.set_yticks([t for t in ax.get_yticks() if 0 <= t <= top])
+        ax.legend(frameon=False, fontsize=6, loc="upper right", title_fontsize=6,
+                  title=f"end-stopped of {n_units}" + (" (mean over\nrotations of the basis)"
+                                                       if rotated else ""))
         ax = axes[0, 3]
         err = np.array(data["reconstruction_error"])
         smooth = np.convolve(err, np.ones(20) / 20, mode="valid")      # 200 inputs

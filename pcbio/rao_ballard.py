@@ -439,24 +439,36 @@ def bar_field(params: RaoBallardParameters, length: float, angle: float,
     return ((np.abs(along) <= length / 2) & (np.abs(across) <= thickness / 2)).astype(float)
 
 
-def end_stopping(network: RaoBallardNetwork, lengths: Sequence[float], module: int = 1,
-                 plateau_from: float = 18.0, covariance: np.ndarray | None = None) -> dict:
-    """Tuning of the error units ``r − U_h r_h`` of one level-1 module (the centre one by
-    default) to bars of increasing length, with and without feedback.
+#: rows (px) by which a bar may be moved up or down from the module's centre to drive a unit most
+BAR_SHIFTS = np.arange(-3, 4)
 
-    The bars are horizontal, along the row of modules (the level-2 field is 16 px high: only
-    along that axis does a bar longer than a module's patch reach into its neighbours'),
-    centred on the module's patch and shifted up or down to where a short bar (6 px) drives
-    each unit most, with the polarity that makes its response positive; bars are DoG-filtered
-    like the training images.  Without feedback the level above is absent: the
-    error is the response itself.  With ``covariance`` (the second moment C of the level-1
-    responses, :func:`response_covariance`) also ``"whitened"``: the error ``σ_td² Σ_w⁻¹ r`` of a
-    level 2 that whitens the responses fully (:func:`whitening_covariance`; ``r`` without
-    feedback).  The end-stopping index is ``(peak − plateau)/peak``, the plateau the mean
-    response for lengths above ``plateau_from`` pixels.  Returns the lengths and, per
-    condition, the curves (units, lengths) and indices (units,)."""
+
+@dataclass(frozen=True)
+class BarResponses:
+    """One module's error units under horizontal bars: ``responses[condition]`` (shifts, lengths,
+    level1_units) to a bright bar of each length at each row shift of :data:`BAR_SHIFTS`, and
+    ``drive`` (shifts, level1_units), the responses without feedback to a short (6 px) bar, by
+    which each unit's row and polarity are chosen (see :func:`end_stopping`)."""
+    lengths: np.ndarray
+    plateau_from: float
+    drive: np.ndarray
+    responses: dict
+
+
+def bar_responses(network: RaoBallardNetwork, lengths: Sequence[float], module: int = 1,
+                  plateau_from: float = 18.0, covariance: np.ndarray | None = None,
+                  conditions: Sequence[str] = ("feedback", "no_feedback")) -> BarResponses:
+    """The error units' responses (:class:`BarResponses`) of one level-1 module (the centre one
+    by default) to horizontal bars of each of ``lengths`` (px) at each row shift, in
+    ``conditions``: ``"feedback"`` (the error ``r − U_h r_h``), ``"no_feedback"`` (the level
+    above removed: the error is the response itself) and, given ``covariance`` (the second
+    moment C of the level-1 responses, :func:`response_covariance`), ``"whitened"``: the error
+    ``σ_td² Σ_w⁻¹ r`` of a level 2 that whitens the responses fully
+    (:func:`whitening_covariance`; ``r`` without feedback).  Bars are DoG-filtered like the
+    training images, centred on the module's patch, along the row of modules (the level-2
+    field is 16 px high: only along that axis does a bar longer than a module's patch reach into
+    its neighbours')."""
     p = network.params
-    n1 = p.level1_units
     positive_int(module, "module", minimum=0)
     if module >= p.modules:
         raise ValueError(f"module must be below the number of modules ({p.modules}), got {module}")
@@ -466,7 +478,13 @@ def end_stopping(network: RaoBallardNetwork, lengths: Sequence[float], module: i
     if not np.any(lengths > plateau_from):
         raise ValueError(f"lengths must include one above plateau_from = {plateau_from} px (the "
                          f"plateau is their mean response), got at most {lengths.max():g}")
+    for key in conditions:
+        one_of(key, "conditions", ("feedback", "no_feedback", "whitened"))
+    if "whitened" in conditions and covariance is None:
+        raise ValueError("the condition 'whitened' needs covariance (the responses' second "
+                         "moment, response_covariance)")
     center = ((p.patch - 1) / 2, module * p.offset + (p.patch - 1) / 2)
+    units = slice(module * p.level1_units, (module + 1) * p.level1_units)
 
     # bars of one contrast: a full-length bar's DoG-filtered peak is 3 standard deviations of
     # the training images' pixels (with the Gaussian prior the indices do not depend on it: the
@@ -474,37 +492,91 @@ def end_stopping(network: RaoBallardNetwork, lengths: Sequence[float], module: i
     contrast = 3.0 * p.contrast / np.abs(dog(bar_field(p, p.width, 0.0, center), p.dog_center,
                                              p.dog_surround)).max()
 
-    def responses(fields, feedback):
-        I = split_field(np.stack([contrast * dog(f, p.dog_center, p.dog_surround)
-                                  for f in fields]), p)
-        r, rh = network.infer(I, feedback)
-        return r - rh @ network.Uh.T if feedback else r
+    def inputs(length_shift_pairs):
+        return split_field(np.stack([
+            contrast * dog(bar_field(p, L, 0.0, (center[0] + s, center[1])), p.dog_center,
+                           p.dog_surround) for L, s in length_shift_pairs]), p)
 
-    keys = ("feedback", "no_feedback") + (() if covariance is None else ("whitened",))
-    curves = {key: np.zeros((n1, len(lengths))) for key in keys}
-    if covariance is not None:
+    drive = network.infer(inputs([(6, s) for s in BAR_SHIFTS]), feedback=False)[0][:, units]
+    I = inputs([(L, s) for s in BAR_SHIFTS for L in lengths])
+    shape = (len(BAR_SHIFTS), len(lengths), -1)
+    r = network.infer(I, feedback=False)[0]
+    out = {}
+    if "feedback" in conditions:
+        r_fb, rh = network.infer(I)
+        out["feedback"] = (r_fb - rh @ network.Uh.T)[:, units].reshape(shape)
+    if "no_feedback" in conditions:
+        out["no_feedback"] = r[:, units].reshape(shape)
+    if "whitened" in conditions:
         whiten = p.sigma_td2 * np.linalg.inv(whitening_covariance(covariance, p))
-    shifts = np.arange(-3, 4)
-    drive = responses([bar_field(p, 6, 0.0, (center[0] + s, center[1])) for s in shifts],
-                      False)
-    for k in range(n1):
-        unit = module * n1 + k
-        best = int(np.argmax(np.abs(drive[:, unit])))
-        sign = np.sign(drive[best, unit]) or 1.0
-        fields = [sign * bar_field(p, L, 0.0, (center[0] + shifts[best], center[1]))
-                  for L in lengths]
-        r = responses(fields, False)
-        curves["no_feedback"][k] = r[:, unit]
-        curves["feedback"][k] = responses(fields, True)[:, unit]
-        if covariance is not None:
-            curves["whitened"][k] = (r @ whiten.T)[:, unit]
-    out = {"lengths": lengths.tolist()}
-    plateau = lengths > plateau_from
-    for key, curve in curves.items():
-        peak = curve.max(axis=1)
-        index = (peak - curve[:, plateau].mean(axis=1)) / np.where(peak > 0, peak, np.nan)
-        out[key] = {"curves": curve.tolist(), "index": index.tolist()}
+        out["whitened"] = (r @ whiten.T)[:, units].reshape(shape)
+    return BarResponses(lengths, plateau_from, drive, out)
+
+
+def tuning(bars: BarResponses, rotation: np.ndarray | None = None) -> dict:
+    """Each unit's length tuning and end-stopping index from :func:`bar_responses`.  A unit
+    sees the bar at the row shift where the short bar drives it most, with the polarity that
+    makes that response positive (responses are odd in the image, for either prior); the index
+    is ``(peak − plateau)/peak``, the plateau the mean response for lengths above
+    ``plateau_from``.  ``rotation`` (an orthogonal level1_units × level1_units matrix R): the
+    units of the module's rotated basis ``U_m R`` instead, whose responses and errors are
+    ``Rᵀ`` times these — with the Gaussian prior the rotated network has the same energy, so
+    this is exact (``docs/mathematics.md`` §14).  Returns the lengths and, per condition, the
+    curves (units, lengths) and indices (units,)."""
+    out = {"lengths": bars.lengths.tolist()}
+    for key, (curves, index) in _tuning(bars, rotation).items():
+        out[key] = {"curves": curves.tolist(), "index": index.tolist()}
     return out
+
+
+def _tuning(bars: BarResponses, rotation: np.ndarray | None) -> dict:
+    """:func:`tuning` as arrays: per condition, (curves, index)."""
+    R = np.eye(bars.drive.shape[1]) if rotation is None else np.asarray(rotation, float)
+    drive = bars.drive @ R
+    best = np.argmax(np.abs(drive), axis=0)
+    units = np.arange(drive.shape[1])
+    sign = np.sign(drive[best, units])
+    sign[sign == 0] = 1.0
+    plateau = bars.lengths > bars.plateau_from
+    out = {}
+    for key, resp in bars.responses.items():
+        curves = sign[:, None] * (resp @ R)[best, :, units]           # (units, lengths)
+        peak = curves.max(axis=1)
+        out[key] = curves, (peak - curves[:, plateau].mean(axis=1)) / np.where(peak > 0, peak,
+                                                                                np.nan)
+    return out
+
+
+def end_stopping(network: RaoBallardNetwork, lengths: Sequence[float], module: int = 1,
+                 plateau_from: float = 18.0, covariance: np.ndarray | None = None) -> dict:
+    """Tuning of the error units ``r − U_h r_h`` of one level-1 module (the centre one by
+    default) to horizontal bars of increasing length, with and without feedback (and, given
+    ``covariance``, under a level 2 that whitens fully): :func:`tuning` of
+    :func:`bar_responses`.  Returns the lengths and, per condition, the curves (units, lengths)
+    and indices (units,)."""
+    conditions = ("feedback", "no_feedback") + (() if covariance is None else ("whitened",))
+    return tuning(bar_responses(network, lengths, module, plateau_from, covariance, conditions))
+
+
+def random_rotations(n: int, size: int, seed: int) -> np.ndarray:
+    """``n`` rotations (n, size, size) drawn uniformly (Haar measure) from the orthogonal group:
+    the QR decomposition of a Gaussian matrix with the signs of R's diagonal moved into Q."""
+    rng = np.random.default_rng(seed)
+    Q, R = np.linalg.qr(rng.normal(size=(positive_int(n, "n"), size, size)))
+    return Q * np.sign(np.diagonal(R, axis1=1, axis2=2))[:, None, :]
+
+
+def rotated_counts(bars: BarResponses, rotations: np.ndarray, threshold: float) -> dict:
+    """The number of units with an end-stopping index above ``threshold`` in each condition of
+    ``bars``, for the module's basis turned by each of ``rotations`` (n, units, units): (n,) per
+    condition.  With the Gaussian prior every rotation of a module's basis is the same network
+    (same energy, same weight decay), so training ends at one of them as round-off decides;
+    the counts over Haar-random rotations are what the learned model itself implies."""
+    counts = {key: np.zeros(len(rotations), dtype=int) for key in bars.responses}
+    for n, R in enumerate(rotations):
+        for key, (_, index) in _tuning(bars, R).items():
+            counts[key][n] = int(np.sum(index > threshold))
+    return counts
 
 
 # -- what the level above learns -------------------------------------------------------------------

@@ -342,6 +342,58 @@ def test_a_network_file_without_a_table_and_bad_analysis_arguments_are_refused(t
                             (dict(lengths=[2, 4, 8]), "lengths must include one above")):
         with pytest.raises(ValueError, match=message):
             end_stopping(net, **kwargs)
+    from pcbio.rao_ballard import bar_responses
+    for kwargs, message in ((dict(conditions=("whitened",)), "'whitened' needs covariance"),
+                            (dict(conditions=("lateral",)), "conditions must be one of")):
+        with pytest.raises(ValueError, match=message):
+            bar_responses(net, [2, 20], **kwargs)
+
+
+def test_a_rotated_basis_is_the_same_network_and_its_tuning_is_rotated():
+    """With the Gaussian prior, turning a module's basis (``U_m → U_m R``, the module's rows of
+    ``U_h`` by ``Rᵀ``) leaves the energy unchanged, so the responses and errors turn with it
+    (``r_m → Rᵀ r_m``, §14): end_stopping of the explicitly rotated network equals ``tuning`` of
+    the original's bar responses with that rotation (to round-off), in all three conditions;
+    and the identity rotation is ``end_stopping`` itself."""
+    from pcbio.rao_ballard import bar_responses, end_stopping, random_rotations, tuning
+    p = load_parameters()
+    rng = np.random.default_rng(3)
+    net = RaoBallardNetwork(p, rng.normal(size=(3, 256, 32)) * 0.3,
+                            rng.normal(size=(96, 128)) * 0.3)
+    C = np.cov(rng.normal(size=(96, 400)) * np.linspace(0.2, 3, 96)[:, None])
+    lengths = np.arange(2, 27, 4)
+    R = random_rotations(1, 32, seed=5)[0]
+    U, Uh = net.U.copy(), net.Uh.copy()
+    U[1] = U[1] @ R
+    Uh[32:64] = R.T @ Uh[32:64]
+    C_rot = C.copy()                              # the responses' second moment turns too
+    C_rot[32:64] = R.T @ C_rot[32:64]
+    C_rot[:, 32:64] = C_rot[:, 32:64] @ R
+    rotated = end_stopping(RaoBallardNetwork(p, U, Uh), lengths, covariance=C_rot)
+    bars = bar_responses(net, lengths, covariance=C,
+                         conditions=("feedback", "no_feedback", "whitened"))
+    turned, plain = tuning(bars, R), tuning(bars)
+    direct = end_stopping(net, lengths, covariance=C)
+    for key in ("feedback", "no_feedback", "whitened"):
+        a, b = np.array(rotated[key]["curves"]), np.array(turned[key]["curves"])
+        assert np.abs(a - b).max() < 1e-9 * np.abs(a).max()
+        assert np.array(plain[key]["curves"]) == pytest.approx(np.array(direct[key]["curves"]))
+        assert not np.allclose(a, np.array(plain[key]["curves"]))     # the rotation did act
+
+
+def test_random_rotations_are_haar_distributed():
+    """random_rotations draws from the Haar measure on the orthogonal group: each matrix is
+    orthogonal, an entry has mean 0 and variance 1/n (its square is Beta(1/2, (n−1)/2)), and
+    the determinant is +1 or −1 equally often.  (QR of a Gaussian matrix without the sign
+    correction fails the mean: its Q₁₁ takes one sign.)"""
+    from pcbio.rao_ballard import random_rotations
+    n, k = 32, 2000
+    Q = random_rotations(k, n, seed=0)
+    assert np.abs(Q @ Q.transpose(0, 2, 1) - np.eye(n)).max() < 1e-12
+    q11 = Q[:, 0, 0]
+    assert abs(q11.mean()) < 5 / np.sqrt(n * k)                    # 5 standard errors
+    assert abs((q11 ** 2).mean() - 1 / n) < 5 * np.sqrt(2 / k) / n
+    assert abs(np.mean(np.linalg.det(Q) > 0) - 0.5) < 5 * 0.5 / np.sqrt(k)
 
 
 @pytest.mark.slow
@@ -374,6 +426,13 @@ def test_rao_ballard_experiment_writes_what_the_issue_asks(tmp_path):
         assert curves.shape == (32, len(res["tuning_curves"]["lengths_px"]))
     assert max(res["circuit_step_equivalence_max_abs"]) < 1e-10
     assert (tmp_path / "rao_ballard.pdf").exists()
+    rotations = res["end_stopped_over_rotations"]      # Gaussian prior: over the basis' rotations
+    assert rotations["n_rotations"] == 1000
+    for key in along:
+        c = rotations[key]
+        assert 0 <= c["percentile_5"] <= c["mean"] <= c["percentile_95"] <= 32
+    assert rotations["feedback_minus_no_feedback"]["mean"] == pytest.approx(
+        rotations["feedback"]["mean"] - rotations["no_feedback"]["mean"])
 
 
 @pytest.mark.slow
