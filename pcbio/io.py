@@ -47,7 +47,7 @@ def provenance(seed: int | None, parameters: dict) -> dict:
     return {"seed": seed, "parameters": parameters, "pcbio_version": __version__,
             "git_commit": git_commit(), "python": platform.python_version(),
             "numpy": np.__version__, "scipy": scipy.__version__, "brian2": brian2.__version__,
-            "blas": "; ".join(blas) or "unknown",
+            "blas": "; ".join(dict.fromkeys(blas)) or "unknown",     # numpy's and scipy's
             "machine": f"{platform.machine()}, {os.cpu_count()} cores",
             "command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:]),
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
