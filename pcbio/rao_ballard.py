@@ -500,11 +500,12 @@ def bar_responses(network: RaoBallardNetwork, lengths: Sequence[float], module: 
     drive = network.infer(inputs([(6, s) for s in BAR_SHIFTS]), feedback=False)[0][:, units]
     I = inputs([(L, s) for s in BAR_SHIFTS for L in lengths])
     shape = (len(BAR_SHIFTS), len(lengths), -1)
-    r = network.infer(I, feedback=False)[0]
     out = {}
     if "feedback" in conditions:
         r_fb, rh = network.infer(I)
         out["feedback"] = (r_fb - rh @ network.Uh.T)[:, units].reshape(shape)
+    if {"no_feedback", "whitened"} & set(conditions):
+        r = network.infer(I, feedback=False)[0]
     if "no_feedback" in conditions:
         out["no_feedback"] = r[:, units].reshape(shape)
     if "whitened" in conditions:
