@@ -185,6 +185,7 @@ def _run(quick, seed, progress, prior):
                   title="units; dotted: no feedback")
         ax = axes[0, 2]
         bins = np.linspace(-0.2, 1.0, 13)
+
         def label(name, key):
             """The count, and its mean over rotations of the basis (Gaussian prior)."""
             mean = f" ({rotated[key]['mean']:.1f})" if rotated else ""

@@ -448,11 +448,13 @@ class BarResponses:
     """One module's error units under horizontal bars: ``responses[condition]`` (shifts, lengths,
     level1_units) to a bright bar of each length at each row shift of :data:`BAR_SHIFTS`, and
     ``drive`` (shifts, level1_units), the responses without feedback to a short (6 px) bar, by
-    which each unit's row and polarity are chosen (see :func:`end_stopping`)."""
+    which each unit's row and polarity are chosen (see :func:`end_stopping`); ``prior``, the
+    network's (only the Gaussian one makes a rotated basis the same network)."""
     lengths: np.ndarray
     plateau_from: float
     drive: np.ndarray
     responses: dict
+    prior: str = "gaussian"
 
 
 def bar_responses(network: RaoBallardNetwork, lengths: Sequence[float], module: int = 1,
@@ -511,7 +513,7 @@ def bar_responses(network: RaoBallardNetwork, lengths: Sequence[float], module: 
     if "whitened" in conditions:
         whiten = p.sigma_td2 * np.linalg.inv(whitening_covariance(covariance, p))
         out["whitened"] = (r @ whiten.T)[:, units].reshape(shape)
-    return BarResponses(lengths, plateau_from, drive, out)
+    return BarResponses(lengths, plateau_from, drive, out, p.prior)
 
 
 def tuning(bars: BarResponses, rotation: np.ndarray | None = None) -> dict:
@@ -532,7 +534,8 @@ def tuning(bars: BarResponses, rotation: np.ndarray | None = None) -> dict:
 
 def _tuning(bars: BarResponses, rotation: np.ndarray | None) -> dict:
     """:func:`tuning` as arrays: per condition, (curves, index)."""
-    R = np.eye(bars.drive.shape[1]) if rotation is None else np.asarray(rotation, float)
+    n1 = bars.drive.shape[1]
+    R = np.eye(n1) if rotation is None else _check_rotations(bars, np.asarray(rotation)[None])[0]
     drive = bars.drive @ R
     best = np.argmax(np.abs(drive), axis=0)
     units = np.arange(drive.shape[1])
@@ -559,9 +562,26 @@ def end_stopping(network: RaoBallardNetwork, lengths: Sequence[float], module: i
     return tuning(bar_responses(network, lengths, module, plateau_from, covariance, conditions))
 
 
+def _check_rotations(bars: BarResponses, rotations) -> np.ndarray:
+    """``rotations`` (n, units, units) as an array, refused in one line unless they are
+    orthogonal matrices of the module's size and the network's prior is the Gaussian one."""
+    if bars.prior != "gaussian":
+        raise ValueError(f"rotation: with the {bars.prior} prior a rotated basis is another "
+                         "network (only the Gaussian prior is rotation invariant)")
+    n1 = bars.drive.shape[1]
+    rotations = np.asarray(rotations, dtype=float)
+    if rotations.ndim != 3 or rotations.shape[1:] != (n1, n1):
+        raise ValueError(f"rotation must be {n1} × {n1} (one per unit of the module), got shape "
+                         f"{rotations.shape[1:] if rotations.ndim == 3 else rotations.shape}")
+    if np.abs(rotations @ rotations.transpose(0, 2, 1) - np.eye(n1)).max() > 1e-8:
+        raise ValueError("rotation must be orthogonal (R Rᵀ = I to 1e-8)")
+    return rotations
+
+
 def random_rotations(n: int, size: int, seed: int) -> np.ndarray:
-    """``n`` rotations (n, size, size) drawn uniformly (Haar measure) from the orthogonal group:
-    the QR decomposition of a Gaussian matrix with the signs of R's diagonal moved into Q."""
+    """``n`` orthogonal matrices (n, size, size; rotations and reflections) drawn uniformly (Haar
+    measure) from the orthogonal group: the QR decomposition of a Gaussian matrix with the signs
+    of R's diagonal moved into Q."""
     rng = np.random.default_rng(seed)
     Q, R = np.linalg.qr(rng.normal(size=(positive_int(n, "n"), size, size)))
     return Q * np.sign(np.diagonal(R, axis1=1, axis2=2))[:, None, :]
@@ -573,6 +593,7 @@ def rotated_counts(bars: BarResponses, rotations: np.ndarray, threshold: float) 
     condition.  With the Gaussian prior every rotation of a module's basis is the same network
     (same energy, same weight decay), so training ends at one of them as round-off decides;
     the counts over Haar-random rotations are what the learned model itself implies."""
+    rotations = _check_rotations(bars, rotations)
     counts = {key: np.zeros(len(rotations), dtype=int) for key in bars.responses}
     for n, R in enumerate(rotations):
         for key, (_, index) in _tuning(bars, R).items():

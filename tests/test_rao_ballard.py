@@ -329,7 +329,10 @@ def test_bad_parameters_are_refused_in_one_line_before_any_image_is_loaded(monke
 def test_a_network_file_without_a_table_and_bad_analysis_arguments_are_refused(tmp_path):
     """A network file missing a table is named in the error; end_stopping refuses a module that
     does not exist, non-positive or no bar lengths, and lengths that leave no plateau (the index
-    would be 0/0), before any response is computed."""
+    would be 0/0), before any response is computed; bar_responses an unknown condition or the
+    whitened one without a covariance; tuning and rotated_counts a rotation that is not an
+    orthogonal matrix of the module's size, or any rotation of a sparse-prior network (which
+    is not rotation invariant)."""
     from pcbio.rao_ballard import end_stopping
     path = tmp_path / "net.toml"
     path.write_text("[architecture]\npatch = 16\n")
@@ -342,11 +345,22 @@ def test_a_network_file_without_a_table_and_bad_analysis_arguments_are_refused(t
                             (dict(lengths=[2, 4, 8]), "lengths must include one above")):
         with pytest.raises(ValueError, match=message):
             end_stopping(net, **kwargs)
-    from pcbio.rao_ballard import bar_responses
+    from pcbio.rao_ballard import bar_responses, rotated_counts, tuning
     for kwargs, message in ((dict(conditions=("whitened",)), "'whitened' needs covariance"),
                             (dict(conditions=("lateral",)), "conditions must be one of")):
         with pytest.raises(ValueError, match=message):
             bar_responses(net, [2, 20], **kwargs)
+    # a rotation of the basis: orthogonal, of the module's size, and for the Gaussian prior only
+    bars = bar_responses(net, [2, 20])
+    for rotation, message in ((np.eye(4), "rotation must be 3 × 3"),
+                              (2 * np.eye(3), "rotation must be orthogonal")):
+        with pytest.raises(ValueError, match=message):
+            tuning(bars, rotation)
+    with pytest.raises(ValueError, match="must be 3 × 3"):
+        rotated_counts(bars, np.eye(3), 0.2)
+    _, sparse = _small("sparse")
+    with pytest.raises(ValueError, match="sparse prior a rotated basis is another network"):
+        rotated_counts(bar_responses(sparse, [2, 20]), np.eye(3)[None], 0.2)
 
 
 def test_a_rotated_basis_is_the_same_network_and_its_tuning_is_rotated():
