@@ -43,10 +43,10 @@ from pcbio.learning.train import train
 from pcbio.mapping import map_circuit
 from pcbio.plotting import CIRCUIT, REFERENCE, VAE, figure, headroom, panel_label, style
 from pcbio.progress import SILENT
-from pcbio.rao_ballard import (RaoBallardLearner, RaoBallardNetwork, bar_responses, gabor_fit,
-                               level2_covariance, load_parameters, map_fixed_point,
-                               orientation_index, random_rotations, response_covariance,
-                               rotated_counts, training_inputs, tuning)
+from pcbio.rao_ballard import (RaoBallardLearner, RaoBallardNetwork, bar_responses,
+                               extreme_basis, gabor_fit, level2_covariance, load_parameters,
+                               map_fixed_point, orientation_index, random_rotations,
+                               response_covariance, rotated_counts, training_inputs, tuning)
 
 DESCRIPTION = "Rao & Ballard (1999): natural-image filters and end-stopped error units"
 THRESHOLD = 0.2            # end-stopped: long bars at least 20 % below the peak
@@ -107,6 +107,10 @@ def _run(quick, seed, progress, prior):
                       for key, c in counts.items()},
                    "feedback_minus_no_feedback": {"mean": float(gain.mean()),
                                                   "max": int(gain.max())}}
+        # and the basis of the same network a greedy search finds for RB99's contrast
+        extreme = tuning(bars, extreme_basis(bars, THRESHOLD, seed=seed))
+        rotated["extreme_basis"] = {key: int(np.sum(np.array(extreme[key]["index"]) > THRESHOLD))
+                                    for key in CONDITIONS}
     fb, nf, wh, fx = (index[key] for key in CONDITIONS)
     osi, angle = orientation_index(net.U[1], params.patch)
     gabor_r2, gabor_params = gabor_fit(net.U[1], params.patch)
@@ -205,8 +209,10 @@ def _run(quick, seed, progress, prior):
         headroom(ax, 0.5)                                # for the legend
         ax.set_yticks([t for t in ax.get_yticks() if 0 <= t <= top])
         ax.legend(frameon=False, fontsize=6, loc="upper right", title_fontsize=6,
-                  title=f"end-stopped of {n_units}" + (" (mean over\nrotations of the basis)"
-                                                       if rotated else ""))
+                  title=f"end-stopped of {n_units}" + (
+                      " (mean over\nrotations of the basis; a basis\nchosen for it: "
+                      f"{rotated['extreme_basis']['feedback']} with, "
+                      f"{rotated['extreme_basis']['no_feedback']} without)" if rotated else ""))
         ax = axes[0, 3]
         err = np.array(data["reconstruction_error"])
         smooth = np.convolve(err, np.ones(20) / 20, mode="valid")      # 200 inputs

@@ -526,16 +526,17 @@ def tuning(bars: BarResponses, rotation: np.ndarray | None = None) -> dict:
     ``Rᵀ`` times these — with the Gaussian prior the rotated network has the same energy, so
     this is exact (``docs/mathematics.md`` §14).  Returns the lengths and, per condition, the
     curves (units, lengths) and indices (units,)."""
+    n1 = bars.drive.shape[1]
+    R = np.eye(n1) if rotation is None else _check_rotations(bars, np.asarray(rotation)[None])[0]
     out = {"lengths": bars.lengths.tolist()}
-    for key, (curves, index) in _tuning(bars, rotation).items():
+    for key, (curves, index) in _tuning(bars, R).items():
         out[key] = {"curves": curves.tolist(), "index": index.tolist()}
     return out
 
 
-def _tuning(bars: BarResponses, rotation: np.ndarray | None) -> dict:
-    """:func:`tuning` as arrays: per condition, (curves, index)."""
-    n1 = bars.drive.shape[1]
-    R = np.eye(n1) if rotation is None else _check_rotations(bars, np.asarray(rotation)[None])[0]
+def _tuning(bars: BarResponses, R: np.ndarray) -> dict:
+    """:func:`tuning` as arrays, for units along the columns of R (level1_units, m), any unit
+    vectors: per condition, (curves (m, lengths), index (m,))."""
     drive = bars.drive @ R
     best = np.argmax(np.abs(drive), axis=0)
     units = np.arange(drive.shape[1])
@@ -576,6 +577,37 @@ def _check_rotations(bars: BarResponses, rotations) -> np.ndarray:
     if np.abs(rotations @ rotations.transpose(0, 2, 1) - np.eye(n1)).max() > 1e-8:
         raise ValueError("rotation must be orthogonal (R Rᵀ = I to 1e-8)")
     return rotations
+
+
+def extreme_basis(bars: BarResponses, threshold: float, samples: int = 5000,
+                  seed: int = 0) -> np.ndarray:
+    """An orthonormal basis (level1_units, level1_units) of the module's units chosen to make as
+    many of them as it can end-stopped with feedback and as few as it can without: column by
+    column, the best of ``samples`` random unit vectors orthogonal to the columns before it,
+    scored by (index with feedback > ``threshold``) + (index without ≤ ``threshold``), ties
+    broken by the two margins.  A greedy search, so what it finds is what some basis reaches,
+    not the most any can.  With the Gaussian prior every orthonormal basis is the same trained
+    network (:func:`rotated_counts`), so this says how far the counts can go without changing
+    the network; pass the result to :func:`tuning` as its rotation."""
+    _check_rotations(bars, np.eye(bars.drive.shape[1])[None])        # the Gaussian prior only
+    for key in ("feedback", "no_feedback"):
+        if key not in bars.responses:
+            raise ValueError(f"extreme_basis needs the condition {key!r} in bars")
+    rng = np.random.default_rng(seed)
+    n1 = bars.drive.shape[1]
+    Q = np.zeros((n1, 0))
+    for _ in range(n1):
+        W = (np.eye(n1) - Q @ Q.T) @ rng.normal(size=(n1, positive_int(samples, "samples")))
+        W /= np.linalg.norm(W, axis=0)
+        index = _tuning(bars, W)
+        with_fb = np.nan_to_num(index["feedback"][1], nan=-np.inf)
+        without = np.nan_to_num(index["no_feedback"][1], nan=np.inf)
+        margins = np.clip(with_fb - threshold, -1, 1) + np.clip(threshold - without, -1, 1)
+        score = (with_fb > threshold).astype(float) + (without <= threshold) + 0.01 * margins
+        w = W[:, np.argmax(score)]
+        w -= Q @ (Q.T @ w)                                   # orthogonal to round-off
+        Q = np.column_stack([Q, w / np.linalg.norm(w)])
+    return Q
 
 
 def random_rotations(n: int, size: int, seed: int) -> np.ndarray:

@@ -395,6 +395,29 @@ def test_a_rotated_basis_is_the_same_network_and_its_tuning_is_rotated():
         assert not np.allclose(a, np.array(plain[key]["curves"]))     # the rotation did act
 
 
+def test_extreme_basis_is_an_orthonormal_basis_that_counts_as_it_scores():
+    """extreme_basis returns an orthonormal basis of the module's units (so, with the Gaussian
+    prior, the same network), the same one for the same seed; its first column is the best of
+    its samples, so whenever some sampled direction is end-stopped with feedback and not without,
+    that unit of the basis is too; it needs both conditions and the Gaussian prior."""
+    from pcbio.rao_ballard import bar_responses, extreme_basis, tuning
+    p = load_parameters()
+    rng = np.random.default_rng(4)
+    net = RaoBallardNetwork(p, rng.normal(size=(3, 256, 32)) * 0.3,
+                            rng.normal(size=(96, 128)) * 0.3)
+    bars = bar_responses(net, np.arange(2, 27, 4))
+    Q = extreme_basis(bars, 0.2, samples=300, seed=1)
+    assert np.abs(Q.T @ Q - np.eye(32)).max() < 1e-12
+    assert np.array_equal(Q, extreme_basis(bars, 0.2, samples=300, seed=1))
+    first = tuning(bars, Q)
+    assert first["feedback"]["index"][0] > 0.2 and first["no_feedback"]["index"][0] <= 0.2
+    with pytest.raises(ValueError, match="needs the condition 'no_feedback'"):
+        extreme_basis(bar_responses(net, [2, 20], conditions=("feedback",)), 0.2)
+    _, sparse = _small("sparse")
+    with pytest.raises(ValueError, match="sparse prior"):
+        extreme_basis(bar_responses(sparse, [2, 20]), 0.2)
+
+
 def test_random_rotations_are_haar_distributed():
     """random_rotations draws from the Haar measure on the orthogonal group: each matrix is
     orthogonal, an entry has mean 0 and variance 1/n (its square is Beta(1/2, (n−1)/2)), and
@@ -447,6 +470,9 @@ def test_rao_ballard_experiment_writes_what_the_issue_asks(tmp_path):
         assert 0 <= c["percentile_5"] <= c["mean"] <= c["percentile_95"] <= 32
     assert rotations["feedback_minus_no_feedback"]["mean"] == pytest.approx(
         rotations["feedback"]["mean"] - rotations["no_feedback"]["mean"])
+    assert rotations["feedback_minus_no_feedback"]["max"] <= 32
+    assert set(rotations["extreme_basis"]) == set(along)
+    assert all(0 <= n <= 32 for n in rotations["extreme_basis"].values())
 
 
 @pytest.mark.slow
