@@ -108,9 +108,9 @@ def _run(quick, seed, progress, prior):
                    "feedback_minus_no_feedback": {"mean": float(gain.mean()),
                                                   "max": int(gain.max())}}
         # and the basis of the same network a greedy search finds for RB99's contrast
-        extreme = tuning(bars, extreme_basis(bars, THRESHOLD, seed=seed))
-        rotated["extreme_basis"] = {key: int(np.sum(np.array(extreme[key]["index"]) > THRESHOLD))
-                                    for key in CONDITIONS}
+        chosen = extreme_basis(bars, THRESHOLD, seed=seed)
+        rotated["extreme_basis"] = {key: int(c[0]) for key, c in
+                                    rotated_counts(bars, chosen[None], THRESHOLD).items()}
     fb, nf, wh, fx = (index[key] for key in CONDITIONS)
     osi, angle = orientation_index(net.U[1], params.patch)
     gabor_r2, gabor_params = gabor_fit(net.U[1], params.patch)

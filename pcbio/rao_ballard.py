@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -563,12 +563,17 @@ def end_stopping(network: RaoBallardNetwork, lengths: Sequence[float], module: i
     return tuning(bar_responses(network, lengths, module, plateau_from, covariance, conditions))
 
 
-def _check_rotations(bars: BarResponses, rotations) -> np.ndarray:
-    """``rotations`` (n, units, units) as an array, refused in one line unless they are
-    orthogonal matrices of the module's size and the network's prior is the Gaussian one."""
+def _require_rotation_invariance(bars: BarResponses) -> None:
+    """Refuse in one line a network whose prior makes a rotated basis another network."""
     if bars.prior != "gaussian":
         raise ValueError(f"rotation: with the {bars.prior} prior a rotated basis is another "
                          "network (only the Gaussian prior is rotation invariant)")
+
+
+def _check_rotations(bars: BarResponses, rotations) -> np.ndarray:
+    """``rotations`` (n, units, units) as an array, refused in one line unless they are
+    orthogonal matrices of the module's size and the network's prior is the Gaussian one."""
+    _require_rotation_invariance(bars)
     n1 = bars.drive.shape[1]
     rotations = np.asarray(rotations, dtype=float)
     if rotations.ndim != 3 or rotations.shape[1:] != (n1, n1):
@@ -589,10 +594,13 @@ def extreme_basis(bars: BarResponses, threshold: float, samples: int = 5000,
     not the most any can.  With the Gaussian prior every orthonormal basis is the same trained
     network (:func:`rotated_counts`), so this says how far the counts can go without changing
     the network; pass the result to :func:`tuning` as its rotation."""
-    _check_rotations(bars, np.eye(bars.drive.shape[1])[None])        # the Gaussian prior only
+    _require_rotation_invariance(bars)
     for key in ("feedback", "no_feedback"):
         if key not in bars.responses:
             raise ValueError(f"extreme_basis needs the condition {key!r} in bars")
+    # only the two scored conditions, in the loop over 32 × samples directions
+    bars = replace(bars, responses={key: bars.responses[key]
+                                    for key in ("feedback", "no_feedback")})
     rng = np.random.default_rng(seed)
     n1 = bars.drive.shape[1]
     Q = np.zeros((n1, 0))
