@@ -398,14 +398,23 @@ def test_a_rotated_basis_is_the_same_network_and_its_tuning_is_rotated():
 def test_extreme_basis_is_an_orthonormal_basis_that_counts_as_it_scores():
     """extreme_basis returns an orthonormal basis of the module's units (so, with the Gaussian
     prior, the same network), the same one for the same seed; its first column is the best of
-    its samples, so whenever some sampled direction is end-stopped with feedback and not without,
-    that unit of the basis is too; it needs both conditions and the Gaussian prior."""
-    from pcbio.rao_ballard import bar_responses, extreme_basis, tuning
+    its samples, so when a fraction f of all directions is end-stopped with feedback and not
+    without (measured here on the units of 20 independent random rotations), the first unit is
+    such a direction unless all 300 samples missed them, which has probability (1 − f)³⁰⁰; it
+    needs both conditions and the Gaussian prior."""
+    from pcbio.rao_ballard import bar_responses, extreme_basis, random_rotations, tuning
     p = load_parameters()
     rng = np.random.default_rng(4)
     net = RaoBallardNetwork(p, rng.normal(size=(3, 256, 32)) * 0.3,
                             rng.normal(size=(96, 128)) * 0.3)
     bars = bar_responses(net, np.arange(2, 27, 4))
+
+    def good(t):
+        return (np.array(t["feedback"]["index"]) > 0.2) & ~(np.array(t["no_feedback"]["index"])
+                                                             > 0.2)
+
+    f = np.mean([good(tuning(bars, R)) for R in random_rotations(20, 32, seed=7)])
+    assert (1 - f) ** 300 < 1e-3
     Q = extreme_basis(bars, 0.2, samples=300, seed=1)
     assert np.abs(Q.T @ Q - np.eye(32)).max() < 1e-12
     assert np.array_equal(Q, extreme_basis(bars, 0.2, samples=300, seed=1))
