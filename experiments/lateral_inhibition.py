@@ -10,9 +10,10 @@ whitening, ``(I + M)⁻¹ = C^{-1/2}``.  (a) The learned filter of the centre pi
 image before and after the learned filter; (c) held-out patch covariance before and after;
 (d) the fitted filters' surround against the input noise variance: it weakens and broadens as
 noise rises (Srinivasan, Laughlin & Dubs 1982); (e) the learned circuit's covariance deviation
-over epochs, against the fitted ZCA flow's and the sampling error's on the same held-out patches; (f) a temporal flow (each frame predicted from
-the one before) on a bar jumping over a static textured background: the background is gone from
-its prediction residual, the bar stays.  The JSON also holds the held-out log-likelihood gain of a PPCA model fitted
+over epochs, against the fitted ZCA flow's and the sampling error's on the same held-out
+patches; (f) a temporal flow (each frame predicted from the one before) on a bar jumping over a
+static textured background: the background is gone from its prediction residual, the bar
+stays.  The JSON also holds the held-out log-likelihood gain of a PPCA model fitted
 behind the learned front end over the same model on raw patches.  The points of (d) go to the
 pool the experiment is given (``pcbio run lateral_inhibition --workers 2``).
 """

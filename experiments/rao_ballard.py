@@ -24,7 +24,9 @@ steady state of the paper's inference equation) and the weights take the paper's
     orientation continues into the neighbouring patches).  With the Gaussian prior every
     rotation of a module's basis is the same network, and training ends at one of them as
     round-off decides: the legend gives, in brackets, the mean count over 1000 Haar-random
-    rotations of the centre module's basis, and the JSON its 5th and 95th percentiles.
+    rotations of the centre module's basis (the JSON also its 5th and 95th percentiles), and
+    the counts in the basis that a greedy search picks to make the most units end-stopped with
+    feedback and the fewest without (``extreme_basis``).
 (d) Training: reconstruction error per input and the held-out log-likelihood of the equivalent
     model.
 The rate circuit of the trained (equivalent) model is mapped on two held-out inputs: its Euler
