@@ -32,6 +32,10 @@ steady state of the paper's inference equation) and the weights take the paper's
 The rate circuit of the trained (equivalent) model is mapped on two held-out inputs: its Euler
 steps against gradient iterative inference on the VAE side (the dynamics whose fixed point is the
 exact posterior mean the training used).
+
+Options: ``--set prior=sparse`` (the paper's kurtotic prior) and ``--set basis=unit_norm`` (not
+the paper's: each level-1 basis vector held at length 1, as Olshausen & Field hold theirs, with
+the contrast and first k2 of ``UNIT_NORM``; with the sparse prior it learns Gabor-like filters).
 """
 
 from dataclasses import replace
@@ -59,21 +63,27 @@ GABOR_R2 = 0.8             # a good Gabor fit explains at least 80 % of a basis 
 PAPER = {"end_stopped_feedback": 28, "end_stopped_no_feedback": 5, "n_error_units": 32}
 CONDITIONS = ("feedback", "no_feedback", "whitened", "fixed_point")
 N_ROTATIONS = 1000         # random rotations of the centre module's basis (Gaussian prior)
-#: ``pcbio run rao_ballard --set prior=sparse``: the paper's sparse (kurtotic) prior
-OPTIONS = {"prior": ("gaussian", "sparse")}
+#: ``pcbio run rao_ballard --set prior=sparse``: the paper's sparse (kurtotic) prior;
+#: ``--set basis=unit_norm``: level-1 basis vectors held at unit length (not the paper's)
+OPTIONS = {"prior": ("gaussian", "sparse"), "basis": ("weight_decay", "unit_norm")}
+#: ``basis=unit_norm``: each level-1 basis vector is rescaled to length 1 after every step
+#: (Olshausen & Field 1996) instead of the size RB99's weight decay sets, at contrast 1 so that
+#: the responses reach the sparse prior's non-Gaussian range (|r| ~ 1), and with k2 starting
+#: at 0.1, as k2 = 1 turns a unit-length vector too far per step (README, "Rao & Ballard")
+UNIT_NORM = {"basis_norm": 1.0, "contrast": 1.0, "k2_initial": 0.1}
 
 
-def run(quick=False, seed=0, progress=SILENT, prior="gaussian"):
+def run(quick=False, seed=0, progress=SILENT, prior="gaussian", basis="weight_decay"):
     # One BLAS thread: with the Gaussian prior a module's basis can turn freely within its
     # subspace (README, "Rao & Ballard"), so round-off decides where training ends, and BLAS
     # sums in an order that depends on its thread count; one thread gives the same network on
     # any number of cores (about as fast: the matrices are small).
     with threadpool_limits(limits=1):
-        return _run(quick, seed, progress, prior)
+        return _run(quick, seed, progress, prior, basis)
 
 
-def _run(quick, seed, progress, prior):
-    params = load_parameters(prior=prior)
+def _run(quick, seed, progress, prior, basis):
+    params = load_parameters(prior=prior, **(UNIT_NORM if basis == "unit_norm" else {}))
     n_train, n_test = (1500, 100) if quick else (12000, 400)
     inputs = training_inputs(n_train + n_test, params, seed)
     learner = RaoBallardLearner(RaoBallardNetwork.initial(params, seed))
@@ -96,10 +106,10 @@ def _run(quick, seed, progress, prior):
     es = tuning(bars)
     index = {key: np.array(es[key]["index"]) for key in CONDITIONS}
     rotated = {}
-    if prior == "gaussian":
+    if prior == "gaussian" and not params.basis_norm:
         # every rotation of the centre module's basis is the same trained network: the counts
         # over Haar-random rotations are those of the learned model, not of the basis that
-        # round-off happened to pick
+        # round-off happened to pick (a basis held at unit length is not free to rotate)
         counts = rotated_counts(bars, random_rotations(N_ROTATIONS, params.level1_units, seed),
                                 THRESHOLD)
         gain = counts["feedback"] - counts["no_feedback"]

@@ -61,6 +61,7 @@ class RaoBallardParameters:
     k2_divisor: float = 1.015
     k2_every: int = 40
     weight_decay: float = 0.02
+    basis_norm: float = 0.0
     images: tuple = ("camera", "grass", "gravel", "brick", "moon")
     dog_center: float = 1.0
     dog_surround: float = 3.0
@@ -75,6 +76,7 @@ class RaoBallardParameters:
                      "k2_divisor", "weight_decay", "dog_center", "dog_surround", "contrast"):
             positive_number(getattr(self, name), name)
         positive_number(self.alpha, "alpha", allow_zero=True)
+        positive_number(self.basis_norm, "basis_norm", allow_zero=True)
         if self.k2_divisor < 1:
             raise ValueError(f"k2_divisor must be >= 1 (the learning rate is divided by it), got "
                              f"{self.k2_divisor}")
@@ -236,9 +238,13 @@ class RaoBallardNetwork:
 
         The inputs' energies are separate, so every input takes its own step.  The Hessian is
         the Gaussian part's (constant: linear links) plus ``α (1 − r²)/(1 + r²)²`` on r's
-        diagonal; where that is negative (|r| > 1, the prior's concave tails) it is left out,
-        which keeps the Hessian positive definite and every step a descent direction, and a
-        backtracking (Armijo) line search makes every step lower the energy.  Converged when
+        diagonal.  Where it is positive definite (near a minimum) the step is Newton's, which
+        converges quadratically; for an input where it is not (responses in the prior's concave
+        tails, |r| > 1), it is shifted by ``(10⁻³ − 1.1 λ_min) I``, λ_min its lowest eigenvalue,
+        which makes it positive definite and the step a descent direction that still follows the
+        negative curvature out of the concave region (a modified Newton step; leaving the
+        negative curvature out instead took hundreds of steps there).  A backtracking (Armijo)
+        line search makes every step lower the energy.  Converged when
         every gradient entry is below ``gtol·max(1, |E_n|)``; otherwise OptimisationError.
         (L-BFGS stalled here on trained weights: their large singular values against α_h's
         weak curvature make the energy badly conditioned.)"""
@@ -246,8 +252,8 @@ class RaoBallardNetwork:
         model = self.original_model() if feedback else self.equivalent_model(False)
         n1 = r.shape[1]
 
-        def energy(z):
-            """Per-input energies (n,) and gradients (n, D)."""
+        def energy(I, z):
+            """Per-input energies (n,) and gradients (n, D) at responses z to inputs I."""
             levels = [z[:, :n1], z[:, n1:]] if feedback else [z]
             r_ = levels[0]
             value = -model.log_joint(I, levels)
@@ -264,26 +270,33 @@ class RaoBallardNetwork:
             H0 = H0 - p.alpha * np.eye(n1)
         units = np.arange(n1)
         z = np.concatenate([r, rh], axis=1) if feedback else r.copy()
-        value, grad = energy(z)
+        value, grad = energy(I, z)
         for _ in range(max_iter):
-            if np.all(np.abs(grad).max(axis=1) <= gtol * np.maximum(1.0, np.abs(value))):
+            # only the inputs not yet converged take a step
+            a = np.flatnonzero(np.abs(grad).max(axis=1) > gtol * np.maximum(1.0, np.abs(value)))
+            if not len(a):
                 return z[:, :n1], (z[:, n1:] if feedback else None)
-            H = np.repeat(H0[None], len(z), axis=0)
-            r_ = z[:, :n1]
-            H[:, units, units] += np.maximum(p.alpha * (1 - r_ ** 2) / (1 + r_ ** 2) ** 2, 0.0)
-            step = np.linalg.solve(H, grad[..., None])[..., 0]
-            slope = np.sum(grad * step, axis=1)                     # > 0: H is positive definite
-            t = np.ones(len(z))
+            H = np.repeat(H0[None], len(a), axis=0)
+            r_ = z[a, :n1]
+            curvature = p.alpha * (1 - r_ ** 2) / (1 + r_ ** 2) ** 2      # the prior's
+            H[:, units, units] += curvature
+            indefinite = np.flatnonzero(~_positive_definite(H))
+            if len(indefinite):
+                lowest = np.linalg.eigvalsh(H[indefinite])[:, 0]
+                H[indefinite] += (1e-3 - 1.1 * lowest)[:, None, None] * np.eye(H.shape[1])
+            step = np.linalg.solve(H, grad[a, :, None])[..., 0]
+            slope = np.sum(grad[a] * step, axis=1)                  # > 0: H is positive definite
+            t = np.ones(len(a))
             for _ in range(60):
-                new_z = z - t[:, None] * step
-                new_value, new_grad = energy(new_z)
-                worse = new_value > value - 1e-4 * t * slope
+                new_z = z[a] - t[:, None] * step
+                new_value, new_grad = energy(I[a], new_z)
+                worse = new_value > value[a] - 1e-4 * t * slope
                 # round-off: a step that cannot lower E measurably is accepted as it is
-                worse &= np.abs(new_value - value) > 1e-15 * np.abs(value)
+                worse &= np.abs(new_value - value[a]) > 1e-15 * np.abs(value[a])
                 if not worse.any():
                     break
                 t = np.where(worse, 0.5 * t, t)
-            z, value, grad = new_z, new_value, new_grad
+            z[a], value[a], grad[a] = new_z, new_value, new_grad
         raise OptimisationError(f"Rao-Ballard sparse MAP: damped Newton did not converge in "
                                 f"{max_iter} steps (largest gradient entry "
                                 f"{np.abs(grad).max():.3g})")
@@ -292,7 +305,9 @@ class RaoBallardNetwork:
         """RB99's weight update for inputs ``I`` (n, …) at their responses, summed over the n
         inputs: ``ΔU = k2 ((1/σ²)(I − U r) rᵀ − λ U)`` (each module's block) and
         ``ΔU_h = k2 ((1/σ_td²)(r − U_h r_h) r_hᵀ − λ U_h)`` — the Hebbian gradient of
-        :meth:`original_model` (``parameter_gradient``) plus weight decay."""
+        :meth:`original_model` (``parameter_gradient``) plus weight decay.  With ``basis_norm``
+        > 0 each level-1 basis vector (column of a module's U) is then rescaled to that length,
+        as Olshausen & Field (1996) hold theirs, in place of the size the decay would set."""
         p, n1, n_in = self.params, self.params.level1_units, self.params.patch ** 2
         grad = self.original_model().parameter_gradient(I, [r, rh])
         G = grad.links[0].weights
@@ -300,7 +315,23 @@ class RaoBallardNetwork:
                            for m in range(p.modules)])
         n = len(I)
         self.U = self.U + k2 * (blocks - n * p.weight_decay * self.U)
+        if p.basis_norm:
+            self.U *= p.basis_norm / np.linalg.norm(self.U, axis=1, keepdims=True)
         self.Uh = self.Uh + k2 * (grad.links[1].weights - n * p.weight_decay * self.Uh)
+
+
+def _positive_definite(H: np.ndarray) -> np.ndarray:
+    """Whether each symmetric matrix of the stack ``H`` (n, d, d) is positive definite, (n,)
+    bool: one Cholesky factorisation of the stack, and one per matrix only if that fails."""
+    def one(h):
+        try:
+            np.linalg.cholesky(h)
+            return True
+        except np.linalg.LinAlgError:
+            return False
+    if one(H):
+        return np.ones(len(H), bool)
+    return np.array([one(h) for h in H])
 
 
 class RaoBallardLearner:
@@ -448,13 +479,15 @@ class BarResponses:
     """One module's error units under horizontal bars: ``responses[condition]`` (shifts, lengths,
     level1_units) to a bright bar of each length at each row shift of :data:`BAR_SHIFTS`, and
     ``drive`` (shifts, level1_units), the responses without feedback to a short (6 px) bar, by
-    which each unit's row and polarity are chosen (see :func:`end_stopping`); ``prior``, the
-    network's (only the Gaussian one makes a rotated basis the same network)."""
+    which each unit's row and polarity are chosen (see :func:`end_stopping`); ``prior`` and
+    ``basis_norm``, the network's (only the Gaussian prior, with the basis' length left to the
+    weight decay, makes a rotated basis the same network)."""
     lengths: np.ndarray
     plateau_from: float
     drive: np.ndarray
     responses: dict
     prior: str = "gaussian"
+    basis_norm: float = 0.0
 
 
 def bar_responses(network: RaoBallardNetwork, lengths: Sequence[float], module: int = 1,
@@ -513,7 +546,7 @@ def bar_responses(network: RaoBallardNetwork, lengths: Sequence[float], module: 
     if "whitened" in conditions:
         whiten = p.sigma_td2 * np.linalg.inv(whitening_covariance(covariance, p))
         out["whitened"] = (r @ whiten.T)[:, units].reshape(shape)
-    return BarResponses(lengths, plateau_from, drive, out, p.prior)
+    return BarResponses(lengths, plateau_from, drive, out, p.prior, p.basis_norm)
 
 
 def tuning(bars: BarResponses, rotation: np.ndarray | None = None) -> dict:
@@ -564,10 +597,14 @@ def end_stopping(network: RaoBallardNetwork, lengths: Sequence[float], module: i
 
 
 def _require_rotation_invariance(bars: BarResponses) -> None:
-    """Refuse in one line a network whose prior makes a rotated basis another network."""
+    """Refuse in one line a network of which a rotated basis is another network (its prior or
+    its held basis length)."""
     if bars.prior != "gaussian":
         raise ValueError(f"rotation: with the {bars.prior} prior a rotated basis is another "
                          "network (only the Gaussian prior is rotation invariant)")
+    if bars.basis_norm:
+        raise ValueError(f"rotation: with basis_norm = {bars.basis_norm} each basis vector is held "
+                         "at that length, which a rotated basis is not (use basis_norm = 0)")
 
 
 def _check_rotations(bars: BarResponses, rotations) -> np.ndarray:

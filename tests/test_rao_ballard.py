@@ -3,6 +3,7 @@ equivalent Gaussian model pcbio infers with, and the analysis tools (``docs/math
 §14)."""
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -94,6 +95,22 @@ def test_one_learning_step_is_the_papers_weight_update():
     net.learning_step(I, r, rh, k2)
     np.testing.assert_allclose(net.U, want_U, rtol=0, atol=1e-13)
     np.testing.assert_allclose(net.Uh, want_Uh, rtol=0, atol=1e-13)
+
+
+def test_a_held_basis_length_rescales_each_column_after_the_papers_step():
+    """``basis_norm`` > 0 (Olshausen & Field's normalisation, not RB99's): one learning step is
+    the paper's update (checked exactly above) followed by rescaling each level-1 basis vector
+    to that length; the level above is the paper's update unchanged."""
+    p, net = _small()
+    held = RaoBallardNetwork(replace(p, basis_norm=2.0), net.U.copy(), net.Uh.copy())
+    I = training_inputs(3, p, seed=4)
+    r, rh = net.infer(I)
+    net.learning_step(I, r, rh, 0.7)
+    held.learning_step(I, r, rh, 0.7)
+    want = 2.0 * net.U / np.linalg.norm(net.U, axis=1, keepdims=True)
+    np.testing.assert_allclose(held.U, want, rtol=0, atol=1e-13)
+    np.testing.assert_allclose(np.linalg.norm(held.U, axis=1), 2.0, rtol=1e-13)
+    np.testing.assert_array_equal(held.Uh, net.Uh)
 
 
 def test_error_units_carry_the_response_whitened_by_the_level_above():
@@ -253,6 +270,38 @@ def test_sparse_map_converges_on_the_badly_conditioned_weights_of_training():
                           - 1e-12 * scale)
 
 
+def test_sparse_map_is_a_strict_minimum_where_responses_reach_the_priors_concave_range():
+    """Unit-length basis vectors at contrast 1 (``basis=unit_norm``'s regime): many responses
+    exceed 1, where the prior ``α log(1 + r²)/2`` is concave and the energy is not convex.  The
+    inferred responses still satisfy the second-order conditions of a strict local minimum of
+    RB99's sparse energy: its gradient vanishes (below 1e-5 of its size at r = 0; the solver
+    stops at 1e-9 of −log p(I, r), whose normalising constants are in the hundreds) and its
+    Hessian, written out here from the energy's terms, is positive definite — with the level
+    above and without it."""
+    p = load_parameters(prior="sparse", contrast=1.0, basis_norm=1.0)
+    net = RaoBallardNetwork.initial(p, seed=0)
+    net.U /= np.linalg.norm(net.U, axis=1, keepdims=True)
+    net.Uh *= 30.0                                  # a level above that predicts something
+    I = training_inputs(8, p, seed=3)
+    U, Uh = net.block_weights(), net.Uh
+    n1, n2 = Uh.shape
+    for feedback in (True, False):
+        r, rh = net.infer(I, feedback)
+        assert np.sum(np.abs(r) > 1) >= len(I)       # the concave range is reached
+        for n in range(len(I)):
+            prior = np.diag(p.alpha * (1 - r[n] ** 2) / (1 + r[n] ** 2) ** 2)
+            g = -(I[n] - U @ r[n]) @ U / p.sigma2 + p.alpha * r[n] / (1 + r[n] ** 2)
+            H = U.T @ U / p.sigma2 + prior
+            if feedback:
+                e_td = (r[n] - Uh @ rh[n]) / p.sigma_td2
+                g = np.concatenate([g + e_td, -e_td @ Uh + p.alpha_top * rh[n]])
+                H = np.block([[H + np.eye(n1) / p.sigma_td2, -Uh / p.sigma_td2],
+                              [-Uh.T / p.sigma_td2, Uh.T @ Uh / p.sigma_td2
+                               + p.alpha_top * np.eye(n2)]])
+            assert np.abs(g).max() <= 1e-5 * np.abs(I[n] @ U).max()    # the gradient at r = 0
+            assert np.linalg.eigvalsh(H).min() > 0
+
+
 def test_orientation_index_of_gratings_and_bars():
     """A horizontal-stripe grating has orientation index ≈ 1 and preferred (stripe) orientation
     0; the same grating turned 90° has preferred orientation π/2; a round blob has index ≈ 0.
@@ -309,6 +358,7 @@ def test_colour_sample_images_become_their_luminance():
     (dict(sigma_td2=-1.0), "sigma_td2 must be a finite number > 0"),
     (dict(level2_units=2.5), "level2_units must be an integer"),
     (dict(k2_divisor=0.5), "k2_divisor must be >= 1"),
+    (dict(basis_norm=-1.0), "basis_norm must be a finite number >= 0"),
     (dict(dog_surround=0.5), "dog_surround (0.5) must exceed dog_center"),
     (dict(images=()), "images must name at least one"),
     (dict(window=4.0), "unknown parameter(s) ['window']"),
@@ -332,7 +382,7 @@ def test_a_network_file_without_a_table_and_bad_analysis_arguments_are_refused(t
     would be 0/0), before any response is computed; bar_responses an unknown condition or the
     whitened one without a covariance; tuning and rotated_counts a rotation that is not an
     orthogonal matrix of the module's size, or any rotation of a sparse-prior network (which
-    is not rotation invariant)."""
+    is not rotation invariant) or of one whose basis vectors are held at a length."""
     from pcbio.rao_ballard import end_stopping
     path = tmp_path / "net.toml"
     path.write_text("[architecture]\npatch = 16\n")
@@ -361,6 +411,9 @@ def test_a_network_file_without_a_table_and_bad_analysis_arguments_are_refused(t
     _, sparse = _small("sparse")
     with pytest.raises(ValueError, match="sparse prior a rotated basis is another network"):
         rotated_counts(bar_responses(sparse, [2, 20]), np.eye(3)[None], 0.2)
+    held = RaoBallardNetwork(replace(p, basis_norm=1.0), net.U, net.Uh)
+    with pytest.raises(ValueError, match="basis_norm = 1.0 each basis vector is held"):
+        rotated_counts(bar_responses(held, [2, 20]), np.eye(3)[None], 0.2)
 
 
 def test_a_rotated_basis_is_the_same_network_and_its_tuning_is_rotated():
@@ -482,6 +535,26 @@ def test_rao_ballard_experiment_writes_what_the_issue_asks(tmp_path):
     assert rotations["feedback_minus_no_feedback"]["max"] <= 32
     assert set(rotations["extreme_basis"]) == set(along)
     assert all(0 <= n <= 32 for n in rotations["extreme_basis"].values())
+
+
+@pytest.mark.slow
+def test_a_unit_length_basis_is_an_option_of_the_experiment(tmp_path):
+    """`pcbio run rao_ballard --quick --set prior=sparse --set basis=unit_norm`: the results file
+    records both options and the values the variant sets (basis_norm 1, contrast 1, k2 from
+    0.1), every learned level-1 basis vector has length 1, and no counts over rotations are
+    reported (a rotated basis would not have unit-length columns: not the same network)."""
+    from pcbio.cli import main
+    assert main(["run", "rao_ballard", "--quick", "--set", "prior=sparse", "--set",
+                 "basis=unit_norm", "--out", str(tmp_path), "--quiet"]) == 0
+    record = json.loads((tmp_path / "rao_ballard.json").read_text())
+    assert record["options"] == {"prior": "sparse", "basis": "unit_norm"}
+    params = record["parameters"]
+    assert (params["prior"], params["basis_norm"], params["contrast"], params["k2_initial"]) == (
+        "sparse", 1.0, 1.0, 0.1)
+    U = np.array(record["results"]["weights"]["U"])
+    np.testing.assert_allclose(np.linalg.norm(U, axis=1), 1.0, rtol=1e-12)
+    assert record["results"]["end_stopped_over_rotations"] == {}
+    assert len(record["results"]["end_stopping_index"]["no_feedback"]) == 32
 
 
 @pytest.mark.slow
