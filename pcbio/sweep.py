@@ -81,6 +81,11 @@ def _argv(command, target, options):
         if isinstance(value, bool):
             if value:
                 argv.append(_option(name))
+        elif isinstance(value, list):             # a repeatable option, given once per item
+            if name != "set":
+                raise ValueError(f"option {name!r} takes one value, got the list {value}; only "
+                                 "'set' (an experiment's options) takes a list")
+            argv += [f"{_option(name)}={item}" for item in value]
         else:
             argv.append(f"{_option(name)}={value}")
     return argv + (["--json", "--quiet"] if command in ("infer", "map") else ["--quiet"])
@@ -146,8 +151,8 @@ def load_sweep(path: str | Path, force: bool = False) -> tuple[dict, list[Point]
         for row in zipped:
             params = {**tables["fixed"], **dict(zip(names, combination)),
                       **dict(zip(tables["zip"], row))}
-            argv = _argv(command, target, params)
             try:
+                argv = _argv(command, target, params)
                 parsed = parser.parse_args(
                     argv + (["--out", "OUT"] if command in FOLDER_COMMANDS else []))
                 if getattr(parsed, "set", None):          # an experiment's options

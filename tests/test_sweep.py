@@ -57,6 +57,8 @@ def test_zipped_lists_go_together(tmp_path):
     ("command = [", "not a valid TOML sweep file"),
     ('command = "run"\nexperiment = "rao_ballard"\n[grid]\nset = ["prior=gaussian", '
      '"prior=cauchy"]\n', "--set prior must be one of ['gaussian', 'sparse']"),
+    (EXAMPLE.replace('method = "gradient"', 'method = ["gradient", "exact"]'),
+     "option 'method' takes one value"),
 ])
 def test_bad_sweep_files_fail_in_one_line(tmp_path, capsys, text, message):
     """A bad sweep file is refused before anything runs: status 2, one line naming the file and
@@ -174,8 +176,9 @@ def test_a_worker_compiles_a_standalone_project_once_and_reruns_it(tmp_path):
 def test_the_shipped_sweep_files_are_valid():
     """Every sweep file under experiments/sweeps/ passes the same checks as a user's (command,
     target, every option through the command-line parser) before anything runs; the Rao &
-    Ballard ones have the five seeds README's table is read from, each a distinct point, and the
-    sparse prior's two, which set it."""
+    Ballard ones have the five seeds README's table is read from, each a distinct point, the
+    sparse prior's two, which set it, and the unit-length basis' three, which set both of its
+    options."""
     from pcbio.paths import experiments_dir
     files = sorted((experiments_dir() / "sweeps").glob("*.toml"))
     assert files
@@ -188,6 +191,10 @@ def test_the_shipped_sweep_files_are_valid():
     _, points = load_sweep(experiments_dir() / "sweeps" / "rao_ballard_sparse.toml")
     assert [(p.seed, p.argv[2]) for p in points] == [(0, "--set=prior=sparse"),
                                                      (1, "--set=prior=sparse")]
+    # a list for --set gives the option once per item: both of the variant's options
+    _, points = load_sweep(experiments_dir() / "sweeps" / "rao_ballard_unit_norm.toml")
+    assert [(p.seed, p.argv[2:4]) for p in points] == [
+        (s, ["--set=prior=sparse", "--set=basis=unit_norm"]) for s in (0, 1, 2)]
 
 
 @pytest.mark.parametrize("address, message", [
