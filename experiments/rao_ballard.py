@@ -106,10 +106,10 @@ def _run(quick, seed, progress, prior, basis):
     es = tuning(bars)
     index = {key: np.array(es[key]["index"]) for key in CONDITIONS}
     rotated = {}
-    if prior == "gaussian" and not params.basis_norm:
-        # every rotation of the centre module's basis is the same trained network: the counts
-        # over Haar-random rotations are those of the learned model, not of the basis that
-        # round-off happened to pick (a basis held at unit length is not free to rotate)
+    if params.why_not_rotation_invariant() is None:
+        # every rotation of the centre module's basis is the same trained network (Gaussian
+        # prior, no held basis length): the counts over Haar-random rotations are those of the
+        # learned model, not of the basis that round-off happened to pick
         counts = rotated_counts(bars, random_rotations(N_ROTATIONS, params.level1_units, seed),
                                 THRESHOLD)
         gain = counts["feedback"] - counts["no_feedback"]

@@ -94,6 +94,18 @@ class RaoBallardParameters:
         """Width of the level-2 field: ``patch + (modules − 1)·offset`` (26)."""
         return self.patch + (self.modules - 1) * self.offset
 
+    def why_not_rotation_invariant(self) -> str | None:
+        """None when every rotation ``U_m → U_m R`` of a module's basis is the same network (the
+        Gaussian prior, with the basis vectors' length left to the weight decay;
+        ``docs/mathematics.md`` §14); otherwise why not, in words."""
+        if self.prior != "gaussian":
+            return (f"with the {self.prior} prior a rotated basis is another network (only the "
+                    "Gaussian prior is rotation invariant)")
+        if self.basis_norm:
+            return (f"with basis_norm = {self.basis_norm} each basis vector is held at that "
+                    "length, which a rotated basis is not (use basis_norm = 0)")
+        return None
+
     def k2(self, inputs_seen: int) -> float:
         """RB99's learning-rate schedule after ``inputs_seen`` training inputs."""
         return self.k2_initial / self.k2_divisor ** (inputs_seen // self.k2_every)
@@ -479,15 +491,14 @@ class BarResponses:
     """One module's error units under horizontal bars: ``responses[condition]`` (shifts, lengths,
     level1_units) to a bright bar of each length at each row shift of :data:`BAR_SHIFTS`, and
     ``drive`` (shifts, level1_units), the responses without feedback to a short (6 px) bar, by
-    which each unit's row and polarity are chosen (see :func:`end_stopping`); ``prior`` and
-    ``basis_norm``, the network's (only the Gaussian prior, with the basis' length left to the
-    weight decay, makes a rotated basis the same network)."""
+    which each unit's row and polarity are chosen (see :func:`end_stopping`);
+    ``not_rotation_invariant``, the network's
+    :meth:`~RaoBallardParameters.why_not_rotation_invariant`."""
     lengths: np.ndarray
     plateau_from: float
     drive: np.ndarray
     responses: dict
-    prior: str = "gaussian"
-    basis_norm: float = 0.0
+    not_rotation_invariant: str | None = None
 
 
 def bar_responses(network: RaoBallardNetwork, lengths: Sequence[float], module: int = 1,
@@ -546,7 +557,7 @@ def bar_responses(network: RaoBallardNetwork, lengths: Sequence[float], module: 
     if "whitened" in conditions:
         whiten = p.sigma_td2 * np.linalg.inv(whitening_covariance(covariance, p))
         out["whitened"] = (r @ whiten.T)[:, units].reshape(shape)
-    return BarResponses(lengths, plateau_from, drive, out, p.prior, p.basis_norm)
+    return BarResponses(lengths, plateau_from, drive, out, p.why_not_rotation_invariant())
 
 
 def tuning(bars: BarResponses, rotation: np.ndarray | None = None) -> dict:
@@ -597,19 +608,14 @@ def end_stopping(network: RaoBallardNetwork, lengths: Sequence[float], module: i
 
 
 def _require_rotation_invariance(bars: BarResponses) -> None:
-    """Refuse in one line a network of which a rotated basis is another network (its prior or
-    its held basis length)."""
-    if bars.prior != "gaussian":
-        raise ValueError(f"rotation: with the {bars.prior} prior a rotated basis is another "
-                         "network (only the Gaussian prior is rotation invariant)")
-    if bars.basis_norm:
-        raise ValueError(f"rotation: with basis_norm = {bars.basis_norm} each basis vector is held "
-                         "at that length, which a rotated basis is not (use basis_norm = 0)")
+    """Refuse in one line a network of which a rotated basis is another network."""
+    if bars.not_rotation_invariant:
+        raise ValueError(f"rotation: {bars.not_rotation_invariant}")
 
 
 def _check_rotations(bars: BarResponses, rotations) -> np.ndarray:
     """``rotations`` (n, units, units) as an array, refused in one line unless they are
-    orthogonal matrices of the module's size and the network's prior is the Gaussian one."""
+    orthogonal matrices of the module's size and the network is rotation invariant."""
     _require_rotation_invariance(bars)
     n1 = bars.drive.shape[1]
     rotations = np.asarray(rotations, dtype=float)
