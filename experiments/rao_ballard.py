@@ -26,7 +26,9 @@ steady state of the paper's inference equation) and the weights take the paper's
     round-off decides: the legend gives, in brackets, the mean count over 1000 Haar-random
     rotations of the centre module's basis (the JSON also its 5th and 95th percentiles), and
     the counts in the basis that a greedy search picks to make the most units end-stopped with
-    feedback and the fewest without (``extreme_basis``).
+    feedback and the fewest without (``extreme_basis``).  After the bar, each count with bars
+    at the unit's own preferred orientation instead, shifted across their length to drive it
+    most (as a physiologist measures end-stopping; the JSON's ``preferred_orientation``).
 (d) Training: reconstruction error per input and the held-out log-likelihood of the equivalent
     model.
 The rate circuit of the trained (equivalent) model is mapped on two held-out inputs: its Euler
@@ -96,15 +98,27 @@ def _run(quick, seed, progress, prior, basis):
     C = response_covariance(net, inputs[:n_train])
     Uh_fixed = map_fixed_point(C, params)
     fixed = level2_covariance(Uh_fixed, params)
-    progress("end-stopping: horizontal bars of 2 to 26 px")
-    bars = bar_responses(net, lengths, covariance=C,
-                         conditions=("feedback", "no_feedback", "whitened"))
     # the same level 1 under the level 2 that the rule would end at if trained to convergence
     at_fixed_point = RaoBallardNetwork(params, net.U, Uh_fixed)
-    bars = replace(bars, responses={**bars.responses, "fixed_point": bar_responses(
-        at_fixed_point, lengths, conditions=("feedback",)).responses["feedback"]})
+
+    def measure(angles=None):
+        """The centre module's bar responses in all of CONDITIONS."""
+        bars = bar_responses(net, lengths, covariance=C, angles=angles,
+                             conditions=("feedback", "no_feedback", "whitened"))
+        return replace(bars, responses={**bars.responses, "fixed_point": bar_responses(
+            at_fixed_point, lengths, conditions=("feedback",), angles=angles
+        ).responses["feedback"]})
+
+    progress("end-stopping: horizontal bars of 2 to 26 px")
+    bars = measure()
     es = tuning(bars)
     index = {key: np.array(es[key]["index"]) for key in CONDITIONS}
+    osi, angle = orientation_index(net.U[1], params.patch)
+    # units whose preferred orientation is within 45° of the row of modules: only for them does
+    # a bar near their preferred orientation continue into the neighbouring modules' patches
+    along = np.abs(np.mod(angle + np.pi / 2, np.pi) - np.pi / 2) < np.pi / 4
+    progress("end-stopping: bars at each unit's preferred orientation")
+    preferred = tuning(measure(angle))
     rotated = {}
     if params.why_not_rotation_invariant() is None:
         # every rotation of the centre module's basis is the same trained network (Gaussian
@@ -124,11 +138,7 @@ def _run(quick, seed, progress, prior, basis):
         rotated["extreme_basis"] = {key: int(c[0]) for key, c in
                                     rotated_counts(bars, chosen[None], THRESHOLD).items()}
     fb, nf, wh, fx = (index[key] for key in CONDITIONS)
-    osi, angle = orientation_index(net.U[1], params.patch)
     gabor_r2, gabor_params = gabor_fit(net.U[1], params.patch)
-    # units whose preferred orientation is within 45° of the row of modules: only for them does
-    # a bar near their preferred orientation continue into the neighbouring modules' patches
-    along = np.abs(np.mod(angle + np.pi / 2, np.pi) - np.pi / 2) < np.pi / 4
 
     progress("mapping: the rate circuit of the trained model against the VAE side")
     model, probe = net.equivalent_model(), inputs[n_train:n_train + 2]
@@ -157,6 +167,15 @@ def _run(quick, seed, progress, prior, basis):
         "n_units_along_modules": int(along.sum()),
         "end_stopped_along_modules": {key: int(np.sum(i[along] > THRESHOLD))
                                       for key, i in index.items()},
+        # the physiologist's protocol: each unit's bars at its own preferred orientation
+        "preferred_orientation": {
+            "end_stopped": {key: int(np.sum(np.array(preferred[key]["index"]) > THRESHOLD))
+                            for key in CONDITIONS},
+            "end_stopped_along_modules": {
+                key: int(np.sum(np.array(preferred[key]["index"])[along] > THRESHOLD))
+                for key in CONDITIONS},
+            "end_stopping_index": {key: preferred[key]["index"] for key in CONDITIONS},
+            "tuning_curves": {key: preferred[key]["curves"] for key in CONDITIONS}},
         "orientation_rad": angle.tolist(),
         "oriented_fraction": float(np.mean(osi > ORIENTED)),
         "orientation_index_median": float(np.median(osi)),
@@ -203,28 +222,32 @@ def _run(quick, seed, progress, prior, basis):
         bins = np.linspace(-0.2, 1.0, 13)
 
         def label(name, key):
-            """The count, and its mean over rotations of the basis (Gaussian prior)."""
+            """The count, its mean over rotations of the basis (Gaussian prior), and the count
+            with bars at each unit's preferred orientation."""
             mean = f" ({rotated[key]['mean']:.1f})" if rotated else ""
-            return f"{name}: {data['end_stopped_' + key]}{mean}"
+            own = data["preferred_orientation"]["end_stopped"][key]
+            return f"{name}: {data['end_stopped_' + key]}{mean} | {own}"
 
         ax.hist(np.clip(fb, bins[0], bins[-1]), bins, color=CIRCUIT, alpha=0.7,
                 label=label("feedback", "feedback"))
         ax.hist(np.clip(nf, bins[0], bins[-1]), bins, color=VAE, alpha=0.5,
                 label=label("no feedback", "no_feedback"))
         ax.hist(np.clip(wh, bins[0], bins[-1]), bins, histtype="step", color=REFERENCE,
-                label=label("full whitening", "whitened"))
+                label=label("whitening", "whitened"))
         ax.hist(np.clip(fx, bins[0], bins[-1]), bins, histtype="step", color=REFERENCE, ls=":",
-                label=label("rule's fixed point", "fixed_point"))
+                label=label("fixed point", "fixed_point"))
         top = ax.get_ylim()[1]
         ax.plot([THRESHOLD, THRESHOLD], [0, top], color=REFERENCE, ls="--", lw=0.8)
         ax.set(xlabel="end-stopping index (clipped to [−0.2, 1])", ylabel="error units")
-        headroom(ax, 0.5)                                # for the legend
+        headroom(ax, 0.6)                                # for the legend
         ax.set_yticks([t for t in ax.get_yticks() if 0 <= t <= top])
         ax.legend(frameon=False, fontsize=6, loc="upper right", title_fontsize=6,
-                  title=f"end-stopped of {n_units}" + (
-                      " (mean over\nrotations of the basis; a basis\nchosen for it: "
+                  handlelength=1.2, bbox_to_anchor=(1.04, 1.0),
+                  title=f"end-stopped of {n_units},\nhorizontal bars" + (
+                      " (mean over\nrotations; a chosen basis:\n"
                       f"{rotated['extreme_basis']['feedback']} with, "
-                      f"{rotated['extreme_basis']['no_feedback']} without)" if rotated else ""))
+                      f"{rotated['extreme_basis']['no_feedback']} without)" if rotated else "")
+                  + " | bars\nat each unit's orientation")
         ax = axes[0, 3]
         err = np.array(data["reconstruction_error"])
         smooth = np.convolve(err, np.ones(20) / 20, mode="valid")      # 200 inputs

@@ -471,29 +471,32 @@ def gabor_fit(basis: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def bar_field(params: RaoBallardParameters, length: float, angle: float,
-              center: tuple[float, float],
-              thickness: float = 2.0) -> np.ndarray:
+              center: tuple[float, float], thickness: float = 2.0,
+              shift: float = 0.0) -> np.ndarray:
     """A bright bar on a zero background over the level-2 field (patch, width): ``length``
-    pixels long at ``angle`` (radians, 0 = horizontal) through ``center`` (row, col)."""
+    pixels long at ``angle`` (radians, 0 = horizontal, rows growing downwards) through
+    ``center`` (row, col) moved ``shift`` pixels across the bar."""
     y, x = np.mgrid[:params.patch, :params.width].astype(float)
     dy, dx = y - center[0], x - center[1]
     along = dx * np.cos(angle) + dy * np.sin(angle)
-    across = -dx * np.sin(angle) + dy * np.cos(angle)
+    across = -dx * np.sin(angle) + dy * np.cos(angle) - shift
     return ((np.abs(along) <= length / 2) & (np.abs(across) <= thickness / 2)).astype(float)
 
 
-#: rows (px) by which a bar may be moved up or down from the module's centre to drive a unit most
+#: px by which a bar may be moved across its length from the module's centre to drive a unit most
 BAR_SHIFTS = np.arange(-3, 4)
 
 
 @dataclass(frozen=True)
 class BarResponses:
-    """One module's error units under horizontal bars: ``responses[condition]`` (shifts, lengths,
-    level1_units) to a bright bar of each length at each row shift of :data:`BAR_SHIFTS`, and
-    ``drive`` (shifts, level1_units), the responses without feedback to a short (6 px) bar, by
-    which each unit's row and polarity are chosen (see :func:`end_stopping`);
-    ``not_rotation_invariant``, the network's
-    :meth:`~RaoBallardParameters.why_not_rotation_invariant`."""
+    """One module's error units under bars of each length: ``responses[condition]`` (shifts,
+    lengths, level1_units) and ``drive`` (shifts, level1_units), the responses without feedback
+    to a short (6 px) bar, by which each unit's shift and polarity are chosen (see
+    :func:`end_stopping`).  For horizontal bars every unit has a row per shift of
+    :data:`BAR_SHIFTS`; for bars at each unit's own orientation one, the shift already chosen.
+    ``not_rotation_invariant``: why a rotation of the module's basis may not be applied to
+    these responses (the network's :meth:`~RaoBallardParameters.why_not_rotation_invariant`,
+    or that each unit saw other bars), or None."""
     lengths: np.ndarray
     plateau_from: float
     drive: np.ndarray
@@ -503,17 +506,21 @@ class BarResponses:
 
 def bar_responses(network: RaoBallardNetwork, lengths: Sequence[float], module: int = 1,
                   plateau_from: float = 18.0, covariance: np.ndarray | None = None,
-                  conditions: Sequence[str] = ("feedback", "no_feedback")) -> BarResponses:
+                  conditions: Sequence[str] = ("feedback", "no_feedback"),
+                  angles: np.ndarray | None = None) -> BarResponses:
     """The error units' responses (:class:`BarResponses`) of one level-1 module (the centre one
-    by default) to horizontal bars of each of ``lengths`` (px) at each row shift, in
-    ``conditions``: ``"feedback"`` (the error ``r − U_h r_h``), ``"no_feedback"`` (the level
-    above removed: the error is the response itself) and, given ``covariance`` (the second
-    moment C of the level-1 responses, :func:`response_covariance`), ``"whitened"``: the error
-    ``σ_td² Σ_w⁻¹ r`` of a level 2 that whitens the responses fully
-    (:func:`whitening_covariance`; ``r`` without feedback).  Bars are DoG-filtered like the
-    training images, centred on the module's patch, along the row of modules (the level-2
-    field is 16 px high: only along that axis does a bar longer than a module's patch reach into
-    its neighbours')."""
+    by default) to bright bars of each of ``lengths`` (px), in ``conditions``: ``"feedback"``
+    (the error ``r − U_h r_h``), ``"no_feedback"`` (the level above removed: the error is the
+    response itself) and, given ``covariance`` (the second moment C of the level-1 responses,
+    :func:`response_covariance`), ``"whitened"``: the error ``σ_td² Σ_w⁻¹ r`` of a level 2
+    that whitens the responses fully (:func:`whitening_covariance`; ``r`` without feedback).
+    Bars are DoG-filtered like the training images and centred on the module's patch, shifted
+    across their length by each of :data:`BAR_SHIFTS`.  ``angles`` None: horizontal bars, along
+    the row of modules, for every unit (the level-2 field is 16 px high: only along that axis
+    does a bar longer than a module's patch reach into its neighbours').  ``angles``
+    (level1_units,) in radians: each unit sees bars at its own angle — its preferred
+    orientation (:func:`orientation_index`), as a physiologist measures end-stopping — at the
+    shift where the short bar drives it most."""
     p = network.params
     positive_int(module, "module", minimum=0)
     if module >= p.modules:
@@ -529,8 +536,14 @@ def bar_responses(network: RaoBallardNetwork, lengths: Sequence[float], module: 
     if "whitened" in conditions and covariance is None:
         raise ValueError("the condition 'whitened' needs covariance (the responses' second "
                          "moment, response_covariance)")
+    n1 = p.level1_units
+    if angles is not None:
+        angles = np.asarray(angles, dtype=float)
+        if angles.shape != (n1,) or not np.all(np.isfinite(angles)):
+            raise ValueError(f"angles must be one finite angle (radians) per unit of the module, "
+                             f"shape ({n1},), got shape {angles.shape}")
     center = ((p.patch - 1) / 2, module * p.offset + (p.patch - 1) / 2)
-    units = slice(module * p.level1_units, (module + 1) * p.level1_units)
+    units = slice(module * n1, (module + 1) * n1)
 
     # bars of one contrast: a full-length bar's DoG-filtered peak is 3 standard deviations of
     # the training images' pixels (with the Gaussian prior the indices do not depend on it: the
@@ -538,31 +551,51 @@ def bar_responses(network: RaoBallardNetwork, lengths: Sequence[float], module: 
     contrast = 3.0 * p.contrast / np.abs(dog(bar_field(p, p.width, 0.0, center), p.dog_center,
                                              p.dog_surround)).max()
 
-    def inputs(length_shift_pairs):
+    def inputs(bars):
+        """The level-1 inputs of bars given as (length, angle, shift) triples."""
         return split_field(np.stack([
-            contrast * dog(bar_field(p, L, 0.0, (center[0] + s, center[1])), p.dog_center,
-                           p.dog_surround) for L, s in length_shift_pairs]), p)
+            contrast * dog(bar_field(p, L, a, center, shift=s), p.dog_center, p.dog_surround)
+            for L, a, s in bars]), p)
 
-    drive = network.infer(inputs([(6, s) for s in BAR_SHIFTS]), feedback=False)[0][:, units]
-    I = inputs([(L, s) for s in BAR_SHIFTS for L in lengths])
-    shape = (len(BAR_SHIFTS), len(lengths), -1)
-    out = {}
-    if "feedback" in conditions:
-        r_fb, rh = network.infer(I)
-        out["feedback"] = (r_fb - rh @ network.Uh.T)[:, units].reshape(shape)
-    if {"no_feedback", "whitened"} & set(conditions):
-        r = network.infer(I, feedback=False)[0]
-    if "no_feedback" in conditions:
-        out["no_feedback"] = r[:, units].reshape(shape)
-    if "whitened" in conditions:
-        whiten = p.sigma_td2 * np.linalg.inv(whitening_covariance(covariance, p))
-        out["whitened"] = (r @ whiten.T)[:, units].reshape(shape)
-    return BarResponses(lengths, plateau_from, drive, out, p.why_not_rotation_invariant())
+    def errors(I):
+        """Per condition, the module's error units (len(I), level1_units)."""
+        out = {}
+        if "feedback" in conditions:
+            r_fb, rh = network.infer(I)
+            out["feedback"] = (r_fb - rh @ network.Uh.T)[:, units]
+        if {"no_feedback", "whitened"} & set(conditions):
+            r = network.infer(I, feedback=False)[0]
+        if "no_feedback" in conditions:
+            out["no_feedback"] = r[:, units]
+        if "whitened" in conditions:
+            whiten = p.sigma_td2 * np.linalg.inv(whitening_covariance(covariance, p))
+            out["whitened"] = (r @ whiten.T)[:, units]
+        return out
+
+    if angles is None:
+        drive = network.infer(inputs([(6, 0.0, s) for s in BAR_SHIFTS]), feedback=False)[0]
+        shape = (len(BAR_SHIFTS), len(lengths), n1)
+        out = errors(inputs([(L, 0.0, s) for s in BAR_SHIFTS for L in lengths]))
+        return BarResponses(lengths, plateau_from, drive[:, units],
+                            {key: e.reshape(shape) for key, e in out.items()},
+                            p.why_not_rotation_invariant())
+    # each unit its own bars: the short bar at every shift, then all lengths at the best shift
+    own = np.arange(n1)
+    short = network.infer(inputs([(6, a, s) for a in angles for s in BAR_SHIFTS]),
+                          feedback=False)[0][:, units].reshape(n1, len(BAR_SHIFTS), n1)
+    short = short[own, :, own]                                           # (units, shifts)
+    best = np.argmax(np.abs(short), axis=1)
+    out = errors(inputs([(L, a, BAR_SHIFTS[b]) for a, b in zip(angles, best) for L in lengths]))
+    return BarResponses(lengths, plateau_from, short[own, best][None],
+                        {key: e.reshape(n1, len(lengths), n1)[own, :, own].T[None]
+                         for key, e in out.items()},
+                        "each unit saw bars at its own orientation, so a rotation would mix "
+                        "units that saw different bars")
 
 
 def tuning(bars: BarResponses, rotation: np.ndarray | None = None) -> dict:
     """Each unit's length tuning and end-stopping index from :func:`bar_responses`.  A unit
-    sees the bar at the row shift where the short bar drives it most, with the polarity that
+    sees the bar at the shift where the short bar drives it most, with the polarity that
     makes that response positive (responses are odd in the image, for either prior); the index
     is ``(peak − plateau)/peak``, the plateau the mean response for lengths above
     ``plateau_from``.  ``rotation`` (an orthogonal level1_units × level1_units matrix R): the
@@ -597,18 +630,21 @@ def _tuning(bars: BarResponses, R: np.ndarray) -> dict:
 
 
 def end_stopping(network: RaoBallardNetwork, lengths: Sequence[float], module: int = 1,
-                 plateau_from: float = 18.0, covariance: np.ndarray | None = None) -> dict:
+                 plateau_from: float = 18.0, covariance: np.ndarray | None = None,
+                 angles: np.ndarray | None = None) -> dict:
     """Tuning of the error units ``r − U_h r_h`` of one level-1 module (the centre one by
-    default) to horizontal bars of increasing length, with and without feedback (and, given
-    ``covariance``, under a level 2 that whitens fully): :func:`tuning` of
-    :func:`bar_responses`.  Returns the lengths and, per condition, the curves (units, lengths)
-    and indices (units,)."""
+    default) to bars of increasing length — horizontal, or given ``angles`` each unit's at its
+    own — with and without feedback (and, given ``covariance``, under a level 2 that whitens
+    fully): :func:`tuning` of :func:`bar_responses`.  Returns the lengths and, per condition,
+    the curves (units, lengths) and indices (units,)."""
     conditions = ("feedback", "no_feedback") + (() if covariance is None else ("whitened",))
-    return tuning(bar_responses(network, lengths, module, plateau_from, covariance, conditions))
+    return tuning(bar_responses(network, lengths, module, plateau_from, covariance, conditions,
+                                angles))
 
 
 def _require_rotation_invariance(bars: BarResponses) -> None:
-    """Refuse in one line a network of which a rotated basis is another network."""
+    """Refuse in one line a rotation where it does not apply: a network of which a rotated
+    basis is another network, or bars that differed between units."""
     if bars.not_rotation_invariant:
         raise ValueError(f"rotation: {bars.not_rotation_invariant}")
 

@@ -305,7 +305,8 @@ def test_sparse_map_is_a_strict_minimum_where_responses_reach_the_priors_concave
 def test_orientation_index_of_gratings_and_bars():
     """A horizontal-stripe grating has orientation index ≈ 1 and preferred (stripe) orientation
     0; the same grating turned 90° has preferred orientation π/2; a round blob has index ≈ 0.
-    A bar of the level-2 field is as long and as thick as asked."""
+    A bar of the level-2 field is as long and as thick as asked, and a shift moves it across
+    its length, whatever its angle."""
     y, x = np.mgrid[:16, :16]
     stripes = np.cos(2 * np.pi * y / 4).ravel()
     turned = np.cos(2 * np.pi * x / 4).ravel()
@@ -316,6 +317,13 @@ def test_orientation_index_of_gratings_and_bars():
     p = load_parameters()
     bar = bar_field(p, 10, 0.0, (7.5, 12.5), thickness=2)
     assert bar.sum(axis=1).max() == 10 and bar.sum(axis=0).max() == 2
+    # a bar moved across its length: every lit pixel lies within half its length along it and
+    # within half its thickness of the moved centre line (so at least 2 px from the unmoved one)
+    for angle in (0.3, 1.2, 2.5):
+        rows, cols = np.nonzero(bar_field(p, 8, angle, (7.5, 12.5), thickness=1, shift=2.5))
+        along = (cols - 12.5) * np.cos(angle) + (rows - 7.5) * np.sin(angle)
+        across = -(cols - 12.5) * np.sin(angle) + (rows - 7.5) * np.cos(angle)
+        assert rows.size and np.all(np.abs(along) <= 4) and np.all(np.abs(across - 2.5) <= 0.5)
 
 
 def test_gabor_fit_recovers_gabors_and_rejects_noise():
@@ -382,7 +390,9 @@ def test_a_network_file_without_a_table_and_bad_analysis_arguments_are_refused(t
     would be 0/0), before any response is computed; bar_responses an unknown condition or the
     whitened one without a covariance; tuning and rotated_counts a rotation that is not an
     orthogonal matrix of the module's size, or any rotation of a sparse-prior network (which
-    is not rotation invariant) or of one whose basis vectors are held at a length."""
+    is not rotation invariant) or of one whose basis vectors are held at a length; bars at
+    each unit's own angle need one finite angle per unit, and their responses refuse a
+    rotation (it would mix units that saw different bars)."""
     from pcbio.rao_ballard import end_stopping
     path = tmp_path / "net.toml"
     path.write_text("[architecture]\npatch = 16\n")
@@ -414,6 +424,12 @@ def test_a_network_file_without_a_table_and_bad_analysis_arguments_are_refused(t
     held = RaoBallardNetwork(replace(p, basis_norm=1.0), net.U, net.Uh)
     with pytest.raises(ValueError, match="basis_norm = 1.0 each basis vector is held"):
         rotated_counts(bar_responses(held, [2, 20]), np.eye(3)[None], 0.2)
+    # bars at each unit's own angle: one angle per unit, and no rotation of such responses
+    for angles in (np.zeros(4), np.array([0.0, np.nan, 1.0])):
+        with pytest.raises(ValueError, match=r"angles must be one finite angle .* shape \(3,\)"):
+            bar_responses(net, [2, 20], angles=angles)
+    with pytest.raises(ValueError, match="each unit saw bars at its own orientation"):
+        tuning(bar_responses(net, [2, 20], angles=np.zeros(3)), np.eye(3))
 
 
 def test_a_rotated_basis_is_the_same_network_and_its_tuning_is_rotated():
@@ -446,6 +462,36 @@ def test_a_rotated_basis_is_the_same_network_and_its_tuning_is_rotated():
         assert np.abs(a - b).max() < 1e-9 * np.abs(a).max()
         assert np.array(plain[key]["curves"]) == pytest.approx(np.array(direct[key]["curves"]))
         assert not np.allclose(a, np.array(plain[key]["curves"]))     # the rotation did act
+
+
+def test_bars_at_each_units_own_angle_reduce_to_the_horizontal_protocol():
+    """Bars at each unit's own angle (a physiologist's protocol) are the horizontal protocol
+    when every angle is 0: each unit's curves are its horizontal ones at the shift where the
+    short bar drives it most, so the tuning is the same to 1e-12 in every condition.  A bar at
+    angle a + π is the same bar as at a, and its shift s across the bar the shift −s at a;
+    the shifts are symmetric about 0, so turning every angle by π changes nothing (to 1e-12) —
+    the shift is taken across the bar consistently at every angle.  At other angles the bars,
+    and so the curves, differ."""
+    from pcbio.rao_ballard import bar_responses, tuning
+    p = load_parameters()
+    rng = np.random.default_rng(6)
+    net = RaoBallardNetwork(p, rng.normal(size=(3, 256, 32)) * 0.3,
+                            rng.normal(size=(96, 128)) * 0.3)
+    C = np.cov(rng.normal(size=(96, 400)) * np.linspace(0.2, 3, 96)[:, None])
+    lengths = np.arange(2, 27, 4)
+    conditions = ("feedback", "no_feedback", "whitened")
+    horizontal = tuning(bar_responses(net, lengths, covariance=C, conditions=conditions))
+    angles = rng.uniform(0, np.pi, 32)
+    own = {a: tuning(bar_responses(net, lengths, covariance=C, conditions=conditions,
+                                   angles=angles + a)) for a in (0.0, np.pi)}
+    at_zero = tuning(bar_responses(net, lengths, covariance=C, conditions=conditions,
+                                   angles=np.zeros(32)))
+    for key in conditions:
+        h, z = np.array(horizontal[key]["curves"]), np.array(at_zero[key]["curves"])
+        assert np.abs(h - z).max() <= 1e-12 * np.abs(h).max()
+        a, b = (np.array(own[x][key]["curves"]) for x in (0.0, np.pi))
+        assert np.abs(a - b).max() <= 1e-12 * np.abs(a).max()
+        assert not np.allclose(a, h)
 
 
 def test_extreme_basis_is_an_orthonormal_basis_that_counts_as_it_scores():
@@ -500,8 +546,9 @@ def test_rao_ballard_experiment_writes_what_the_issue_asks(tmp_path):
     """`pcbio run rao_ballard --quick` writes JSON, PDF and PNG with the end-stopped fractions
     with and without feedback, under a fully whitening level 2 and under the rule's fixed point
     (also among the units tuned along the row of modules, and at thresholds 0.1 to 0.5: a higher
-    threshold counts no more units), the number of error units, the tuning curves and indices;
-    the rate circuit of the trained model steps exactly as gradient inference on the VAE side."""
+    threshold counts no more units), the number of error units, the tuning curves and indices,
+    and the same with bars at each unit's preferred orientation (its counts those of its
+    indices, fewer among the units tuned along the row); the rate circuit of the trained model steps exactly as gradient inference on the VAE side."""
     from pcbio.experiment import run_experiment
     run_experiment("rao_ballard", tmp_path, quick=True, seed=0)
     res = json.loads((tmp_path / "rao_ballard.json").read_text())["results"]
@@ -523,6 +570,14 @@ def test_rao_ballard_experiment_writes_what_the_issue_asks(tmp_path):
     for key in along:
         curves = np.array(res["tuning_curves"][key])
         assert curves.shape == (32, len(res["tuning_curves"]["lengths_px"]))
+    own = res["preferred_orientation"]                  # bars at each unit's orientation
+    assert set(own["end_stopped"]) == set(along) == set(own["end_stopped_along_modules"])
+    for key in along:
+        assert own["end_stopped"][key] == sum(i > res["threshold"]
+                                              for i in own["end_stopping_index"][key])
+        assert own["end_stopped_along_modules"][key] <= own["end_stopped"][key]
+        assert np.array(own["tuning_curves"][key]).shape == (32, len(res["tuning_curves"][
+            "lengths_px"]))
     assert max(res["circuit_step_equivalence_max_abs"]) < 1e-10
     assert (tmp_path / "rao_ballard.pdf").exists()
     rotations = res["end_stopped_over_rotations"]      # Gaussian prior: over the basis' rotations
