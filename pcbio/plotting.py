@@ -49,7 +49,11 @@ def figure(ncols: int, nrows: int = 1, width: float = 7.0, height: float = 2.4,
 
 def headroom(ax: plt.Axes, fraction: float) -> None:
     """Raise the top of ``ax``'s y range so that the top ``fraction`` of the panel is free of
-    data (room for a legend above the curves); works on linear and log axes."""
+    data (room for a legend above the curves); works on linear and log axes.  ``fraction`` must
+    be in [0, 1): 1 would leave no room for the data."""
+    if not 0 <= fraction < 1:
+        raise ValueError(f"fraction must be in [0, 1) (the share of the panel left free), "
+                         f"got {fraction}")
     lo, hi = ax.get_ylim()
     if ax.get_yscale() == "log":
         ax.set_ylim(top=lo * (hi / lo) ** (1 / (1 - fraction)))

@@ -25,6 +25,21 @@ def test_headroom_leaves_the_top_fraction_of_the_panel_free(scale):
     assert position == pytest.approx(0.7, rel=1e-12)
 
 
+def test_headroom_refuses_a_fraction_outside_0_to_1():
+    """A fraction of 1 or more would put the data's top at or beyond the panel's (a division by
+    zero or a flipped axis), and a negative one would cut the data off: both are refused in one
+    line, and the axis is left as it was."""
+    fig, axes = figure(1)
+    ax = axes[0, 0]
+    ax.plot([1, 2, 3], [1.0, 2.0, 3.0])
+    before = ax.get_ylim()
+    for fraction in (1.0, 1.5, -0.1):
+        with pytest.raises(ValueError, match=r"fraction must be in \[0, 1\)"):
+            headroom(ax, fraction)
+    assert ax.get_ylim() == before
+    plt.close(fig)
+
+
 def test_height_ratios_share_the_figure_height_among_rows():
     """``figure(…, height_ratios=(1, 2))``: the second row's panels are twice as tall as the
     first's, and the figure is ``height · nrows`` inches tall."""
