@@ -65,9 +65,11 @@ GABOR_R2 = 0.8             # a good Gabor fit explains at least 80 % of a basis 
 PAPER = {"end_stopped_feedback": 28, "end_stopped_no_feedback": 5, "n_error_units": 32}
 CONDITIONS = ("feedback", "no_feedback", "whitened", "fixed_point")
 N_ROTATIONS = 1000         # random rotations of the centre module's basis (Gaussian prior)
-#: ``pcbio run rao_ballard --set prior=sparse``: the paper's sparse (kurtotic) prior;
+#: ``pcbio run rao_ballard --set prior=sparse``: the paper's sparse (kurtotic) prior on level 1;
+#: ``--set prior_top=sparse``: the same on level 2 (weight α_h);
 #: ``--set basis=unit_norm``: level-1 basis vectors held at unit length (not the paper's)
-OPTIONS = {"prior": ("gaussian", "sparse"), "basis": ("weight_decay", "unit_norm")}
+OPTIONS = {"prior": ("gaussian", "sparse"), "prior_top": ("gaussian", "sparse"),
+           "basis": ("weight_decay", "unit_norm")}
 #: ``basis=unit_norm``: each level-1 basis vector is rescaled to length 1 after every step
 #: (Olshausen & Field 1996) instead of the size RB99's weight decay sets, at contrast 1 so that
 #: the responses reach the sparse prior's non-Gaussian range (|r| ~ 1), and with k2 starting
@@ -75,17 +77,19 @@ OPTIONS = {"prior": ("gaussian", "sparse"), "basis": ("weight_decay", "unit_norm
 UNIT_NORM = {"basis_norm": 1.0, "contrast": 1.0, "k2_initial": 0.1}
 
 
-def run(quick=False, seed=0, progress=SILENT, prior="gaussian", basis="weight_decay"):
+def run(quick=False, seed=0, progress=SILENT, prior="gaussian", basis="weight_decay",
+        prior_top="gaussian"):
     # One BLAS thread: with the Gaussian prior a module's basis can turn freely within its
     # subspace (README, "Rao & Ballard"), so round-off decides where training ends, and BLAS
     # sums in an order that depends on its thread count; one thread gives the same network on
     # any number of cores (about as fast: the matrices are small).
     with threadpool_limits(limits=1):
-        return _run(quick, seed, progress, prior, basis)
+        return _run(quick, seed, progress, prior, basis, prior_top)
 
 
-def _run(quick, seed, progress, prior, basis):
-    params = load_parameters(prior=prior, **(UNIT_NORM if basis == "unit_norm" else {}))
+def _run(quick, seed, progress, prior, basis, prior_top):
+    params = load_parameters(prior=prior, prior_top=prior_top,
+                             **(UNIT_NORM if basis == "unit_norm" else {}))
     n_train, n_test = (1500, 100) if quick else (12000, 400)
     inputs = training_inputs(n_train + n_test, params, seed)
     learner = RaoBallardLearner(RaoBallardNetwork.initial(params, seed))

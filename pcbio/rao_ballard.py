@@ -57,6 +57,7 @@ class RaoBallardParameters:
     alpha: float = 1.0
     alpha_top: float = 0.05
     prior: str = "gaussian"
+    prior_top: str = "gaussian"
     k2_initial: float = 1.0
     k2_divisor: float = 1.015
     k2_every: int = 40
@@ -84,6 +85,7 @@ class RaoBallardParameters:
             raise ValueError(f"dog_surround ({self.dog_surround}) must exceed dog_center "
                              f"({self.dog_center}) for a centre-surround filter")
         one_of(self.prior, "prior", ("gaussian", "sparse"))
+        one_of(self.prior_top, "prior_top", ("gaussian", "sparse"))
         if not self.images:
             raise ValueError("images must name at least one sample image")
         for name in self.images:
@@ -234,23 +236,26 @@ class RaoBallardNetwork:
     def infer(self, I: np.ndarray, feedback: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """Steady-state responses ``(r, r_h)`` to inputs ``I`` (n, modules·patch²): the minimum
         of E (RB99's inference equation at equilibrium).  Gaussian prior: the exact posterior
-        mean of :meth:`equivalent_model`; sparse prior: damped Newton on E from it.  Without
-        feedback ``r_h`` is None and ``r`` ignores the level above."""
+        mean of :meth:`equivalent_model`; a sparse prior at either level: damped Newton on E from
+        it.  Without feedback ``r_h`` is None and ``r`` ignores the level above."""
         q = exact_posterior(self.equivalent_model(feedback), I)
         r, rh = q.means[0], (q.means[1] if feedback else None)
-        if self.params.prior == "sparse":
+        if self.params.prior == "sparse" or (feedback and self.params.prior_top == "sparse"):
             r, rh = self._sparse_map(I, r, rh)
         return r, rh
 
     def _sparse_map(self, I, r, rh, gtol: float = 1e-9, max_iter: int = 200):
-        """The sparse prior's MAP: E of the Gaussian hierarchy (with the level above,
-        :meth:`original_model`; without it, level 1 alone — whose Gaussian prior is taken back
-        out) plus ``α Σ log(1 + r²)/2``, minimised for each input by damped Newton from the
-        Gaussian prior's responses ``(r, rh)``.
+        """The MAP with a sparse prior at either level: E of the Gaussian hierarchy without its
+        priors (:meth:`original_model` less its Gaussian top prior; without feedback, level 1
+        alone, :meth:`equivalent_model` less its Gaussian prior) plus each level's prior —
+        ``α Σ r²/2`` or ``α Σ log(1 + r²)/2`` on r, ``α_h`` likewise on r_h
+        (:func:`_prior_terms`) — minimised for each input by damped Newton from the Gaussian
+        priors' responses ``(r, rh)``.
 
         The inputs' energies are separate, so every input takes its own step.  The Hessian is
-        the Gaussian part's (constant: linear links) plus ``α (1 − r²)/(1 + r²)²`` on r's
-        diagonal.  Where it is positive definite (near a minimum) the step is Newton's, which
+        the likelihood's (constant: linear links) plus each prior's curvature on its diagonal,
+        ``α (1 − r²)/(1 + r²)²`` for a sparse one.  Where it is positive definite (near a
+        minimum) the step is Newton's, which
         converges quadratically; for an input where it is not (responses in the prior's concave
         tails, |r| > 1), it is shifted by ``(10⁻³ − 1.1 λ_min) I``, λ_min its lowest eigenvalue,
         which makes it positive definite and the step a descent direction that still follows the
@@ -263,35 +268,40 @@ class RaoBallardNetwork:
         p, feedback = self.params, rh is not None
         model = self.original_model() if feedback else self.equivalent_model(False)
         n1 = r.shape[1]
+        # the model's own Gaussian prior, on its top level (r_h; without feedback r), is taken
+        # out of its energy, and each level's prior put in: (kind, weight) for r, r_h
+        own = p.alpha_top if feedback else p.alpha
+        priors = [(p.prior, p.alpha)] + ([(p.prior_top, p.alpha_top)] if feedback else [])
 
         def energy(I, z):
             """Per-input energies (n,) and gradients (n, D) at responses z to inputs I."""
             levels = [z[:, :n1], z[:, n1:]] if feedback else [z]
-            r_ = levels[0]
-            value = -model.log_joint(I, levels)
+            value = -model.log_joint(I, levels) - 0.5 * own * np.sum(levels[-1] ** 2, axis=-1)
             grad = -np.concatenate(model.grad_log_joint(I, levels), axis=-1)
-            if not feedback:                         # remove the Gaussian prior N(0, 1/α)
-                value -= 0.5 * p.alpha * np.sum(r_ ** 2, axis=-1)
-                grad -= p.alpha * r_
-            value += 0.5 * p.alpha * np.sum(np.log1p(r_ ** 2), axis=-1)
-            grad[:, :n1] += p.alpha * r_ / (1 + r_ ** 2)
+            grad[:, z.shape[1] - levels[-1].shape[1]:] -= own * levels[-1]
+            for x, at, (kind, weight) in zip(levels, (0, n1), priors):
+                v, g, _ = _prior_terms(x, kind, weight)
+                value += v
+                grad[:, at:at + x.shape[1]] += g
             return value, grad
 
-        H0 = posterior_precision(model, I[:1])[0]       # the Gaussian part's Hessian
-        if not feedback:
-            H0 = H0 - p.alpha * np.eye(n1)
-        units = np.arange(n1)
         z = np.concatenate([r, rh], axis=1) if feedback else r.copy()
+        # the likelihood's Hessian (constant: linear links)
+        H0 = posterior_precision(model, I[:1])[0]
+        top = np.arange(z.shape[1] - (rh.shape[1] if feedback else n1), z.shape[1])
+        H0[top, top] -= own
         value, grad = energy(I, z)
+        diagonal = np.arange(z.shape[1])
         for _ in range(max_iter):
             # only the inputs not yet converged take a step
             a = np.flatnonzero(np.abs(grad).max(axis=1) > gtol * np.maximum(1.0, np.abs(value)))
             if not len(a):
                 return z[:, :n1], (z[:, n1:] if feedback else None)
             H = np.repeat(H0[None], len(a), axis=0)
-            r_ = z[a, :n1]
-            curvature = p.alpha * (1 - r_ ** 2) / (1 + r_ ** 2) ** 2      # the prior's
-            H[:, units, units] += curvature
+            levels = [z[a, :n1], z[a, n1:]] if feedback else [z[a]]
+            H[:, diagonal, diagonal] += np.concatenate(      # the priors' curvatures
+                [_prior_terms(x, kind, weight)[2] for x, (kind, weight) in zip(levels, priors)],
+                axis=1)
             indefinite = np.flatnonzero(~_positive_definite(H))
             if len(indefinite):
                 lowest = np.linalg.eigvalsh(H[indefinite])[:, 0]
@@ -330,6 +340,18 @@ class RaoBallardNetwork:
         if p.basis_norm:
             self.U *= p.basis_norm / np.linalg.norm(self.U, axis=1, keepdims=True)
         self.Uh = self.Uh + k2 * (grad.links[1].weights - n * p.weight_decay * self.Uh)
+
+
+def _prior_terms(x: np.ndarray, kind: str, weight: float
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A level's prior energy on responses ``x`` (n, units): per input its value (n,), and its
+    gradient and Hessian's diagonal (n, units) — ``"gaussian"``: ``w Σ x²/2``, ``w x``, ``w``;
+    ``"sparse"`` (RB99's kurtotic prior): ``w Σ log(1 + x²)/2``, ``w x/(1 + x²)``,
+    ``w (1 − x²)/(1 + x²)²``, concave where |x| > 1."""
+    if kind == "gaussian":
+        return 0.5 * weight * np.sum(x ** 2, axis=-1), weight * x, np.full_like(x, weight)
+    return (0.5 * weight * np.sum(np.log1p(x ** 2), axis=-1), weight * x / (1 + x ** 2),
+            weight * (1 - x ** 2) / (1 + x ** 2) ** 2)
 
 
 def _positive_definite(H: np.ndarray) -> np.ndarray:
