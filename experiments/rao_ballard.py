@@ -100,15 +100,20 @@ def _run(quick, seed, progress, prior, basis, prior_top):
     lengths = np.arange(2, params.width + 1, 2)
     progress("what level 2 learned: the responses' second moment and the rule's fixed point")
     C = response_covariance(net, inputs[:n_train])
-    Uh_fixed = map_fixed_point(C, params)
-    fixed = level2_covariance(Uh_fixed, params)
-    # the same level 1 under the level 2 that the rule would end at if trained to convergence
-    at_fixed_point = RaoBallardNetwork(params, net.U, Uh_fixed)
+    # the rule's fixed point is derived for a Gaussian level 2 (docs/mathematics.md §14)
+    conditions = CONDITIONS if params.prior_top == "gaussian" else CONDITIONS[:3]
+    if "fixed_point" in conditions:
+        Uh_fixed = map_fixed_point(C, params)
+        fixed = level2_covariance(Uh_fixed, params)
+        # the same level 1 under the level 2 that the rule would end at if trained to the end
+        at_fixed_point = RaoBallardNetwork(params, net.U, Uh_fixed)
 
     def measure(angles=None):
-        """The centre module's bar responses in all of CONDITIONS."""
+        """The centre module's bar responses in all of ``conditions``."""
         bars = bar_responses(net, lengths, covariance=C, angles=angles,
                              conditions=("feedback", "no_feedback", "whitened"))
+        if "fixed_point" not in conditions:
+            return bars
         return replace(bars, responses={**bars.responses, "fixed_point": bar_responses(
             at_fixed_point, lengths, conditions=("feedback",), angles=angles
         ).responses["feedback"]})
@@ -116,7 +121,7 @@ def _run(quick, seed, progress, prior, basis, prior_top):
     progress("end-stopping: horizontal bars of 2 to 26 px")
     bars = measure()
     es = tuning(bars)
-    index = {key: np.array(es[key]["index"]) for key in CONDITIONS}
+    index = {key: np.array(es[key]["index"]) for key in conditions}
     osi, angle = orientation_index(net.U[1], params.patch)
     # units whose preferred orientation is within 45° of the row of modules: only for them does
     # a bar near their preferred orientation continue into the neighbouring modules' patches
@@ -141,7 +146,7 @@ def _run(quick, seed, progress, prior, basis, prior_top):
         chosen = extreme_basis(bars, THRESHOLD, seed=seed)
         rotated["extreme_basis"] = {key: int(c[0]) for key, c in
                                     rotated_counts(bars, chosen[None], THRESHOLD).items()}
-    fb, nf, wh, fx = (index[key] for key in CONDITIONS)
+    fb, nf, wh = (index[key] for key in CONDITIONS[:3])
     gabor_r2, gabor_params = gabor_fit(net.U[1], params.patch)
 
     progress("mapping: the rate circuit of the trained model against the VAE side")
@@ -164,9 +169,11 @@ def _run(quick, seed, progress, prior, basis, prior_top):
                                      **{key: [int(np.sum(i > t)) for t in THRESHOLDS]
                                         for key, i in index.items()}},
         "tuning_curves": {"lengths_px": lengths.tolist(),
-                          **{key: es[key]["curves"] for key in CONDITIONS}},
+                          **{key: es[key]["curves"] for key in conditions}},
+        # None for a sparse level 2, for which the fixed point is not derived
         "level2_covariance_vs_fixed_point": float(
-            np.linalg.norm(level2_covariance(net.Uh, params) - fixed) / np.linalg.norm(fixed)),
+            np.linalg.norm(level2_covariance(net.Uh, params) - fixed) / np.linalg.norm(fixed))
+        if "fixed_point" in conditions else None,
         "orientation_index": osi.tolist(),
         "n_units_along_modules": int(along.sum()),
         "end_stopped_along_modules": {key: int(np.sum(i[along] > THRESHOLD))
@@ -174,12 +181,12 @@ def _run(quick, seed, progress, prior, basis, prior_top):
         # the physiologist's protocol: each unit's bars at its own preferred orientation
         "preferred_orientation": {
             "end_stopped": {key: int(np.sum(np.array(preferred[key]["index"]) > THRESHOLD))
-                            for key in CONDITIONS},
+                            for key in conditions},
             "end_stopped_along_modules": {
                 key: int(np.sum(np.array(preferred[key]["index"])[along] > THRESHOLD))
-                for key in CONDITIONS},
-            "end_stopping_index": {key: preferred[key]["index"] for key in CONDITIONS},
-            "tuning_curves": {key: preferred[key]["curves"] for key in CONDITIONS}},
+                for key in conditions},
+            "end_stopping_index": {key: preferred[key]["index"] for key in conditions},
+            "tuning_curves": {key: preferred[key]["curves"] for key in conditions}},
         "orientation_rad": angle.tolist(),
         "oriented_fraction": float(np.mean(osi > ORIENTED)),
         "orientation_index_median": float(np.median(osi)),
@@ -238,8 +245,9 @@ def _run(quick, seed, progress, prior, basis, prior_top):
                 label=label("no feedback", "no_feedback"))
         ax.hist(np.clip(wh, bins[0], bins[-1]), bins, histtype="step", color=REFERENCE,
                 label=label("whitening", "whitened"))
-        ax.hist(np.clip(fx, bins[0], bins[-1]), bins, histtype="step", color=REFERENCE, ls=":",
-                label=label("fixed point", "fixed_point"))
+        if "fixed_point" in index:
+            ax.hist(np.clip(index["fixed_point"], bins[0], bins[-1]), bins, histtype="step",
+                    color=REFERENCE, ls=":", label=label("fixed point", "fixed_point"))
         top = ax.get_ylim()[1]
         ax.plot([THRESHOLD, THRESHOLD], [0, top], color=REFERENCE, ls="--", lw=0.8)
         ax.set(xlabel="end-stopping index (clipped to [−0.2, 1])", ylabel="error units")

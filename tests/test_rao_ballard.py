@@ -270,34 +270,49 @@ def test_sparse_map_converges_on_the_badly_conditioned_weights_of_training():
                           - 1e-12 * scale)
 
 
-def test_sparse_map_is_a_strict_minimum_where_responses_reach_the_priors_concave_range():
+def _prior_terms(x, kind, weight):
+    """A level's prior written out from the paper: gradient and Hessian diagonal of
+    ``w Σ x²/2`` (Gaussian) or ``w Σ log(1 + x²)/2`` (sparse)."""
+    if kind == "gaussian":
+        return weight * x, np.full_like(x, weight)
+    return weight * x / (1 + x ** 2), weight * (1 - x ** 2) / (1 + x ** 2) ** 2
+
+
+@pytest.mark.parametrize("prior, prior_top, scale", [("sparse", "gaussian", 30.0),
+                                                     ("sparse", "sparse", 10.0),
+                                                     ("gaussian", "sparse", 10.0)])
+def test_sparse_map_is_a_strict_minimum_where_responses_reach_the_priors_concave_range(
+        prior, prior_top, scale):
     """Unit-length basis vectors at contrast 1 (``basis=unit_norm``'s regime): many responses
-    exceed 1, where the prior ``α log(1 + r²)/2`` is concave and the energy is not convex.  The
+    of a level with the sparse prior exceed 1, where ``α log(1 + r²)/2`` is concave and the
+    energy is not convex — on level 1, on level 2 (``prior_top``, weight α_h) or on both.  The
     inferred responses still satisfy the second-order conditions of a strict local minimum of
-    RB99's sparse energy: its gradient vanishes (below 1e-5 of its size at r = 0; the solver
-    stops at 1e-9 of −log p(I, r), whose normalising constants are in the hundreds) and its
-    Hessian, written out here from the energy's terms, is positive definite — with the level
-    above and without it."""
-    p = load_parameters(prior="sparse", contrast=1.0, basis_norm=1.0)
+    RB99's energy with those priors: its gradient vanishes (below 1e-5 of its size at r = 0;
+    the solver stops at 1e-9 of −log p(I, r), whose normalising constants are in the hundreds)
+    and its Hessian, written out here from the energy's terms, is positive definite — with the
+    level above and (for a sparse level 1) without it."""
+    p = load_parameters(prior=prior, prior_top=prior_top, contrast=1.0, basis_norm=1.0)
     net = RaoBallardNetwork.initial(p, seed=0)
     net.U /= np.linalg.norm(net.U, axis=1, keepdims=True)
-    net.Uh *= 30.0                                  # a level above that predicts something
+    net.Uh *= scale                                 # a level above that predicts something
     I = training_inputs(8, p, seed=3)
     U, Uh = net.block_weights(), net.Uh
     n1, n2 = Uh.shape
-    for feedback in (True, False):
+    for feedback in (True, False) if prior == "sparse" else (True,):
         r, rh = net.infer(I, feedback)
-        assert np.sum(np.abs(r) > 1) >= len(I)       # the concave range is reached
+        sparse = [x for x, kind in ((r, prior), (rh, prior_top)) if kind == "sparse"
+                  and x is not None]
+        assert all(np.sum(np.abs(x) > 1) >= len(I) for x in sparse)  # the concave range
         for n in range(len(I)):
-            prior = np.diag(p.alpha * (1 - r[n] ** 2) / (1 + r[n] ** 2) ** 2)
-            g = -(I[n] - U @ r[n]) @ U / p.sigma2 + p.alpha * r[n] / (1 + r[n] ** 2)
-            H = U.T @ U / p.sigma2 + prior
+            g_prior, h_prior = _prior_terms(r[n], prior, p.alpha)
+            g = -(I[n] - U @ r[n]) @ U / p.sigma2 + g_prior
+            H = U.T @ U / p.sigma2 + np.diag(h_prior)
             if feedback:
+                g_top, h_top = _prior_terms(rh[n], prior_top, p.alpha_top)
                 e_td = (r[n] - Uh @ rh[n]) / p.sigma_td2
-                g = np.concatenate([g + e_td, -e_td @ Uh + p.alpha_top * rh[n]])
+                g = np.concatenate([g + e_td, -e_td @ Uh + g_top])
                 H = np.block([[H + np.eye(n1) / p.sigma_td2, -Uh / p.sigma_td2],
-                              [-Uh.T / p.sigma_td2, Uh.T @ Uh / p.sigma_td2
-                               + p.alpha_top * np.eye(n2)]])
+                              [-Uh.T / p.sigma_td2, Uh.T @ Uh / p.sigma_td2 + np.diag(h_top)]])
             assert np.abs(g).max() <= 1e-5 * np.abs(I[n] @ U).max()    # the gradient at r = 0
             assert np.linalg.eigvalsh(H).min() > 0
 
@@ -367,6 +382,7 @@ def test_colour_sample_images_become_their_luminance():
     (dict(level2_units=2.5), "level2_units must be an integer"),
     (dict(k2_divisor=0.5), "k2_divisor must be >= 1"),
     (dict(basis_norm=-1.0), "basis_norm must be a finite number >= 0"),
+    (dict(prior_top="laplace"), "prior_top must be one of"),
     (dict(dog_surround=0.5), "dog_surround (0.5) must exceed dog_center"),
     (dict(images=()), "images must name at least one"),
     (dict(window=4.0), "unknown parameter(s) ['window']"),
