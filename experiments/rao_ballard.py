@@ -79,6 +79,11 @@ UNIT_NORM = {"basis_norm": 1.0, "contrast": 1.0, "k2_initial": 0.1}
 
 def run(quick=False, seed=0, progress=SILENT, prior="gaussian", basis="weight_decay",
         prior_top="gaussian"):
+    if basis == "unit_norm" and prior_top == "sparse":
+        # measured (seed 0): level 2's weights, whose length nothing holds, grow within a few
+        # hundred inputs until the MAP has responses in the hundreds and no longer converges
+        raise ValueError("prior_top=sparse cannot be combined with basis=unit_norm: level 2's "
+                         "weights grow without bound there (use basis=weight_decay)")
     # One BLAS thread: with the Gaussian prior a module's basis can turn freely within its
     # subspace (README, "Rao & Ballard"), so round-off decides where training ends, and BLAS
     # sums in an order that depends on its thread count; one thread gives the same network on

@@ -629,3 +629,33 @@ def test_the_sparse_prior_and_a_unit_length_basis_are_options_of_the_experiment(
     assert record["results"]["end_stopped_over_rotations"] == {}
     assert all(len(record["results"]["end_stopping_index"][key]) == 32
                for key in ("feedback", "no_feedback", "whitened", "fixed_point"))
+
+
+@pytest.mark.slow
+def test_a_sparse_level_2_is_an_option_of_the_experiment(tmp_path):
+    """`pcbio run rao_ballard --quick --set prior_top=sparse` trains and measures the network with
+    the kurtotic prior on level 2: the results file records the option and the network's
+    ``prior_top``; the rule's fixed point, derived for a Gaussian level 2, is not reported, while
+    the other conditions are, with bars along the module row and at each unit's preferred
+    orientation; level 1 keeps the Gaussian prior, so the counts over rotations of its basis are
+    reported.  Combined with ``basis=unit_norm`` (where level 2's weights grow without bound)
+    it is refused in one line before any training."""
+    from pcbio.cli import main
+    from pcbio.experiment import run_experiment
+    with pytest.raises(ValueError, match="prior_top=sparse cannot be combined with basis=unit_"):
+        run_experiment("rao_ballard", tmp_path / "refused", quick=True,
+                       options={"prior_top": "sparse", "basis": "unit_norm"})
+    assert not (tmp_path / "refused" / "rao_ballard.json").exists()
+    assert main(["run", "rao_ballard", "--quick", "--set", "prior_top=sparse", "--out",
+                 str(tmp_path), "--quiet"]) == 0
+    record = json.loads((tmp_path / "rao_ballard.json").read_text())
+    assert record["options"]["prior_top"] == "sparse"
+    assert (record["parameters"]["prior"], record["parameters"]["prior_top"]) == ("gaussian",
+                                                                                 "sparse")
+    res = record["results"]
+    conditions = {"feedback", "no_feedback", "whitened"}
+    assert set(res["end_stopping_index"]) == conditions
+    assert set(res["preferred_orientation"]["end_stopped"]) == conditions
+    assert "end_stopped_fixed_point" not in res and res["level2_covariance_vs_fixed_point"] is None
+    assert res["end_stopped_over_rotations"]["n_rotations"] == 1000
+
