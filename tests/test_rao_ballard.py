@@ -448,6 +448,18 @@ def test_a_network_file_without_a_table_and_bad_analysis_arguments_are_refused(t
         tuning(bar_responses(net, [2, 20], angles=np.zeros(3)), np.eye(3))
 
 
+def _full_size(seed):
+    """A full-size network (the paper's sizes and values) with random, not small, weights, a
+    second moment C of its responses with eigenvalues spread over 0.04–9, and the generator
+    that made them, for more draws."""
+    p = load_parameters()
+    rng = np.random.default_rng(seed)
+    net = RaoBallardNetwork(p, rng.normal(size=(3, 256, 32)) * 0.3,
+                            rng.normal(size=(96, 128)) * 0.3)
+    C = np.cov(rng.normal(size=(96, 400)) * np.linspace(0.2, 3, 96)[:, None])
+    return p, net, C, rng
+
+
 def test_a_rotated_basis_is_the_same_network_and_its_tuning_is_rotated():
     """With the Gaussian prior, turning a module's basis (``U_m → U_m R``, the module's rows of
     ``U_h`` by ``Rᵀ``) leaves the energy unchanged, so the responses and errors turn with it
@@ -455,11 +467,7 @@ def test_a_rotated_basis_is_the_same_network_and_its_tuning_is_rotated():
     the original's bar responses with that rotation (to round-off), in all three conditions;
     and the identity rotation is ``end_stopping`` itself."""
     from pcbio.rao_ballard import bar_responses, end_stopping, random_rotations, tuning
-    p = load_parameters()
-    rng = np.random.default_rng(3)
-    net = RaoBallardNetwork(p, rng.normal(size=(3, 256, 32)) * 0.3,
-                            rng.normal(size=(96, 128)) * 0.3)
-    C = np.cov(rng.normal(size=(96, 400)) * np.linspace(0.2, 3, 96)[:, None])
+    p, net, C, _ = _full_size(3)
     lengths = np.arange(2, 27, 4)
     R = random_rotations(1, 32, seed=5)[0]
     U, Uh = net.U.copy(), net.Uh.copy()
@@ -489,11 +497,7 @@ def test_bars_at_each_units_own_angle_reduce_to_the_horizontal_protocol():
     the shift is taken across the bar consistently at every angle.  At other angles the bars,
     and so the curves, differ."""
     from pcbio.rao_ballard import bar_responses, tuning
-    p = load_parameters()
-    rng = np.random.default_rng(6)
-    net = RaoBallardNetwork(p, rng.normal(size=(3, 256, 32)) * 0.3,
-                            rng.normal(size=(96, 128)) * 0.3)
-    C = np.cov(rng.normal(size=(96, 400)) * np.linspace(0.2, 3, 96)[:, None])
+    _, net, C, rng = _full_size(6)
     lengths = np.arange(2, 27, 4)
     conditions = ("feedback", "no_feedback", "whitened")
     horizontal = tuning(bar_responses(net, lengths, covariance=C, conditions=conditions))
