@@ -63,6 +63,7 @@ class RaoBallardParameters:
     k2_every: int = 40
     weight_decay: float = 0.02
     basis_norm: float = 0.0
+    basis_norm_top: float = 0.0
     images: tuple = ("camera", "grass", "gravel", "brick", "moon")
     dog_center: float = 1.0
     dog_surround: float = 3.0
@@ -78,6 +79,7 @@ class RaoBallardParameters:
             positive_number(getattr(self, name), name)
         positive_number(self.alpha, "alpha", allow_zero=True)
         positive_number(self.basis_norm, "basis_norm", allow_zero=True)
+        positive_number(self.basis_norm_top, "basis_norm_top", allow_zero=True)
         if self.k2_divisor < 1:
             raise ValueError(f"k2_divisor must be >= 1 (the learning rate is divided by it), got "
                              f"{self.k2_divisor}")
@@ -329,7 +331,8 @@ class RaoBallardNetwork:
         ``ΔU_h = k2 ((1/σ_td²)(r − U_h r_h) r_hᵀ − λ U_h)`` — the Hebbian gradient of
         :meth:`original_model` (``parameter_gradient``) plus weight decay.  With ``basis_norm``
         > 0 each level-1 basis vector (column of a module's U) is then rescaled to that length,
-        as Olshausen & Field (1996) hold theirs, in place of the size the decay would set."""
+        as Olshausen & Field (1996) hold theirs, in place of the size the decay would set; with
+        ``basis_norm_top`` > 0 each level-2 one (column of U_h) likewise."""
         p, n1, n_in = self.params, self.params.level1_units, self.params.patch ** 2
         grad = self.original_model().parameter_gradient(I, [r, rh])
         G = grad.links[0].weights
@@ -340,6 +343,8 @@ class RaoBallardNetwork:
         if p.basis_norm:
             self.U *= p.basis_norm / np.linalg.norm(self.U, axis=1, keepdims=True)
         self.Uh = self.Uh + k2 * (grad.links[1].weights - n * p.weight_decay * self.Uh)
+        if p.basis_norm_top:
+            self.Uh *= p.basis_norm_top / np.linalg.norm(self.Uh, axis=0, keepdims=True)
 
 
 def _prior_terms(x: np.ndarray, kind: str, weight: float
