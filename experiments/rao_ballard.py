@@ -88,13 +88,18 @@ def run(quick=False, seed=0, progress=SILENT, prior="gaussian", basis="weight_de
         return _run(quick, seed, progress, prior, basis, prior_top)
 
 
-def _run(quick, seed, progress, prior, basis, prior_top):
+def parameters(prior="gaussian", basis="weight_decay", prior_top="gaussian"):
+    """The network's parameters for the experiment's options (:data:`OPTIONS`)."""
     held = {}
     if basis == "unit_norm":
         # a sparse level 2 is held at unit length too: its weights, left to the decay, grew
         # within 120 inputs (seed 0) until the MAP's responses were in the hundreds
         held = {**UNIT_NORM, **({"basis_norm_top": 1.0} if prior_top == "sparse" else {})}
-    params = load_parameters(prior=prior, prior_top=prior_top, **held)
+    return load_parameters(prior=prior, prior_top=prior_top, **held)
+
+
+def _run(quick, seed, progress, prior, basis, prior_top):
+    params = parameters(prior, basis, prior_top)
     n_train, n_test = (1500, 100) if quick else (12000, 400)
     inputs = training_inputs(n_train + n_test, params, seed)
     learner = RaoBallardLearner(RaoBallardNetwork.initial(params, seed))

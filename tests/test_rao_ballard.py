@@ -100,9 +100,11 @@ def test_one_learning_step_is_the_papers_weight_update():
 def test_a_held_basis_length_rescales_each_column_after_the_papers_step():
     """``basis_norm`` > 0 (Olshausen & Field's normalisation, not RB99's): one learning step is
     the paper's update (checked exactly above) followed by rescaling each level-1 basis vector
-    to that length; the level above is the paper's update unchanged."""
+    to that length; the level above is the paper's update unchanged.  ``basis_norm_top`` does
+    the same for the level-2 basis vectors and leaves level 1 to the paper's update."""
     p, net = _small()
-    held = RaoBallardNetwork(replace(p, basis_norm=2.0), net.U.copy(), net.Uh.copy())
+    U0, Uh0 = net.U.copy(), net.Uh.copy()
+    held = RaoBallardNetwork(replace(p, basis_norm=2.0), U0.copy(), Uh0.copy())
     I = training_inputs(3, p, seed=4)
     r, rh = net.infer(I)
     net.learning_step(I, r, rh, 0.7)
@@ -111,6 +113,28 @@ def test_a_held_basis_length_rescales_each_column_after_the_papers_step():
     np.testing.assert_allclose(held.U, want, rtol=0, atol=1e-13)
     np.testing.assert_allclose(np.linalg.norm(held.U, axis=1), 2.0, rtol=1e-13)
     np.testing.assert_array_equal(held.Uh, net.Uh)
+    # basis_norm_top: the level-2 basis vectors (columns of U_h) likewise, level 1 untouched
+    top = RaoBallardNetwork(replace(p, basis_norm_top=0.5), U0, Uh0)
+    top.learning_step(I, r, rh, 0.7)
+    np.testing.assert_allclose(top.Uh, 0.5 * net.Uh / np.linalg.norm(net.Uh, axis=0),
+                               rtol=0, atol=1e-13)
+    np.testing.assert_array_equal(top.U, net.U)
+
+
+def test_the_experiments_options_set_the_papers_values_or_name_their_variant():
+    """``rao_ballard``'s options map to the network file's values: none gives the paper's
+    network; ``basis=unit_norm`` holds the level-1 basis vectors at length 1 (with contrast 1
+    and k2 from 0.1) and, only when level 2 has the sparse prior — whose weights, left to the
+    decay, grew without bound there — the level-2 ones too."""
+    from pcbio.experiment import load_experiment
+    parameters = load_experiment("rao_ballard").parameters
+    assert parameters() == load_parameters()
+    held = parameters(prior="sparse", basis="unit_norm")
+    assert (held.prior, held.basis_norm, held.basis_norm_top, held.contrast, held.k2_initial) \
+        == ("sparse", 1.0, 0.0, 1.0, 0.1)
+    both = parameters(prior="sparse", basis="unit_norm", prior_top="sparse")
+    assert (both.prior_top, both.basis_norm, both.basis_norm_top) == ("sparse", 1.0, 1.0)
+    assert parameters(prior_top="sparse").basis_norm_top == 0.0
 
 
 def test_error_units_carry_the_response_whitened_by_the_level_above():
@@ -382,6 +406,7 @@ def test_colour_sample_images_become_their_luminance():
     (dict(level2_units=2.5), "level2_units must be an integer"),
     (dict(k2_divisor=0.5), "k2_divisor must be >= 1"),
     (dict(basis_norm=-1.0), "basis_norm must be a finite number >= 0"),
+    (dict(basis_norm_top=-1.0), "basis_norm_top must be a finite number >= 0"),
     (dict(prior_top="laplace"), "prior_top must be one of"),
     (dict(dog_surround=0.5), "dog_surround (0.5) must exceed dog_center"),
     (dict(images=()), "images must name at least one"),
@@ -642,14 +667,8 @@ def test_a_sparse_level_2_is_an_option_of_the_experiment(tmp_path):
     ``prior_top``; the rule's fixed point, derived for a Gaussian level 2, is not reported, while
     the other conditions are, with bars along the module row and at each unit's preferred
     orientation; level 1 keeps the Gaussian prior, so the counts over rotations of its basis are
-    reported.  Combined with ``basis=unit_norm`` (where level 2's weights grow without bound)
-    it is refused in one line before any training."""
+    reported."""
     from pcbio.cli import main
-    from pcbio.experiment import run_experiment
-    with pytest.raises(ValueError, match="prior_top=sparse cannot be combined with basis=unit_"):
-        run_experiment("rao_ballard", tmp_path / "refused", quick=True,
-                       options={"prior_top": "sparse", "basis": "unit_norm"})
-    assert not (tmp_path / "refused" / "rao_ballard.json").exists()
     assert main(["run", "rao_ballard", "--quick", "--set", "prior_top=sparse", "--out",
                  str(tmp_path), "--quiet"]) == 0
     record = json.loads((tmp_path / "rao_ballard.json").read_text())
