@@ -111,10 +111,11 @@ def _run(quick, seed, progress, prior, basis, prior_top):
                   progress=progress)
     net = learner.network
     lengths = np.arange(2, params.width + 1, 2)
-    progress("what level 2 learned: the responses' second moment and the rule's fixed point")
-    C = response_covariance(net, inputs[:n_train])
     # the rule's fixed point is derived for a Gaussian level 2 (docs/mathematics.md §14)
     conditions = CONDITIONS if params.prior_top == "gaussian" else CONDITIONS[:3]
+    progress("what level 2 learned: the responses' second moment" + (
+        " and the rule's fixed point" if "fixed_point" in conditions else ""))
+    C = response_covariance(net, inputs[:n_train])
     if "fixed_point" in conditions:
         Uh_fixed = map_fixed_point(C, params)
         fixed = level2_covariance(Uh_fixed, params)
