@@ -273,14 +273,15 @@ class RaoBallardNetwork:
         # the model's own Gaussian prior, on its top level (r_h; without feedback r), is taken
         # out of its energy, and each level's prior put in: (kind, weight) for r, r_h
         own = p.alpha_top if feedback else p.alpha
+        top = slice(n1 if feedback else 0, None)             # that level's entries of z
         priors = [(p.prior, p.alpha)] + ([(p.prior_top, p.alpha_top)] if feedback else [])
 
         def energy(I, z):
             """Per-input energies (n,) and gradients (n, D) at responses z to inputs I."""
             levels = [z[:, :n1], z[:, n1:]] if feedback else [z]
-            value = -model.log_joint(I, levels) - 0.5 * own * np.sum(levels[-1] ** 2, axis=-1)
+            value = -model.log_joint(I, levels) - 0.5 * own * np.sum(z[:, top] ** 2, axis=-1)
             grad = -np.concatenate(model.grad_log_joint(I, levels), axis=-1)
-            grad[:, z.shape[1] - levels[-1].shape[1]:] -= own * levels[-1]
+            grad[:, top] -= own * z[:, top]
             for x, at, (kind, weight) in zip(levels, (0, n1), priors):
                 v, g, _ = _prior_terms(x, kind, weight)
                 value += v
@@ -290,10 +291,9 @@ class RaoBallardNetwork:
         z = np.concatenate([r, rh], axis=1) if feedback else r.copy()
         # the likelihood's Hessian (constant: linear links)
         H0 = posterior_precision(model, I[:1])[0]
-        top = np.arange(z.shape[1] - (rh.shape[1] if feedback else n1), z.shape[1])
-        H0[top, top] -= own
-        value, grad = energy(I, z)
         diagonal = np.arange(z.shape[1])
+        H0[diagonal[top], diagonal[top]] -= own
+        value, grad = energy(I, z)
         for _ in range(max_iter):
             # only the inputs not yet converged take a step
             a = np.flatnonzero(np.abs(grad).max(axis=1) > gtol * np.maximum(1.0, np.abs(value)))
@@ -759,11 +759,20 @@ def response_covariance(network: RaoBallardNetwork, inputs: np.ndarray,
     return C / len(inputs)
 
 
+def _require_gaussian_top(params: RaoBallardParameters, what: str) -> None:
+    """Refuse in one line a network with a sparse level 2, for which ``what`` (derived for the
+    Gaussian one, §14) does not hold."""
+    if params.prior_top != "gaussian":
+        raise ValueError(f"{what} is derived for a Gaussian level 2 (prior_top = 'gaussian'), "
+                         f"got prior_top = {params.prior_top!r}")
+
+
 def level2_covariance(Uh: np.ndarray, params: RaoBallardParameters) -> np.ndarray:
     """The covariance of the level-1 responses under the level above's model with weights
     ``Uh`` (``r = U_h r_h`` plus noise of variance σ_td², ``r_h ~ N(0, I/α_h)``):
     ``Σ = σ_td² I + U_h U_hᵀ/α_h``.  At the level-2 equilibrium the error units carry
-    ``r − U_h r_h = σ_td² Σ⁻¹ r`` (§14)."""
+    ``r − U_h r_h = σ_td² Σ⁻¹ r`` (§14).  A Gaussian level 2 only."""
+    _require_gaussian_top(params, "level2_covariance")
     return params.sigma_td2 * np.eye(len(Uh)) + Uh @ Uh.T / params.alpha_top
 
 
@@ -773,7 +782,8 @@ def map_fixed_point(C: np.ndarray, params: RaoBallardParameters) -> np.ndarray:
     of C with eigenvalue v a singular value s with ``(s² + α_h σ_td²)² = v α_h/λ``, zero where
     that has no positive root; the remaining columns zero (any rotation of the columns is
     stationary too).  With enough level-2 units its :func:`level2_covariance` is
-    ``max(√(C/(α_h λ)), σ_td²)``."""
+    ``max(√(C/(α_h λ)), σ_td²)``.  A Gaussian level 2 only."""
+    _require_gaussian_top(params, "the learning rule's fixed point")
     p, (v, V) = params, np.linalg.eigh(C)
     c = p.alpha_top * p.sigma_td2
     s2 = np.maximum(np.sqrt(np.maximum(v, 0.0) * p.alpha_top / p.weight_decay) - c, 0.0)

@@ -433,7 +433,8 @@ def test_a_network_file_without_a_table_and_bad_analysis_arguments_are_refused(t
     orthogonal matrix of the module's size, or any rotation of a sparse-prior network (which
     is not rotation invariant) or of one whose basis vectors are held at a length; bars at
     each unit's own angle need one finite angle per unit, and their responses refuse a
-    rotation (it would mix units that saw different bars)."""
+    rotation (it would mix units that saw different bars); the rule's fixed point and the
+    level-2 covariance, derived for a Gaussian level 2, refuse a sparse one."""
     from pcbio.rao_ballard import end_stopping
     path = tmp_path / "net.toml"
     path.write_text("[architecture]\npatch = 16\n")
@@ -465,6 +466,12 @@ def test_a_network_file_without_a_table_and_bad_analysis_arguments_are_refused(t
     held = RaoBallardNetwork(replace(p, basis_norm=1.0), net.U, net.Uh)
     with pytest.raises(ValueError, match="basis_norm = 1.0 each basis vector is held"):
         rotated_counts(bar_responses(held, [2, 20]), np.eye(3)[None], 0.2)
+    # the rule's fixed point and the level-2 covariance are derived for a Gaussian level 2
+    sparse_top = replace(p, prior_top="sparse")
+    for call in (lambda: map_fixed_point(np.eye(9), sparse_top),
+                 lambda: level2_covariance(net.Uh, sparse_top)):
+        with pytest.raises(ValueError, match="derived for a Gaussian level 2"):
+            call()
     # bars at each unit's own angle: one angle per unit, and no rotation of such responses
     for angles in (np.zeros(4), np.array([0.0, np.nan, 1.0])):
         with pytest.raises(ValueError, match=r"angles must be one finite angle .* shape \(3,\)"):
