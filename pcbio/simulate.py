@@ -28,6 +28,7 @@ from brian2 import ms
 from . import standalone
 from .checks import as_array, one_of, positive_int, positive_number, time_quantity
 from .circuits import CircuitNetwork, build_circuit
+from .circuits.network import codegen_target
 from .circuits.base import Circuit
 from .errors import SimulationError
 from .model import GenerativeModel
@@ -254,7 +255,7 @@ def _run(network, request, interval, progress, on_frame_end=None):
     if switch:
         network.network.add(switch.operation)
     try:
-        with _codegen_target(network.target):
+        with codegen_target(network.target):
             while elapsed < total * (1 - 1e-9) and not stopped_early:
                 chunk = min(float(interval), total - elapsed)
                 _run_chunk(network, chunk, elapsed, total, progress)
@@ -363,18 +364,6 @@ def _frozen_heap():
         yield
     finally:
         gc.unfreeze()
-
-
-@contextlib.contextmanager
-def _codegen_target(target):
-    """Set brian2's runtime code-generation target for the duration of a run."""
-    saved = brian2.prefs.codegen.target
-    if target != "cpp_standalone":
-        brian2.prefs.codegen.target = target
-    try:
-        yield
-    finally:
-        brian2.prefs.codegen.target = saved
 
 
 def _simulate_standalone(circuit, request, dt, record_every, progress):

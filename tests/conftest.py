@@ -95,3 +95,17 @@ def brian2_defaults():
         brian2.device.reinit()
         brian2.set_device("runtime")
     brian2.prefs.codegen.target = target
+
+
+@pytest.fixture
+def cython_forbidden(monkeypatch):
+    """brian2's default target set to Cython, and any Cython code object refused: a test using
+    this fixture fails if anything it builds or runs with ``target="numpy"`` generates code
+    under the default target (which compiles, minutes on a fresh machine)."""
+    import brian2
+    from brian2.codegen.runtime.cython_rt import CythonCodeObject
+
+    def refuse(self, owner, *args, **kwargs):
+        raise AssertionError(f"Cython code generated for {owner.name}")
+    monkeypatch.setattr(CythonCodeObject, "__init__", refuse)
+    brian2.prefs.codegen.target = "cython"     # restored by brian2_defaults

@@ -109,10 +109,12 @@ def test_bad_cell_parameters_are_refused():
         PyramidalCell(P, "cable")
 
 
-def test_two_layer_cells_compute_the_mlp_forward_pass():
+def test_two_layer_cells_compute_the_mlp_forward_pass(cython_forbidden):
     """Poirazi, Brannon & Mel (2003): a cell whose apical branches are sigmoidal subunits is a
     two-layer network.  Compiled from an MLP link, the cells' steady somatic potentials equal
-    the MLP's output ``W f(A z + a) + b`` and their branches' outputs its hidden layer."""
+    the MLP's output ``W f(A z + a) + b`` and their branches' outputs its hidden layer.  Built
+    and run with the numpy target (its default) without generating any Cython code, whatever
+    brian2's default target."""
     rng = np.random.default_rng(3)
     link = Link(rng.normal(size=(3, 6)), rng.normal(size=3), f="tanh",
                 hidden_weights=rng.normal(size=(6, 2)), hidden_bias=rng.normal(size=6) * 0.5)

@@ -26,6 +26,7 @@ uses the state at the start of the step: an explicit Euler step of the circuit's
 
 from __future__ import annotations
 
+import contextlib
 import zlib
 from typing import TYPE_CHECKING
 
@@ -39,6 +40,20 @@ if TYPE_CHECKING:
 
 ORDER_MONITOR, ORDER_GUARD, ORDER_STATE = 990, 995, 1000
 GUARD_STEPS = 50          # the runtime guard checks states this often
+
+
+@contextlib.contextmanager
+def codegen_target(target: str):
+    """brian2's runtime code-generation target set to ``target`` (``"numpy"``, ``"cython"``,
+    ``"auto"``) while the block runs, restored after it; ``"cpp_standalone"`` leaves it as is
+    (the device, not the target, decides there)."""
+    saved = brian2.prefs.codegen.target
+    if target != "cpp_standalone":
+        brian2.prefs.codegen.target = target
+    try:
+        yield
+    finally:
+        brian2.prefs.codegen.target = saved
 
 
 def _stage_order(stage, delivery=False):
@@ -98,6 +113,15 @@ class CircuitNetwork:
             if standalone and pop.neuron.one_spike_per_step:
                 raise ValueError(f"{pop.name}: one spike per step needs a runtime target (numpy "
                                  "or cython), not cpp_standalone")
+        # brian2 generates code when objects are built (Synapses.connect), not only when they
+        # run: built under the default target, a numpy network compiled Cython extensions
+        with codegen_target("cpp_standalone" if standalone else target):
+            self._build(pops, paths)
+
+    def _build(self, pops, paths):
+        """The brian2 objects of the populations ``pops`` and pathways ``paths``, in one
+        Network, reset to the prior means."""
+        circuit, coupling, batch = self.circuit, self.coupling, self.batch
         self.populations = {p.name: p for p in pops}
         self.pathways = {pw.name: pw for pw in paths}
         out_stage, self.pathway_stage = schedule(pops, paths)
@@ -128,7 +152,7 @@ class CircuitNetwork:
                 self.spike_monitors[pop.name] = brian2.SpikeMonitor(
                     self.groups[pop.name], name=f"spikes_{pop.name}")
         objects += list(self.monitors.values()) + list(self.spike_monitors.values())
-        if not standalone:
+        if not self.standalone:
             objects.append(brian2.NetworkOperation(self.check_stable, clock=self.guard_clock,
                                                    when="groups", order=ORDER_GUARD,
                                                    name="stability_guard"))

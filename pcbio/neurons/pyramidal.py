@@ -223,7 +223,7 @@ def two_layer_cells(link: Link, z: np.ndarray, gain: brian2.Quantity = 1 * mV,
     Returns ``{"soma": (batch, d_below), "branches": (batch, d_below, hidden)}`` — the somatic
     potentials and the branches' outputs, decoded to model units, at the end of ``duration``.
     """
-    from ..simulate import _codegen_target
+    from ..circuits.network import codegen_target
     if not link.is_mlp:
         raise ValueError("two_layer_cells needs an MLP link (hidden_weights A)")
     z = np.atleast_2d(np.asarray(z, dtype=float))
@@ -233,31 +233,35 @@ def two_layer_cells(link: Link, z: np.ndarray, gain: brian2.Quantity = 1 * mV,
     cell = PyramidalCell(params, "instant")
     batch, (n_out, hidden), d_in = len(z), link.W.shape, link.d_above
     gain_si, rest = float(gain), params.E_leak
-    inputs = brian2.NeuronGroup(batch * d_in, "v : volt", name="inputs")
-    inputs.v = rest + z.ravel() * gain
-    branch_eqs = (f"v = E_L + tonic + drive : volt\ntonic : volt (constant)\ndrive : volt\n"
-                  f"out = {link.nl.expression('(v - E_L) / kappa')} : 1")
-    per_point = n_out * hidden                      # branch (b, k, j) = b·per_point + k·hidden + j
-    branches = brian2.NeuronGroup(batch * per_point, branch_eqs, name="branches",
-                                  namespace={"E_L": rest, "kappa": gain})
-    branches.tonic = np.tile(link.a, batch * n_out) * gain
-    syn_in = brian2.Synapses(inputs, branches, "w : 1\ndrive_post = w * (v_pre - E_L) : volt (summed)",
-                             namespace={"E_L": rest}, name="syn_in")
-    b, i, kj = np.meshgrid(np.arange(batch), np.arange(d_in), np.arange(per_point), indexing="ij")
-    syn_in.connect(i=(b * d_in + i).ravel(), j=(b * per_point + kj).ravel())
-    syn_in.w = link.A[kj % hidden, i].ravel()
-    cells = cell.group(batch * n_out, dt, method="euler", name="cells")
-    scale = float((params.g_leak + params.g_basal + params.g_apical) / params.g_apical)
-    # the trunk potential above rest is I_a / g_Ld: currents that make it scale·κ·g(z)
-    to_current = float(params.dendrite_leak) * scale * gain_si
-    syn_out = brian2.Synapses(branches, cells, "w : amp\nI_a_post = w * out_pre : amp (summed)",
-                              namespace={"E_L": rest, "kappa": gain}, name="syn_out")
-    syn_out.connect(j="i // hidden", namespace={"hidden": hidden})
-    syn_out.w = np.tile(link.W.ravel(), batch) * to_current * brian2.amp
-    # the bias b_k: a tonic current at the soma worth the apical one (g_A/g_Ld times it)
-    cells.I_s = (np.tile(link.b, batch) * to_current * float(params.g_apical / params.dendrite_leak)
-                 * brian2.amp)
-    with _codegen_target(target):
+    # built under the target too: brian2 generates code when it connects synapses
+    with codegen_target(target):
+        inputs = brian2.NeuronGroup(batch * d_in, "v : volt", name="inputs")
+        inputs.v = rest + z.ravel() * gain
+        branch_eqs = (f"v = E_L + tonic + drive : volt\ntonic : volt (constant)\ndrive : volt\n"
+                      f"out = {link.nl.expression('(v - E_L) / kappa')} : 1")
+        per_point = n_out * hidden          # branch (b, k, j) = b·per_point + k·hidden + j
+        branches = brian2.NeuronGroup(batch * per_point, branch_eqs, name="branches",
+                                      namespace={"E_L": rest, "kappa": gain})
+        branches.tonic = np.tile(link.a, batch * n_out) * gain
+        syn_in = brian2.Synapses(inputs, branches,
+                                 "w : 1\ndrive_post = w * (v_pre - E_L) : volt (summed)",
+                                 namespace={"E_L": rest}, name="syn_in")
+        b, i, kj = np.meshgrid(np.arange(batch), np.arange(d_in), np.arange(per_point),
+                               indexing="ij")
+        syn_in.connect(i=(b * d_in + i).ravel(), j=(b * per_point + kj).ravel())
+        syn_in.w = link.A[kj % hidden, i].ravel()
+        cells = cell.group(batch * n_out, dt, method="euler", name="cells")
+        scale = float((params.g_leak + params.g_basal + params.g_apical) / params.g_apical)
+        # the trunk potential above rest is I_a / g_Ld: currents that make it scale·κ·g(z)
+        to_current = float(params.dendrite_leak) * scale * gain_si
+        syn_out = brian2.Synapses(branches, cells,
+                                  "w : amp\nI_a_post = w * out_pre : amp (summed)",
+                                  namespace={"E_L": rest, "kappa": gain}, name="syn_out")
+        syn_out.connect(j="i // hidden", namespace={"hidden": hidden})
+        syn_out.w = np.tile(link.W.ravel(), batch) * to_current * brian2.amp
+        # the bias b_k: a tonic current at the soma worth the apical one (g_A/g_Ld times it)
+        cells.I_s = (np.tile(link.b, batch) * to_current
+                     * float(params.g_apical / params.dendrite_leak) * brian2.amp)
         brian2.Network(inputs, branches, syn_in, cells, syn_out).run(duration, namespace={})
     soma = (np.asarray(cells.v_s[:]) - float(rest)) / gain_si
     return {"soma": soma.reshape(batch, n_out),
