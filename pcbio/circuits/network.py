@@ -113,8 +113,8 @@ class CircuitNetwork:
             if standalone and pop.neuron.one_spike_per_step:
                 raise ValueError(f"{pop.name}: one spike per step needs a runtime target (numpy "
                                  "or cython), not cpp_standalone")
-        # brian2 generates code when objects are built (Synapses.connect), not only when they
-        # run: built under the default target, a numpy network compiled Cython extensions
+        # brian2 generates code when objects are built (Synapses.connect, group set-up), not
+        # only when they run: under the default target a numpy network would compile Cython
         with codegen_target("cpp_standalone" if standalone else target):
             self._build(pops, paths)
 
