@@ -246,7 +246,7 @@ class RaoBallardNetwork:
             r, rh = self._sparse_map(I, r, rh)
         return r, rh
 
-    def _sparse_map(self, I, r, rh, gtol: float = 1e-9, max_iter: int = 200):
+    def _sparse_map(self, I, r, rh, gtol: float = 1e-9, max_iter: int = 2000):
         """The MAP with a sparse prior at either level: E of the Gaussian hierarchy without its
         priors (:meth:`original_model` less its Gaussian top prior; without feedback, level 1
         alone, :meth:`equivalent_model` less its Gaussian prior) plus each level's prior —
@@ -264,7 +264,12 @@ class RaoBallardNetwork:
         negative curvature out of the concave region (a modified Newton step; leaving the
         negative curvature out instead took hundreds of steps there).  A backtracking (Armijo)
         line search makes every step lower the energy.  Converged when
-        every gradient entry is below ``gtol·max(1, |E_n|)``; otherwise OptimisationError.
+        every gradient entry is below ``gtol·max(1, |E_n|)``; otherwise, after ``max_iter``
+        steps, OptimisationError.  Most inputs converge within ten steps; a strong input whose
+        MAP lies far in a sparse prior's flat tail (responses in the tens on level 1, hundreds
+        on level 2) walks there through the concave region, where the shift bounds each step,
+        and took 200–1000 steps in training with both levels sparse; hence the large limit,
+        which costs only the inputs still walking.
         (L-BFGS stalled here on trained weights: their large singular values against α_h's
         weak curvature make the energy badly conditioned.)"""
         p, feedback = self.params, rh is not None

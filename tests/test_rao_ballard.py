@@ -311,34 +311,57 @@ def test_sparse_map_is_a_strict_minimum_where_responses_reach_the_priors_concave
     of a level with the sparse prior exceed 1, where ``α log(1 + r²)/2`` is concave and the
     energy is not convex — on level 1, on level 2 (``prior_top``, weight α_h) or on both.  The
     inferred responses still satisfy the second-order conditions of a strict local minimum of
-    RB99's energy with those priors: its gradient vanishes (below 1e-5 of its size at r = 0;
-    the solver stops at 1e-9 of −log p(I, r), whose normalising constants are in the hundreds)
-    and its Hessian, written out here from the energy's terms, is positive definite — with the
-    level above and (for a sparse level 1) without it."""
+    RB99's energy with those priors (:func:`_assert_strict_minimum`) — with the level above and
+    (for a sparse level 1) without it."""
     p = load_parameters(prior=prior, prior_top=prior_top, contrast=1.0, basis_norm=1.0)
     net = RaoBallardNetwork.initial(p, seed=0)
     net.U /= np.linalg.norm(net.U, axis=1, keepdims=True)
     net.Uh *= scale                                 # a level above that predicts something
     I = training_inputs(8, p, seed=3)
-    U, Uh = net.block_weights(), net.Uh
-    n1, n2 = Uh.shape
     for feedback in (True, False) if prior == "sparse" else (True,):
         r, rh = net.infer(I, feedback)
         sparse = [x for x, kind in ((r, prior), (rh, prior_top)) if kind == "sparse"
                   and x is not None]
         assert all(np.sum(np.abs(x) > 1) >= len(I) for x in sparse)  # the concave range
-        for n in range(len(I)):
-            g_prior, h_prior = _prior_terms(r[n], prior, p.alpha)
-            g = -(I[n] - U @ r[n]) @ U / p.sigma2 + g_prior
-            H = U.T @ U / p.sigma2 + np.diag(h_prior)
-            if feedback:
-                g_top, h_top = _prior_terms(rh[n], prior_top, p.alpha_top)
-                e_td = (r[n] - Uh @ rh[n]) / p.sigma_td2
-                g = np.concatenate([g + e_td, -e_td @ Uh + g_top])
-                H = np.block([[H + np.eye(n1) / p.sigma_td2, -Uh / p.sigma_td2],
-                              [-Uh.T / p.sigma_td2, Uh.T @ Uh / p.sigma_td2 + np.diag(h_top)]])
-            assert np.abs(g).max() <= 1e-5 * np.abs(I[n] @ U).max()    # the gradient at r = 0
-            assert np.linalg.eigvalsh(H).min() > 0
+        _assert_strict_minimum(net, I, r, rh)
+
+
+def test_sparse_map_walks_far_into_the_priors_flat_tails():
+    """Both levels sparse, unit-length level-1 basis vectors and two strong inputs (contrast 20
+    instead of 1, as the strongest patches of training with both levels sparse): their MAP lies
+    far in the priors' flat tails, level-1 responses beyond 20 and level-2 ones in the hundreds,
+    where the pull of ``α log(1 + r²)/2``, ``α r/(1 + r²)``, is about ``α/|r|``.  The solver
+    walks there (it took 221 and 288 steps, where it used to stop at 200 with an error) and ends
+    at a strict local minimum of RB99's energy (:func:`_assert_strict_minimum`)."""
+    p = load_parameters(prior="sparse", prior_top="sparse", contrast=1.0, basis_norm=1.0)
+    net = RaoBallardNetwork.initial(p, seed=0)
+    net.U /= np.linalg.norm(net.U, axis=1, keepdims=True)
+    I = 20.0 * training_inputs(16, p, seed=3)[[8, 12]]
+    r, rh = net.infer(I)
+    assert np.all(np.abs(r).max(axis=1) > 20) and np.all(np.abs(rh).max(axis=1) > 300)
+    _assert_strict_minimum(net, I, r, rh)
+
+
+def _assert_strict_minimum(net, I, r, rh):
+    """The second-order conditions of a strict local minimum of RB99's energy at responses
+    ``(r, rh)`` to inputs I (``rh`` None: level 1 alone), each input: the gradient vanishes
+    (below 1e-5 of its size at r = 0; the solver stops at 1e-9 of −log p(I, r), whose
+    normalising constants are in the hundreds) and the Hessian, from the energy's terms, is
+    positive definite."""
+    p, U, Uh = net.params, net.block_weights(), net.Uh
+    n1 = Uh.shape[0]
+    for n in range(len(I)):
+        g_prior, h_prior = _prior_terms(r[n], p.prior, p.alpha)
+        g = -(I[n] - U @ r[n]) @ U / p.sigma2 + g_prior
+        H = U.T @ U / p.sigma2 + np.diag(h_prior)
+        if rh is not None:
+            g_top, h_top = _prior_terms(rh[n], p.prior_top, p.alpha_top)
+            e_td = (r[n] - Uh @ rh[n]) / p.sigma_td2
+            g = np.concatenate([g + e_td, -e_td @ Uh + g_top])
+            H = np.block([[H + np.eye(n1) / p.sigma_td2, -Uh / p.sigma_td2],
+                          [-Uh.T / p.sigma_td2, Uh.T @ Uh / p.sigma_td2 + np.diag(h_top)]])
+        assert np.abs(g).max() <= 1e-5 * np.abs(I[n] @ U).max()        # the gradient at r = 0
+        assert np.linalg.eigvalsh(H).min() > 0
 
 
 def test_orientation_index_of_gratings_and_bars():
