@@ -70,8 +70,7 @@ CONDITIONS = ("feedback", "no_feedback", "whitened", "fixed_point")
 N_ROTATIONS = 1000         # random rotations of the centre module's basis (Gaussian prior)
 #: ``pcbio run rao_ballard --set prior=sparse``: the paper's sparse (kurtotic) prior on level 1;
 #: ``--set prior_top=sparse``: the same on level 2 (weight α_h);
-#: ``--set basis=unit_norm``: level-1 basis vectors held at unit length, and with
-#: ``prior_top=sparse`` level 2's too (not the paper's)
+#: ``--set basis=unit_norm``: level-1 basis vectors held at unit length (not the paper's)
 OPTIONS = {"prior": ("gaussian", "sparse"), "prior_top": ("gaussian", "sparse"),
            "basis": ("weight_decay", "unit_norm")}
 #: ``basis=unit_norm``: each level-1 basis vector is rescaled to length 1 after every step
@@ -93,11 +92,7 @@ def run(quick=False, seed=0, progress=SILENT, prior="gaussian", basis="weight_de
 
 def parameters(prior="gaussian", basis="weight_decay", prior_top="gaussian"):
     """The network's parameters for the experiment's options (:data:`OPTIONS`)."""
-    held = {}
-    if basis == "unit_norm":
-        # a sparse level 2 is held at unit length too: its weights, left to the decay, grew
-        # within 120 inputs (seed 0) until the MAP's responses were in the hundreds
-        held = {**UNIT_NORM, **({"basis_norm_top": 1.0} if prior_top == "sparse" else {})}
+    held = UNIT_NORM if basis == "unit_norm" else {}
     return load_parameters(prior=prior, prior_top=prior_top, **held)
 
 

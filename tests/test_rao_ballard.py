@@ -124,8 +124,7 @@ def test_a_held_basis_length_rescales_each_column_after_the_papers_step():
 def test_the_experiments_options_set_the_papers_values_or_name_their_variant():
     """``rao_ballard``'s options map to the network file's values: none gives the paper's
     network; ``basis=unit_norm`` holds the level-1 basis vectors at length 1 (with contrast 1
-    and k2 from 0.1) and, only when level 2 has the sparse prior — whose weights, left to the
-    decay, grew without bound there — the level-2 ones too."""
+    and k2 from 0.1) and leaves level 2 to the paper's weight decay, whatever its prior."""
     from pcbio.experiment import load_experiment
     parameters = load_experiment("rao_ballard").parameters
     assert parameters() == load_parameters()
@@ -133,7 +132,7 @@ def test_the_experiments_options_set_the_papers_values_or_name_their_variant():
     assert (held.prior, held.basis_norm, held.basis_norm_top, held.contrast, held.k2_initial) \
         == ("sparse", 1.0, 0.0, 1.0, 0.1)
     both = parameters(prior="sparse", basis="unit_norm", prior_top="sparse")
-    assert (both.prior_top, both.basis_norm, both.basis_norm_top) == ("sparse", 1.0, 1.0)
+    assert (both.prior_top, both.basis_norm, both.basis_norm_top) == ("sparse", 1.0, 0.0)
     assert parameters(prior_top="sparse").basis_norm_top == 0.0
 
 
