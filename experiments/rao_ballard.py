@@ -38,8 +38,8 @@ exact posterior mean the training used).
 Options: ``--set prior=sparse`` (the paper's kurtotic prior on level 1), ``--set
 prior_top=sparse`` (the same on level 2; the rule's fixed point, derived for a Gaussian level 2,
 is then not reported) and ``--set basis=unit_norm`` (not the paper's: each level-1 basis vector
-held at length 1, as Olshausen & Field hold theirs, and with a sparse level 2 each level-2 one
-too, with the contrast and first k2 of ``UNIT_NORM``; with the sparse prior it learns
+held at length 1, as Olshausen & Field hold theirs, with the contrast and first k2 of
+``UNIT_NORM``; level 2 is left to the paper's weight decay; with the sparse prior it learns
 Gabor-like filters).
 """
 
