@@ -40,7 +40,8 @@ prior_top=sparse`` (the same on level 2; the rule's fixed point, derived for a G
 is then not reported) and ``--set basis=unit_norm`` (not the paper's: each level-1 basis vector
 held at length 1, as Olshausen & Field hold theirs, with the contrast and first k2 of
 ``UNIT_NORM``; level 2 is left to the paper's weight decay; with the sparse prior it learns
-Gabor-like filters).
+Gabor-like filters); ``--set alpha_top=0.02`` or ``0.1`` sets level 2's prior weight α_h
+instead of the paper's 0.05.
 """
 
 from dataclasses import replace
@@ -70,9 +71,11 @@ CONDITIONS = ("feedback", "no_feedback", "whitened", "fixed_point")
 N_ROTATIONS = 1000         # random rotations of the centre module's basis (Gaussian prior)
 #: ``pcbio run rao_ballard --set prior=sparse``: the paper's sparse (kurtotic) prior on level 1;
 #: ``--set prior_top=sparse``: the same on level 2 (weight α_h);
-#: ``--set basis=unit_norm``: level-1 basis vectors held at unit length (not the paper's)
+#: ``--set basis=unit_norm``: level-1 basis vectors held at unit length (not the paper's);
+#: ``--set alpha_top=0.02``: level 2's prior weight α_h (the paper's 0.05, or the other weights
+#: README reports)
 OPTIONS = {"prior": ("gaussian", "sparse"), "prior_top": ("gaussian", "sparse"),
-           "basis": ("weight_decay", "unit_norm")}
+           "basis": ("weight_decay", "unit_norm"), "alpha_top": ("0.05", "0.02", "0.1")}
 #: ``basis=unit_norm``: each level-1 basis vector is rescaled to length 1 after every step
 #: (Olshausen & Field 1996) instead of the size RB99's weight decay sets, at contrast 1 so that
 #: the responses reach the sparse prior's non-Gaussian range (|r| ~ 1), and with k2 starting
@@ -81,23 +84,23 @@ UNIT_NORM = {"basis_norm": 1.0, "contrast": 1.0, "k2_initial": 0.1}
 
 
 def run(quick=False, seed=0, progress=SILENT, prior="gaussian", basis="weight_decay",
-        prior_top="gaussian"):
+        prior_top="gaussian", alpha_top="0.05"):
     # One BLAS thread: with the Gaussian prior a module's basis can turn freely within its
     # subspace (README, "Rao & Ballard"), so round-off decides where training ends, and BLAS
     # sums in an order that depends on its thread count; one thread gives the same network on
     # any number of cores (about as fast: the matrices are small).
     with threadpool_limits(limits=1):
-        return _run(quick, seed, progress, prior, basis, prior_top)
+        return _run(quick, seed, progress, parameters(prior, basis, prior_top, alpha_top))
 
 
-def parameters(prior="gaussian", basis="weight_decay", prior_top="gaussian"):
-    """The network's parameters for the experiment's options (:data:`OPTIONS`)."""
+def parameters(prior="gaussian", basis="weight_decay", prior_top="gaussian", alpha_top="0.05"):
+    """The network's parameters for the experiment's options (:data:`OPTIONS`; ``alpha_top`` as
+    the command line gives it, a string)."""
     held = UNIT_NORM if basis == "unit_norm" else {}
-    return load_parameters(prior=prior, prior_top=prior_top, **held)
+    return load_parameters(prior=prior, prior_top=prior_top, alpha_top=float(alpha_top), **held)
 
 
-def _run(quick, seed, progress, prior, basis, prior_top):
-    params = parameters(prior, basis, prior_top)
+def _run(quick, seed, progress, params):
     n_train, n_test = (1500, 100) if quick else (12000, 400)
     inputs = training_inputs(n_train + n_test, params, seed)
     learner = RaoBallardLearner(RaoBallardNetwork.initial(params, seed))

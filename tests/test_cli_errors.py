@@ -116,6 +116,8 @@ CASES = [
     # an experiment's options (declared in its OPTIONS), checked before it runs
     (["run", "rao_ballard", "--set", "prior=cauchy", "--out", "{out}"],
      "--set prior must be one of ['gaussian', 'sparse'], got 'cauchy'"),
+    (["run", "rao_ballard", "--set", "alpha_top=0.03", "--out", "{out}"],
+     "--set alpha_top must be one of ['0.02', '0.05', '0.1'], got '0.03'"),
     (["run", "rao_ballard", "--set", "colour=red", "--out", "{out}"],
      "experiment rao_ballard has no option 'colour'; its options: prior"),
     (["run", "rao_ballard", "--set", "prior", "--out", "{out}"], "--set must be NAME=VALUE"),

@@ -124,10 +124,15 @@ def test_a_held_basis_length_rescales_each_column_after_the_papers_step():
 def test_the_experiments_options_set_the_papers_values_or_name_their_variant():
     """``rao_ballard``'s options map to the network file's values: none gives the paper's
     network; ``basis=unit_norm`` holds the level-1 basis vectors at length 1 (with contrast 1
-    and k2 from 0.1) and leaves level 2 to the paper's weight decay, whatever its prior."""
+    and k2 from 0.1) and leaves level 2 to the paper's weight decay, whatever its prior;
+    ``alpha_top`` sets level 2's prior weight α_h, by default the paper's (the file's 0.05)."""
     from pcbio.experiment import load_experiment
-    parameters = load_experiment("rao_ballard").parameters
+    experiment = load_experiment("rao_ballard")
+    parameters = experiment.parameters
     assert parameters() == load_parameters()
+    assert float(experiment.OPTIONS["alpha_top"][0]) == load_parameters().alpha_top == 0.05
+    assert parameters(prior_top="sparse", alpha_top="0.02") == load_parameters(
+        prior_top="sparse", alpha_top=0.02)
     held = parameters(prior="sparse", basis="unit_norm")
     assert (held.prior, held.basis_norm, held.basis_norm_top, held.contrast, held.k2_initial) \
         == ("sparse", 1.0, 0.0, 1.0, 0.1)
