@@ -698,9 +698,9 @@ def test_the_sparse_prior_and_a_unit_length_basis_are_options_of_the_experiment(
 def test_a_sparse_level_2_is_an_option_of_the_experiment(tmp_path):
     """`pcbio run rao_ballard --quick --set prior_top=sparse --set alpha_top=0.02` trains and
     measures the network with the kurtotic prior on level 2 of weight 0.02: the results file
-    records the options and the network's ``prior_top`` and ``alpha_top``; the rule's fixed point, derived for a Gaussian level 2, is not reported, while
-    the other conditions are, with bars along the module row and at each unit's preferred
-    orientation; level 1 keeps the Gaussian prior, so the counts over rotations of its basis are
+    records the options and the network's ``prior_top`` and ``alpha_top``; the rule's fixed
+    point, derived for a Gaussian level 2, is not reported, while the other conditions are,
+    with bars along the module row and at each unit's preferred orientation; level 1 keeps the Gaussian prior, so the counts over rotations of its basis are
     reported."""
     from pcbio.cli import main
     assert main(["run", "rao_ballard", "--quick", "--set", "prior_top=sparse", "--set",
