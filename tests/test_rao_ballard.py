@@ -700,8 +700,8 @@ def test_a_sparse_level_2_is_an_option_of_the_experiment(tmp_path):
     measures the network with the kurtotic prior on level 2 of weight 0.02: the results file
     records the options and the network's ``prior_top`` and ``alpha_top``; the rule's fixed
     point, derived for a Gaussian level 2, is not reported, while the other conditions are,
-    with bars along the module row and at each unit's preferred orientation; level 1 keeps the Gaussian prior, so the counts over rotations of its basis are
-    reported."""
+    with bars along the module row and at each unit's preferred orientation; level 1 keeps
+    the Gaussian prior, so the counts over rotations of its basis are reported."""
     from pcbio.cli import main
     assert main(["run", "rao_ballard", "--quick", "--set", "prior_top=sparse", "--set",
                  "alpha_top=0.02", "--out", str(tmp_path), "--quiet"]) == 0
