@@ -17,10 +17,12 @@ from pcbio.rao_ballard import (RaoBallardNetwork, bar_field, gabor, gabor_fit,
 from pcbio.simulate import simulate
 
 
-def _small(prior="gaussian"):
+def _small(prior="gaussian", **overrides):
     """A small network with the paper's σ², σ_td², α, α_h and λ (4×4 patches, 3 modules offset by
-    1 pixel, 3 level-1 units each, 4 level-2 units) and random, not small, weights."""
-    p = load_parameters(patch=4, offset=1, level1_units=3, level2_units=4, prior=prior)
+    1 pixel, 3 level-1 units each, 4 level-2 units; ``overrides``: other values) and random,
+    not small, weights."""
+    p = load_parameters(patch=4, offset=1, level1_units=3, level2_units=4, prior=prior,
+                        **overrides)
     net = RaoBallardNetwork.initial(p, seed=1)
     rng = np.random.default_rng(2)
     net.U = rng.normal(size=net.U.shape) * 0.5
@@ -63,11 +65,14 @@ def test_steady_state_of_the_inference_equation_is_the_closed_form():
     np.testing.assert_allclose(r_joint, joint, atol=1e-9)
 
 
-def test_equivalent_model_has_the_papers_energy():
+@pytest.mark.parametrize("alpha", [1.0, 0.3])
+def test_equivalent_model_has_the_papers_energy(alpha):
     """Folding the level-1 prior α into the hierarchy (``p(r | r_h) = N(c U_h r_h, S)`` and a top
     prior of precision ``α_h I + κ U_hᵀU_h``) changes the energy only by a constant:
-    ``−log p_equiv(I, r, r_h) − E_RB(I, r, r_h)`` is the same at every (r, r_h)."""
-    p, net = _small()
+    ``−log p_equiv(I, r, r_h) − E_RB(I, r, r_h)`` is the same at every (r, r_h).  Also at
+    α = 0.3: at the paper's α = 1, ``κ = α S/σ_td²`` equals ``S/σ_td²``, so a factor α dropped
+    from it would go unseen."""
+    p, net = _small(alpha=alpha)
     I = training_inputs(1, p, seed=0)
     model = net.equivalent_model()
     rng = np.random.default_rng(5)
@@ -80,21 +85,27 @@ def test_one_learning_step_is_the_papers_weight_update():
     """RB99's learning rule for one input, written here from the paper:
     ``ΔU = k2((1/σ²)(I − U r) rᵀ − λ U)`` per module and ``ΔU_h = k2((1/σ_td²)(r − U_h r_h)
     r_hᵀ − λ U_h)`` — pcbio's step (Hebbian ``parameter_gradient`` of the model without the
-    level-1 prior, block-masked, plus weight decay) equals it exactly."""
-    p, net = _small()
-    I = training_inputs(1, p, seed=4)
-    r, rh = net.infer(I)
-    U0, Uh0, k2 = net.U.copy(), net.Uh.copy(), 0.7
-    resid = I - r @ net.block_weights().T
-    n_in, n1 = p.patch ** 2, p.level1_units
-    want_U = np.stack([U0[m] + k2 * (np.outer(resid[0, m * n_in:(m + 1) * n_in],
-                                              r[0, m * n1:(m + 1) * n1]) / p.sigma2
-                                     - p.weight_decay * U0[m]) for m in range(p.modules)])
-    want_Uh = Uh0 + k2 * (np.outer(r[0] - rh[0] @ Uh0.T, rh[0]) / p.sigma_td2
-                          - p.weight_decay * Uh0)
-    net.learning_step(I, r, rh, k2)
-    np.testing.assert_allclose(net.U, want_U, rtol=0, atol=1e-13)
-    np.testing.assert_allclose(net.Uh, want_Uh, rtol=0, atol=1e-13)
+    level-1 prior, block-masked, plus weight decay) equals it exactly.  A step on a minibatch
+    is the sum of the rule's updates for its inputs at the same weights (the decay counted
+    once per input), as its docstring says: checked on one input and on three."""
+    p, net0 = _small()
+    n_in, n1, k2 = p.patch ** 2, p.level1_units, 0.7
+    for n in (1, 3):
+        net = RaoBallardNetwork(p, net0.U.copy(), net0.Uh.copy())
+        I = training_inputs(n, p, seed=4)
+        r, rh = net.infer(I)
+        U0, Uh0 = net.U.copy(), net.Uh.copy()
+        resid = I - r @ net.block_weights().T
+        want_U, want_Uh = U0.copy(), Uh0.copy()
+        for k in range(n):
+            want_U += np.stack([k2 * (np.outer(resid[k, m * n_in:(m + 1) * n_in],
+                                               r[k, m * n1:(m + 1) * n1]) / p.sigma2
+                                      - p.weight_decay * U0[m]) for m in range(p.modules)])
+            want_Uh += k2 * (np.outer(r[k] - rh[k] @ Uh0.T, rh[k]) / p.sigma_td2
+                             - p.weight_decay * Uh0)
+        net.learning_step(I, r, rh, k2)
+        np.testing.assert_allclose(net.U, want_U, rtol=0, atol=1e-13)
+        np.testing.assert_allclose(net.Uh, want_Uh, rtol=0, atol=1e-13)
 
 
 def test_a_held_basis_length_rescales_each_column_after_the_papers_step():
@@ -517,6 +528,29 @@ def _full_size(seed):
                             rng.normal(size=(96, 128)) * 0.3)
     C = np.cov(rng.normal(size=(96, 400)) * np.linspace(0.2, 3, 96)[:, None])
     return p, net, C, rng
+
+
+def test_end_stopping_index_is_the_issues_definition():
+    """The end-stopping index of a unit, from responses written here by hand: ``(peak −
+    plateau)/peak``, the plateau the mean response to bars longer than 18 px (the issue's
+    definition: 20–26 px here, not 18), read at the shift where the short bar drives the unit
+    most in magnitude, with the polarity that makes that drive positive.  Unit 0: driven most,
+    negatively, at the second shift; its curve peaks at 1 (8 px), is 0.1 at 18 px and 0.4 on
+    average above: index 0.6.  Unit 1: a curve that grows with length, index (1 − 0.85)/1."""
+    from pcbio.rao_ballard import BarResponses, tuning
+    lengths = np.arange(2, 27, 2.0)
+    c0 = np.array([0.2, 0.6, 0.9, 1.0, 0.8, 0.6, 0.4, 0.3, 0.1, 0.4, 0.5, 0.3, 0.4])
+    c1 = np.linspace(0.04, 1.0, len(lengths))
+    rng = np.random.default_rng(0)
+    responses = rng.normal(size=(3, len(lengths), 2))        # the other shifts: not to be read
+    responses[1, :, 0], responses[2, :, 1] = -c0, c1
+    drive = np.array([[0.1, 0.2], [-0.5, 0.1], [0.3, 0.4]])
+    bars = BarResponses(lengths, 18.0, drive, {"feedback": responses})
+    t = tuning(bars)
+    np.testing.assert_allclose(t["feedback"]["curves"], [c0, c1], rtol=0, atol=1e-15)
+    plateau = lengths > 18
+    np.testing.assert_allclose(t["feedback"]["index"], [0.6, 1.0 - c1[plateau].mean()],
+                               rtol=1e-12)
 
 
 def test_a_rotated_basis_is_the_same_network_and_its_tuning_is_rotated():
