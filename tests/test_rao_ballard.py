@@ -381,15 +381,18 @@ def _assert_strict_minimum(net, I, r, rh):
 
 def test_orientation_index_of_gratings_and_bars():
     """A horizontal-stripe grating has orientation index ≈ 1 and preferred (stripe) orientation
-    0; the same grating turned 90° has preferred orientation π/2; a round blob has index ≈ 0.
+    0; the same grating turned 90° has preferred orientation π/2; a round blob has index ≈ 0;
+    a constant added to the grating changes neither (the index is taken over non-zero
+    frequencies, and a constant has power at zero frequency only).
     A bar of the level-2 field is as long and as thick as asked, and a shift moves it across
     its length, whatever its angle."""
     y, x = np.mgrid[:16, :16]
     stripes = np.cos(2 * np.pi * y / 4).ravel()
     turned = np.cos(2 * np.pi * x / 4).ravel()
     blob = np.exp(-((y - 7.5) ** 2 + (x - 7.5) ** 2) / 8).ravel()
-    osi, angle = orientation_index(np.stack([stripes, turned, blob], axis=1), 16)
+    osi, angle = orientation_index(np.stack([stripes, turned, blob, stripes + 3.0], axis=1), 16)
     assert osi[0] > 0.99 and osi[1] > 0.99 and osi[2] < 0.05
+    assert osi[3] == pytest.approx(osi[0], abs=1e-12) and angle[3] == pytest.approx(angle[0])
     assert min(angle[0], np.pi - angle[0]) < 1e-6 and abs(angle[1] - np.pi / 2) < 1e-6
     p = load_parameters()
     bar = bar_field(p, 10, 0.0, (7.5, 12.5), thickness=2)
@@ -536,21 +539,58 @@ def test_end_stopping_index_is_the_issues_definition():
     definition: 20–26 px here, not 18), read at the shift where the short bar drives the unit
     most in magnitude, with the polarity that makes that drive positive.  Unit 0: driven most,
     negatively, at the second shift; its curve peaks at 1 (8 px), is 0.1 at 18 px and 0.4 on
-    average above: index 0.6.  Unit 1: a curve that grows with length, index (1 − 0.85)/1."""
+    average above: index 0.6.  Unit 1: a curve that grows with length, index (1 − 0.85)/1.
+    Unit 2, which no short bar drives (drive 0 at every shift): read at the first shift with
+    its own polarity."""
     from pcbio.rao_ballard import BarResponses, tuning
     lengths = np.arange(2, 27, 2.0)
     c0 = np.array([0.2, 0.6, 0.9, 1.0, 0.8, 0.6, 0.4, 0.3, 0.1, 0.4, 0.5, 0.3, 0.4])
     c1 = np.linspace(0.04, 1.0, len(lengths))
     rng = np.random.default_rng(0)
-    responses = rng.normal(size=(3, len(lengths), 2))        # the other shifts: not to be read
-    responses[1, :, 0], responses[2, :, 1] = -c0, c1
-    drive = np.array([[0.1, 0.2], [-0.5, 0.1], [0.3, 0.4]])
+    responses = rng.normal(size=(3, len(lengths), 3))        # the other shifts: not to be read
+    responses[1, :, 0], responses[2, :, 1], responses[0, :, 2] = -c0, c1, c0
+    drive = np.array([[0.1, 0.2, 0.0], [-0.5, 0.1, 0.0], [0.3, 0.4, 0.0]])
     bars = BarResponses(lengths, 18.0, drive, {"feedback": responses})
     t = tuning(bars)
-    np.testing.assert_allclose(t["feedback"]["curves"], [c0, c1], rtol=0, atol=1e-15)
+    np.testing.assert_allclose(t["feedback"]["curves"], [c0, c1, c0], rtol=0, atol=1e-15)
     plateau = lengths > 18
-    np.testing.assert_allclose(t["feedback"]["index"], [0.6, 1.0 - c1[plateau].mean()],
+    np.testing.assert_allclose(t["feedback"]["index"], [0.6, 1.0 - c1[plateau].mean(), 0.6],
                                rtol=1e-12)
+
+
+def test_bars_are_dog_filtered_at_three_standard_deviations_of_the_training_pixels():
+    """The stimulus, built here from its definition: a bright horizontal bar, DoG-filtered like
+    the training images and scaled so that the full-length (26 px) bar's filtered peak is 3
+    standard deviations (3 × contrast) of the training images' pixels, windowed and split into
+    the modules' patches.  With the Gaussian prior the response without feedback is the
+    level-1 posterior mean of that input (linear in it, so a wrong scale shows), and it is
+    what bar_responses reports for the centre module at shift 0 and every length."""
+    from pcbio.rao_ballard import BAR_SHIFTS, bar_responses, dog, split_field
+    p, net, _, _ = _full_size(8)
+    lengths = np.array([6.0, 26.0])
+    center = ((p.patch - 1) / 2, p.offset + (p.patch - 1) / 2)
+    full = dog(bar_field(p, p.width, 0.0, center), p.dog_center, p.dog_surround)
+    scale = 3 * p.contrast / np.abs(full).max()
+    I = split_field(np.stack([scale * dog(bar_field(p, L, 0.0, center), p.dog_center,
+                                          p.dog_surround) for L in lengths]), p)
+    want = net.infer(I, feedback=False)[0][:, 32:64]
+    got = bar_responses(net, lengths, conditions=("no_feedback",))
+    np.testing.assert_allclose(got.responses["no_feedback"][list(BAR_SHIFTS).index(0)], want,
+                               rtol=1e-10, atol=1e-12 * np.abs(want).max())
+
+
+def test_response_covariance_is_the_mean_outer_product_over_every_chunk():
+    """``response_covariance`` is ``E[r rᵀ] = (1/n) Σ_n r_n r_nᵀ`` of the level-1 responses
+    inferred with feedback, accumulated over chunks of the inputs: the same, to round-off, with
+    chunks of 3 of 7 inputs as with all at once."""
+    from pcbio.rao_ballard import response_covariance
+    p, net = _small()
+    I = training_inputs(7, p, seed=2)
+    r, _ = net.infer(I)
+    want = r.T @ r / 7
+    for chunk in (3, 500):
+        np.testing.assert_allclose(response_covariance(net, I, chunk=chunk), want, rtol=1e-12,
+                                   atol=1e-14 * np.abs(want).max())
 
 
 def test_a_rotated_basis_is_the_same_network_and_its_tuning_is_rotated():
