@@ -174,6 +174,12 @@ MUTANTS = {
     "RB best shift by signed drive": ("pcbio/rao_ballard.py",
                                       "best = np.argmax(np.abs(short), axis=1)",
                                       "best = np.argmax(short, axis=1)"),
+    "RB bars at unit contrast": ("pcbio/rao_ballard.py", "contrast = 3.0 * p.contrast /",
+                                 "contrast = 3.0 /"),
+    "RB covariance of the last chunk": ("pcbio/rao_ballard.py", "C = C + r.T @ r", "C = r.T @ r"),
+    "RB orientation index with DC": ("pcbio/rao_ballard.py",
+                                     "osi = np.abs(vec) / np.sum(power[:, keep], axis=1)",
+                                     "osi = np.abs(vec) / np.sum(power, axis=(1, 2))"),
 }
 
 
