@@ -54,6 +54,36 @@ def test_ensemble_read_out_recovers_its_functions():
     assert np.sqrt(np.mean((two.rates(pts) @ d - product) ** 2)) < 0.05
 
 
+def test_decoders_minimise_the_regularised_read_out_error():
+    """The decoders are the minimum of the mean squared read-out error plus ``σ² |d|²`` with
+    σ = 0.1 × the largest rate (Nengo's regularisation, relative to the rates, so that it does
+    not shrink with the number of evaluation points): the objective's gradient
+    ``Aᵀ(A d − t)/M + σ² d`` vanishes at them, M the number of points."""
+    tuning = lif.Tuning.random(50, 1, seed=5, tau_m=0.02, t_ref=0.002)
+    pts = lif.evaluation_points(1, 0, count=300)
+    A, target = tuning.rates(pts), pts ** 2
+    d = tuning.decoders(pts, target)
+    sigma = lif.REGULARISATION * A.max()
+    gradient = A.T @ (A @ d - target) / len(pts) + sigma ** 2 * d
+    assert np.abs(gradient).max() < 1e-10 * np.abs(A.T @ target / len(pts)).max()
+
+
+def test_evaluation_points_are_uniform_in_the_unit_disk():
+    """In two dimensions the decoders are fitted at points uniform in the unit disk: all within
+    radius 1, and the fraction within radius ρ is the area's, ρ² (checked at ρ = 0.5 and
+    1/√2, within 5 binomial standard errors of 4000 points); their angles are uniform (mean
+    of cos and sin within 5 standard errors of 0)."""
+    n = 4000
+    pts = lif.evaluation_points(2, seed=3, count=n)
+    radius = np.hypot(pts[:, 0], pts[:, 1])
+    assert radius.max() <= 1.0
+    for rho in (0.5, 2 ** -0.5):
+        expected = rho ** 2
+        assert abs(np.mean(radius < rho) - expected) < 5 * np.sqrt(expected * (1 - expected) / n)
+    unit = pts / radius[:, None]
+    assert np.abs(unit.mean(axis=0)).max() < 5 * np.sqrt(0.5 / n)
+
+
 @pytest.mark.parametrize("code", ["population", "scn"])
 def test_linear_fixed_point_is_the_exact_posterior_mean(code):
     """2-level linear-Gaussian model: the decoded estimate (averaged over the last 300 ms of

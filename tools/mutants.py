@@ -180,6 +180,15 @@ MUTANTS = {
     "RB orientation index with DC": ("pcbio/rao_ballard.py",
                                      "osi = np.abs(vec) / np.sum(power[:, keep], axis=1)",
                                      "osi = np.abs(vec) / np.sum(power, axis=(1, 2))"),
+    "LIF rate log sign": ("pcbio/neurons/lif.py", "np.log1p(-1.0 / J[above])",
+                          "np.log1p(1.0 / J[above])"),
+    "LIF bias sign": ("pcbio/neurons/lif.py", "1.0 - gains * intercepts, tau_m, t_ref)",
+                      "1.0 + gains * intercepts, tau_m, t_ref)"),
+    "decoder ridge not per point": ("pcbio/neurons/lif.py", "len(points) * sigma ** 2",
+                                    "sigma ** 2"),
+    "disk points not uniform": ("pcbio/neurons/lif.py",
+                                "r, angle = np.sqrt(rng.uniform(0, 1, count))",
+                                "r, angle = (rng.uniform(0, 1, count))"),
 }
 
 
