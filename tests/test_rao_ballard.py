@@ -539,7 +539,8 @@ def test_end_stopping_index_is_the_issues_definition():
     definition: 20–26 px here, not 18), read at the shift where the short bar drives the unit
     most in magnitude, with the polarity that makes that drive positive.  Unit 0: driven most,
     negatively, at the second shift; its curve peaks at 1 (8 px), is 0.1 at 18 px and 0.4 on
-    average above: index 0.6.  Unit 1: a curve that grows with length, index (1 − 0.85)/1.
+    average above: index 0.6.  Unit 1: a curve that grows with length to its peak 1 at 26 px,
+    0.88 on average above 18 px: index 0.12.
     Unit 2, which no short bar drives (drive 0 at every shift): read at the first shift with
     its own polarity."""
     from pcbio.rao_ballard import BarResponses, tuning
@@ -553,9 +554,7 @@ def test_end_stopping_index_is_the_issues_definition():
     bars = BarResponses(lengths, 18.0, drive, {"feedback": responses})
     t = tuning(bars)
     np.testing.assert_allclose(t["feedback"]["curves"], [c0, c1, c0], rtol=0, atol=1e-15)
-    plateau = lengths > 18
-    np.testing.assert_allclose(t["feedback"]["index"], [0.6, 1.0 - c1[plateau].mean(), 0.6],
-                               rtol=1e-12)
+    np.testing.assert_allclose(t["feedback"]["index"], [0.6, 0.12, 0.6], rtol=1e-12)
 
 
 def test_bars_are_dog_filtered_at_three_standard_deviations_of_the_training_pixels():
