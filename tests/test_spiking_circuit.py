@@ -39,6 +39,30 @@ def test_lif_neurons_fire_at_the_closed_form_rate():
     np.testing.assert_allclose(measured, lif.lif_rate(J, 0.02, 0.002), rtol=0.01)
 
 
+def test_spike_coding_neuron_drops_by_its_cost_and_fires_at_the_closed_form_rate():
+    """A spike-coding neuron on its own (no recurrent jumps, always the winner), with constant
+    input I: ``dV/dt = −V/τ_V + I`` rises towards ``V∞ = I τ_V``; at its threshold ϑ it spikes
+    and its voltage drops by the cost ``c`` (it is not reset) and is held for t_ref.  So the
+    interval between spikes is ``t_ref + τ_V log((V∞ − ϑ + c)/(V∞ − ϑ))``: brian2's neurons, as
+    pcbio builds them, against the formula over 0.3 s (Euler at dt = 0.01 ms, 1 %)."""
+    tau, t_ref, vth, cost = 0.02, 0.002, 1.0, 0.4
+    I = np.array([60.0, 100.0, 200.0])                         # V∞ = 1.2, 2 and 4
+    neuron = lif.spike_coding_neuron(tau * brian2.second, t_ref * brian2.second)
+    group = brian2.NeuronGroup(len(I), neuron.equations + "\nI_in : 1\nvth : 1\nvcost : 1",
+                               threshold=neuron.threshold, reset=neuron.reset,
+                               refractory=neuron.refractory, method="euler",
+                               namespace={"tau_v": tau * brian2.second}, dt=0.01 * ms,
+                               codeobj_class=brian2.NumpyCodeObject)
+    group.I_in, group.vth, group.vcost, group.winner = I, vth, cost, 1.0
+    spikes = brian2.SpikeMonitor(group, codeobj_class=brian2.NumpyCodeObject)
+    brian2.Network(group, spikes).run(0.3 * brian2.second, namespace={})
+    trains = spikes.spike_trains()
+    interval = [np.mean(np.diff(trains[k] / brian2.second)) for k in range(len(I))]
+    v_inf = I * tau
+    np.testing.assert_allclose(interval, t_ref + tau * np.log((v_inf - vth + cost)
+                                                              / (v_inf - vth)), rtol=0.01)
+
+
 def test_ensemble_read_out_recovers_its_functions():
     """Decoders fitted to 100 LIF tuning curves read x, x² and the product x·y back from the
     steady rates to within a few per cent of the represented range (the NEF's static error)."""

@@ -189,6 +189,8 @@ MUTANTS = {
     "disk points not uniform": ("pcbio/neurons/lif.py",
                                 "r, angle = np.sqrt(rng.uniform(0, 1, count))",
                                 "r, angle = (rng.uniform(0, 1, count))"),
+    "spike-coding neuron reset to 0": ("pcbio/neurons/lif.py", 'reset="v -= vcost"',
+                                       'reset="v = 0"'),
 }
 
 
