@@ -78,6 +78,42 @@ def test_temporal_flow_of_an_ar1_sequence_is_its_exact_likelihood():
     assert np.var(fitted.normalize(long)) == pytest.approx(1.0, abs=0.01)
 
 
+def test_temporal_flow_fits_a_two_dimensional_var1_and_whitens_its_residuals_exactly():
+    """``x_t = c + B x_{t−1} + ξ_t`` with a non-symmetric B (2-D): least squares on a long
+    sequence recovers c and B (row i of B predicts x_i; standard errors ≈ 0.01), and on the
+    sequence it was fitted to the flow's y has zero mean and identity second moment to round-off
+    — the least-squares residuals, with an intercept, have zero mean, and their maximum-likelihood
+    covariance ``Σ r rᵀ / N`` is what the Cholesky factor whitens."""
+    c, B = np.array([0.5, -1.0]), np.array([[0.6, 0.3], [-0.2, 0.1]])
+    rng = np.random.default_rng(5)
+    x = np.zeros((20000, 2))
+    for t in range(1, len(x)):
+        x[t] = c + B @ x[t - 1] + rng.normal(size=2) * [1.0, 0.5]
+    fitted = TemporalFlow.fit(x, order=1)
+    np.testing.assert_allclose(fitted.coefficients[0], B, atol=0.03)
+    np.testing.assert_allclose(fitted.intercept, c, atol=0.05)
+    short = TemporalFlow.fit(x[:200], order=1)
+    y = short.normalize(x[:200])
+    np.testing.assert_allclose(y.mean(axis=0), 0.0, atol=1e-12)
+    np.testing.assert_allclose(y.T @ y / len(y), np.eye(2), atol=1e-12)
+
+
+def test_held_out_elbo_of_a_nonlinear_model_behind_a_flow_is_in_data_space():
+    """Change of variables: behind a flow y = A(x − m), a density on y is one on x times
+    |det A|, so the held-out score of a nonlinear model (its Laplace ELBO, a bound on log p) in
+    data space is the score of the same model without the flow on y, plus log|det A| (computed
+    here from A itself); the same seed draws the same samples, so the two agree to round-off."""
+    from pcbio.learning import heldout_score
+    model = load_model("tanh_2level")
+    x = model.sample(50, seed=4)[0]
+    flow = LinearFlow.fit(3 * x, "cholesky", 0.1)          # any invertible A: |det A| ≠ 1
+    behind = model.replaced(flow=flow)
+    logdet = np.linalg.slogdet(flow.matrix)[1]
+    assert abs(logdet) > 1
+    want = heldout_score(model, flow.normalize(x[:10]), seed=3)["elbo"] + logdet
+    assert heldout_score(behind, x[:10], seed=3)["elbo"] == pytest.approx(want, rel=1e-10)
+
+
 @pytest.mark.parametrize("lateral", ["recurrent", "feedforward"])
 @pytest.mark.parametrize("kind", ["cholesky", "zca"])
 def test_lateral_circuit_steady_state_is_the_flow(kind, lateral):
