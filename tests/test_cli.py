@@ -238,3 +238,23 @@ def test_run_all_goes_on_after_a_failed_experiment(capsys, tmp_path, monkeypatch
     # one experiment by name: its failure is the command's, as before
     code, _, err = run_cli(capsys, "run", "a_unstable", "--quiet", "--out", str(out))
     assert code == 1 and err.count("\n") == 1 and "circuit diverged" in err
+
+
+def test_git_commit_is_marked_dirty_when_tracked_files_changed(tmp_path, monkeypatch):
+    """A results file's commit must say when the code that made it was not the commit's: in a
+    repository with one commit, ``git_commit`` is that commit's hash; after a tracked file is
+    edited, the hash with ``-dirty``; an untracked file alone does not count."""
+    import subprocess
+    import pcbio.io
+    git = ["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run(git[:3] + ["init", "-q"], check=True)
+    (tmp_path / "code.py").write_text("x = 1\n")
+    subprocess.run(git + ["add", "code.py"], check=True)
+    subprocess.run(git + ["commit", "-q", "-m", "one"], check=True)
+    head = subprocess.run(git + ["rev-parse", "HEAD"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+    monkeypatch.setattr(pcbio.io, "project_root", lambda: tmp_path)
+    (tmp_path / "notes.txt").write_text("untracked\n")
+    assert pcbio.io.git_commit() == head
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert pcbio.io.git_commit() == head + "-dirty"

@@ -457,3 +457,24 @@ def test_training_loop_shows_each_epoch_its_documented_order_and_annealed_rates(
                                       np.random.default_rng([7, k]).permutation(23)[:20])
         assert (seen_rates.weights, seen_rates.bias) == pytest.approx((0.2 * 0.5 ** k,
                                                                        0.1 * 0.5 ** k))
+
+
+def test_bundled_digits_are_scaled_to_the_unit_interval_and_patches_are_row_major(monkeypatch):
+    """``digits`` is scikit-learn's 8 × 8 digits, whose pixels are counts 0–16, divided by 16:
+    values in [0, 1] reaching both ends, on a grid of 1/16.  An image patch is the image's
+    ``size × size`` block read row by row, at any of the positions that fit: in an image whose
+    pixel (r, c) holds r·1000 + c, each of 2000 patches of 4 × 4 is its own position's block, and
+    the first and last rows and columns that fit are all drawn (each is missed with probability
+    below 1e-20)."""
+    import pcbio.data as data
+    x = load_data("digits")
+    assert x.shape == (1797, 64) and (x.min(), x.max()) == (0.0, 1.0)
+    np.testing.assert_array_equal(x * 16, np.round(x * 16))
+    rows, cols = np.mgrid[:40, :30]
+    monkeypatch.setattr(data, "natural_image", lambda name: rows * 1000.0 + cols)
+    patches = data.image_patches(4, 2000, seed=1, images=("camera",))
+    r, c = patches[:, 0] // 1000, patches[:, 0] % 1000
+    offsets = np.arange(4)
+    np.testing.assert_array_equal(patches, ((r[:, None, None] + offsets[:, None]) * 1000
+                                            + c[:, None, None] + offsets).reshape(2000, 16))
+    assert (r.min(), r.max(), c.min(), c.max()) == (0, 36, 0, 26)

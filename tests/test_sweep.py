@@ -59,6 +59,7 @@ def test_zipped_lists_go_together(tmp_path):
      '"prior=cauchy"]\n', "--set prior must be one of ['gaussian', 'sparse']"),
     (EXAMPLE.replace('method = "gradient"', 'method = ["gradient", "exact"]'),
      "option 'method' takes one value"),
+    (EXAMPLE + "[zip]\nsteps = [1, 2]\n", "option(s) ['steps'] given in more than one table"),
 ])
 def test_bad_sweep_files_fail_in_one_line(tmp_path, capsys, text, message):
     """A bad sweep file is refused before anything runs: status 2, one line naming the file and
@@ -219,3 +220,42 @@ def test_a_scheduler_that_cannot_be_reached_is_the_users_mistake(tmp_path, capsy
     assert code == 2 and out == "" and len(err.strip().splitlines()) == 1, err
     assert "--scheduler" in err and message in err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_point_is_identified_by_its_model_file_s_content(tmp_path):
+    """A point's identity (what a resumed sweep skips) covers the model file's content, not just
+    its name: the same file gives the same identities, an edited one new identities, so a sweep
+    resumed after the model changed runs every point again instead of keeping stale results."""
+    from pcbio.paths import find_model
+    model = tmp_path / "my_model.toml"
+    model.write_text(find_model("linear_gaussian_2d").read_text())
+    sweep = write(tmp_path, EXAMPLE.replace('"linear_gaussian_2d"', f'"{model}"'))
+    keys = [p.key for p in load_sweep(sweep)[1]]
+    assert keys == [p.key for p in load_sweep(sweep)[1]]
+    model.write_text(model.read_text().replace("mean = [0.5, -1.0]", "mean = [0.5, -1.5]"))
+    assert not set(keys) & {p.key for p in load_sweep(sweep)[1]}
+
+
+def test_results_csv_keeps_lists_up_to_its_limit_and_names_levels_from_one():
+    """``flatten`` (the columns of results.csv): a list of CSV_MAX_LIST values is kept, one entry
+    longer is left out (it stays in the point's JSON); per-level lists are named level1, level2
+    … as the model's levels are."""
+    from pcbio.sweep import CSV_MAX_LIST, flatten
+    assert len(flatten({"a": list(range(CSV_MAX_LIST))})) == CSV_MAX_LIST
+    assert flatten({"a": list(range(CSV_MAX_LIST + 1)), "b": 1}) == {"b": 1}
+    assert flatten({"means": [[0.5], [2.0]]}) == {"means.level1.0": 0.5, "means.level2.0": 2.0}
+
+
+def test_the_size_limit_counts_zipped_points_and_gives_way_to_force(tmp_path, monkeypatch):
+    """A sweep has (product of the [grid] lists' lengths) × (the [zip] lists' common length)
+    points; more than MAX_POINTS is refused unless forced.  With the limit put at 5: a grid of 3
+    alone passes, the same grid with a [zip] of 2 (6 points) is refused, and loads with
+    ``force``."""
+    import pcbio.sweep as sweep
+    monkeypatch.setattr(sweep, "MAX_POINTS", 5)
+    grid = EXAMPLE.replace("\nstep_size = [0.05, 0.1]", "")
+    assert len(load_sweep(write(tmp_path, grid))[1]) == 3
+    zipped = write(tmp_path, grid + "[zip]\nseed = [0, 1]\ntol = [1e-6, 1e-8]\n", "zipped.toml")
+    with pytest.raises(ValueError, match="the grid has 6 points"):
+        load_sweep(zipped)
+    assert len(load_sweep(zipped, force=True)[1]) == 6
