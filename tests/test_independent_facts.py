@@ -1,7 +1,8 @@
 """Checks against independent facts for corners that a comparison of pcbio with itself would not
 see: Monte-Carlo seed schedules, the finite-difference Hessian, the rate code as a change of
-variables, how the mapping passes a posterior standard deviation on, the exact boundary of the
-Euler stability check, and the reported convergence time."""
+variables, the derivative estimated from decoded values, how the mapping passes a posterior
+standard deviation on, the exact boundary of the Euler stability check, and the reported
+convergence time."""
 
 import numpy as np
 import pytest
@@ -54,6 +55,20 @@ def test_rate_code_is_only_a_change_of_variables():
     for a, b in zip(runs[0].means + runs[0].errors, runs[1].means + runs[1].errors):
         np.testing.assert_allclose(a, b, atol=1e-10)
     assert not np.allclose(runs[0].raw["value_1"], runs[1].raw["value_1"])
+
+
+def test_estimated_derivative_is_exact_for_a_quadratic_between_the_ends():
+    """Decoded values without a state derivative get ``dz/dt`` from central differences, which
+    on any grid (second order, also for uneven steps) are exact for a quadratic: for
+    z(t) = 3t² − t recorded at uneven times, 6t − 1 at every inner time; at the two ends the
+    one-sided difference quotients."""
+    t = np.cumsum([0.0, 0.01, 0.02, 0.015, 0.03, 0.01])
+    z = (3 * t ** 2 - t)[:, None, None] * np.ones((1, 2, 3))            # (T, batch, d)
+    dz = RateEncoding().derivative(z, t)
+    np.testing.assert_allclose(dz[1:-1], (6 * t[1:-1] - 1)[:, None, None] * np.ones((1, 2, 3)),
+                               rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(dz[[0, -1], 0, 0], [(z[1, 0, 0] - z[0, 0, 0]) / (t[1] - t[0]),
+                                                   (z[-1, 0, 0] - z[-2, 0, 0]) / (t[-1] - t[-2])])
 
 
 def test_mapping_passes_the_posterior_std_on():
