@@ -16,7 +16,7 @@ from pcbio.errors import SimulationError
 from pcbio.io import to_jsonable
 from pcbio.mapping import CHECKS, map_trajectory
 from pcbio.simulate import run, simulate
-from pcbio.trajectory import Trajectory
+from pcbio.trajectory import LEVEL_FIELDS, Trajectory
 
 KINDS = sorted(CIRCUITS)
 #: (kind, parameters): every registered kind in every variant it declares
@@ -48,7 +48,8 @@ def test_run_decode_map_and_round_trip(kind, params, tmp_path):
     """A few ms on a batch of 2: decoded means have one (T, batch, d_l) array per level and
     start where they were initialised (the encoded initial state, decoded); the mapping runs
     exactly the declared checks that apply and gives a reason for every other one; save/load
-    keeps every array and the run information."""
+    keeps every array (each level, each population, spikes and compartments) and the run
+    information."""
     m = small_model()
     x, _ = m.sample(2, seed=0)
     init = [np.full((2, d), 0.3) for d in m.latent_dims]
@@ -63,9 +64,17 @@ def test_run_decode_map_and_round_trip(kind, params, tmp_path):
     assert all(report["skipped_checks"].values())
     traj.save(tmp_path / "run.npz")
     back = Trajectory.load(tmp_path / "run.npz")
-    assert back.info == traj.info
-    for a, b in zip(traj.means + list(traj.raw.values()), back.means + list(back.raw.values())):
-        np.testing.assert_array_equal(a, b)
+    assert back.info == traj.info and back.time_unit == traj.time_unit
+    for name in LEVEL_FIELDS:
+        ours, theirs = getattr(traj, name), getattr(back, name)
+        assert (ours is None) == (theirs is None), name
+        for a, b in zip(ours or [], theirs or [], strict=True):
+            np.testing.assert_array_equal(a, b)
+    for group in ("scores", "raw", "params", "compartments", "spikes"):
+        ours, theirs = getattr(traj, group), getattr(back, group)
+        assert ours.keys() == theirs.keys(), group
+        for key in ours:
+            np.testing.assert_array_equal(ours[key], theirs[key])
 
 
 @pytest.mark.parametrize("kind, params", VARIANTS, ids=IDS)
