@@ -255,8 +255,9 @@ def test_large_circuit_is_euler_integration_of_pc_dynamics():
         np.testing.assert_allclose(c, v, rtol=0, atol=1e-10)
 
 
-def test_trajectory_round_trips_through_a_file(tmp_path):
-    """Trajectory.save/load keeps every array bit for bit, the run info and the provenance."""
+def test_trajectory_file_keeps_the_provenance_it_was_saved_with(tmp_path):
+    """Trajectory.save(path, provenance) stores the provenance given, which load returns (every
+    array and the run info round-trip for every circuit kind in test_circuit_contract.py)."""
     from pcbio.io import provenance
     from pcbio.trajectory import Trajectory
     m = load_model("linear_gaussian_3level")
@@ -264,11 +265,7 @@ def test_trajectory_round_trips_through_a_file(tmp_path):
     traj = simulate(build_circuit(m, "rate", errors="dynamic"), x, duration=5 * ms, target="numpy")
     traj.save(tmp_path / "run.npz", provenance(0, {"duration_ms": 5}))
     back = Trajectory.load(tmp_path / "run.npz")
-    for a, b in zip(traj.means + traj.errors + traj.dzdt + list(traj.raw.values()),
-                    back.means + back.errors + back.dzdt + list(back.raw.values())):
-        np.testing.assert_array_equal(a, b)
-    assert back.info == traj.info and back.info.circuit["errors"] == "dynamic"
-    assert back.provenance["seed"] == 0 and back.log_var is None and back.time_unit == "s"
+    assert back.provenance["seed"] == 0 and back.provenance["parameters"] == {"duration_ms": 5}
 
 
 def test_curvature_growing_on_the_way_is_caught_during_the_run():

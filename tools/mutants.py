@@ -230,6 +230,10 @@ MUTANTS = {
     "spike-coding start on a few neurons": ("pcbio/encoding.py",
                                             "nnls(system, np.concatenate([row, np.zeros(len(D))]))[0]",
                                             "nnls(D.T, row)[0]"),
+    "derivative by backward differences": ("pcbio/encoding.py",
+                                           "return np.gradient(values, t, axis=0)",
+                                           "return np.diff(values, axis=0, prepend=values[:1]) / "
+                                           "np.gradient(t)[:, None, None]"),
     "saved trajectory loses its compartments": ("pcbio/trajectory.py",
                                                 'for group in ("scores", "raw", "params", "compartments"):',
                                                 'for group in ("scores", "raw", "params"):'),
@@ -239,10 +243,6 @@ MUTANTS = {
     "MAP polish stepping downhill": ("pcbio/inference/optimize.py",
                                      "+ np.linalg.solve(neg_hessian(model, x, z), grad[..., None])",
                                      "- np.linalg.solve(neg_hessian(model, x, z), grad[..., None])"),
-    "derivative by backward differences": ("pcbio/encoding.py",
-                                           "return np.gradient(values, t, axis=0)",
-                                           "return np.diff(values, axis=0, prepend=values[:1]) / "
-                                           "np.gradient(t)[:, None, None]"),
 }
 
 
