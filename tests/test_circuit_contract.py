@@ -43,6 +43,24 @@ def test_declarations_are_complete(kind, params):
         build_circuit(small_model(), kind, no_such_parameter=1, **params)
 
 
+def test_command_line_values_convert_with_their_units():
+    """An option's text becomes the value it names: each unit suffix scales by its SI prefix
+    (1 us = 10⁻³ ms, 1 nF = 10³ pF); an integer option stays an integer and a fraction is
+    refused naming the option; results files record times in ms and capacitances in pF, the
+    unit their key names.  The parameters are the circuits' own."""
+    declared = {p.name: p for kind in KINDS for p in CIRCUITS[kind].PARAMETERS}
+    tau, capacitance = declared["tau"], declared["capacitance"]
+    assert float(tau.parse("50us") / ms) == pytest.approx(0.05, rel=1e-12)
+    assert float(tau.parse("0.02s") / ms) == pytest.approx(20.0, rel=1e-12)
+    assert tau.to_json(tau.parse("2.5ms")) == ("tau_ms", pytest.approx(2.5, rel=1e-12))
+    assert capacitance.to_json(capacitance.parse("1nF")) == ("capacitance_pF",
+                                                             pytest.approx(1000.0, rel=1e-12))
+    count = declared["neurons_per_unit"]
+    assert count.parse("3") == 3 and isinstance(count.parse("3"), int)
+    with pytest.raises(ValueError, match="--neurons-per-unit must be an integer >= 1"):
+        count.parse("2.5")
+
+
 @pytest.mark.parametrize("kind, params", VARIANTS, ids=IDS)
 def test_run_decode_map_and_round_trip(kind, params, tmp_path):
     """A few ms on a batch of 2: decoded means have one (T, batch, d_l) array per level and

@@ -45,12 +45,25 @@ def test_algebraic_loop_is_refused():
     (Pathway("p", "v", "z", "e", "I_bu", np.ones(2)), "has no port 'I_bu'"),
     (Pathway("p", "v", "z", "x", "I_in", np.ones(2)), "unknown population 'x'"),
     (Pathway("p", "v", "z", "e", "I_in", np.ones((3, 2))), "weights have shape"),
+    (Pathway("p", "v", "z", "e", "v", np.ones(2), kind="jump"), "a jump needs a spiking source"),
 ])
 def test_inconsistent_declarations_are_refused(bad, message):
     """A pathway must name existing populations, an output of its source, a port of its
-    target, and weights of shape (post, pre) or (size,)."""
+    target, and weights of shape (post, pre) or (size,); only a spiking source can make the
+    instantaneous jumps of fast inhibition."""
     with pytest.raises(ValueError, match=message):
         check_structure([value("v"), instant("e")], [bad])
+
+
+def test_populations_must_be_distinct_and_one_to_one_pathways_equal_in_size():
+    """Two populations of one name would be one brian2 group; a one-to-one pathway pairs unit
+    k with unit k, which needs as many on both sides (its weights, one per target unit, could
+    not show the mismatch)."""
+    with pytest.raises(ValueError, match="population names must be unique"):
+        check_structure([value("v"), instant("v")], [])
+    with pytest.raises(ValueError, match="one-to-one needs equal sizes"):
+        check_structure([value("v", 2), instant("e", 3)],
+                        [Pathway("p", "v", "z", "e", "I_in", np.ones(3))])
 
 
 def test_rate_circuit_structure_for_an_mlp_link():

@@ -174,6 +174,7 @@ def test_cpp_standalone_matches_runtime():
 @pytest.mark.parametrize("kwargs, error, message", [
     (dict(dt=5 * ms), ValueError, "dt=5. ms is too large"),
     (dict(dt=0.1), TypeError, "dt must be a time with brian2 units"),
+    (dict(dt=0 * ms), ValueError, "dt must be > 0"),
     (dict(target="gpu"), ValueError, "target must be one of"),
     (dict(target="cpp_standalone", coupling="matrix"), ValueError, "needs coupling='synapses'"),
     (dict(x=[[1.0, 2.0]]), ValueError, "must have 3 entries per data point"),
@@ -189,10 +190,13 @@ def test_bad_simulation_input_is_rejected_before_running(kwargs, error, message)
 
 
 def test_bad_circuit_parameters_are_rejected():
-    """Time constants need time units; interneuron precision needs dynamic errors."""
+    """Time constants need time units and must be positive; interneuron precision needs
+    dynamic errors."""
     m = load_model("linear_gaussian_2d")
     with pytest.raises(TypeError, match="tau must be a time"):
         build_circuit(m, "rate", tau=10)
+    with pytest.raises(ValueError, match="tau must be > 0"):
+        build_circuit(m, "rate", tau=0 * ms)
     with pytest.raises(ValueError, match="needs errors='dynamic'"):
         build_circuit(m, "rate", precision="interneuron")
     with pytest.raises(ValueError, match="circuit must be one of"):

@@ -22,7 +22,6 @@ from ..encoding import Encoding
 _QUANTITIES = {
     "time": (brian2.second, {"ms": brian2.ms, "us": brian2.us, "s": brian2.second}, "time",
              "10*ms", "10ms", "ms"),
-    "rate": (brian2.Hz, {"Hz": brian2.Hz, "kHz": brian2.kHz}, "rate", "20*Hz", "20Hz", "Hz"),
     "capacitance": (brian2.farad, {"pF": brian2.pF, "nF": brian2.nF}, "capacitance", "300*pF",
                     "300pF", "pF"),
 }
@@ -33,7 +32,7 @@ _QUANTITY_TEXT = re.compile(r"^\s*([-+0-9.eE]+)\s*([A-Za-z]+)\s*$")
 class Parameter:
     """One circuit parameter.
 
-    kind: ``"time"`` / ``"rate"`` / ``"capacitance"`` (a positive brian2 quantity), ``"choice"`` (one of
+    kind: ``"time"`` / ``"capacitance"`` (a positive brian2 quantity), ``"choice"`` (one of
     ``choices``), ``"int"`` (>= 1), ``"seed"`` (an integer >= 0), ``"number"`` (> 0),
     ``"nonnegative"`` (a number >= 0), ``"encoding"`` (an
     :class:`~pcbio.encoding.Encoding` or None), ``"update"`` (a learned
@@ -101,8 +100,8 @@ class Parameter:
             raise ValueError(f"{self.option} must be {bound}, got {text!r}") from None
 
     def to_json(self, value: Any) -> tuple[str, Any]:
-        """``(key, value)`` for results files: times in ms, rates in Hz, capacitances in pF,
-        encodings described."""
+        """``(key, value)`` for results files: times in ms, capacitances in pF, encodings
+        described."""
         if self.kind in _QUANTITIES:
             name = _QUANTITIES[self.kind][5]
             return f"{self.name}_{name}", float(value / getattr(brian2, name))
