@@ -240,6 +240,30 @@ def test_run_all_goes_on_after_a_failed_experiment(capsys, tmp_path, monkeypatch
     assert code == 1 and err.count("\n") == 1 and "circuit diverged" in err
 
 
+def test_an_experiments_options_reach_its_run_and_its_results_file(capsys, tmp_path,
+                                                                   monkeypatch):
+    """`pcbio run NAME --set KEY=VALUE` (the experiment contract in ``pcbio/experiment.py``):
+    each option given reaches the experiment's ``run`` as a keyword argument, one not given
+    keeps the default of ``run``'s signature, and the results file records the options as
+    given, so a variant's numbers say which variant made them."""
+    project = tmp_path / "project"
+    (project / "experiments").mkdir(parents=True)
+    (project / "models").mkdir()
+    (project / "experiments" / "variants.py").write_text(
+        'DESCRIPTION = "echoes its options"\n'
+        'OPTIONS = {"prior": ("gaussian", "sparse"), "basis": ("free", "unit_norm")}\n'
+        'def run(quick, seed, progress, prior="gaussian", basis="free"):\n'
+        "    import matplotlib.pyplot as plt\n"
+        '    return plt.figure(), {"prior": prior, "basis": basis}, {}\n')
+    monkeypatch.setenv("PCBIO_HOME", str(project))
+    code, _, _ = run_cli(capsys, "run", "variants", "--set", "basis=unit_norm", "--quiet",
+                         "--out", str(tmp_path / "out"))
+    assert code == 0
+    record = json.loads((tmp_path / "out" / "variants.json").read_text())
+    assert record["results"] == {"prior": "gaussian", "basis": "unit_norm"}
+    assert record["options"] == {"basis": "unit_norm"}
+
+
 def test_git_commit_is_marked_dirty_when_tracked_files_changed(tmp_path, monkeypatch):
     """A results file's commit must say when the code that made it was not the commit's: in a
     repository with one commit, ``git_commit`` is that commit's hash; after a tracked file is

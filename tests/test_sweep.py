@@ -149,7 +149,10 @@ def test_a_learning_sweep_writes_each_point_into_its_own_folder(tmp_path):
 def test_a_worker_compiles_a_standalone_project_once_and_reruns_it(tmp_path):
     """Sweep workers keep their cpp_standalone project (keep_projects): a second point with
     the same circuit and new data re-runs the compiled program — the same project object, and
-    the same numbers as a fresh compilation; a runtime run closes it."""
+    the same numbers as a fresh compilation; a run from other initial latents starts there and
+    lands where the runtime device does; the program refuses data of another batch size; a model
+    with other weights (its circuit's description unchanged) gets a new program, not the numbers
+    of the old weights; a runtime run closes it."""
     import numpy as np
     from brian2 import ms
     from pcbio import load_model, standalone
@@ -160,6 +163,12 @@ def test_a_worker_compiles_a_standalone_project_once_and_reruns_it(tmp_path):
     xs = [np.array([[1.0, -2.0, 0.5]]), np.array([[0.3, 0.1, -1.0]])]
     fresh = [simulate(circuit, x, duration=20 * ms, target="cpp_standalone").final_means()[0]
              for x in xs]
+    init = [np.full((1, d), 0.7) for d in model.latent_dims]
+    other = build_circuit(model.replaced(links=[model.links[0].replaced(
+        weights=2 * model.links[0].W)]), "rate")
+    # the runtime's numbers, first: a runtime run closes a kept project
+    runtime_init, runtime_other = (simulate(c, xs[0], duration=20 * ms, init=i, target="numpy")
+                                   .final_means()[0] for c, i in ((circuit, init), (other, None)))
     standalone.keep_projects(True)
     try:
         first = simulate(circuit, xs[0], duration=20 * ms, target="cpp_standalone")
@@ -168,6 +177,15 @@ def test_a_worker_compiles_a_standalone_project_once_and_reruns_it(tmp_path):
         assert standalone._kept["project"] is project is not None
         assert np.allclose(first.final_means()[0], fresh[0], rtol=1e-12)
         assert np.allclose(second.final_means()[0], fresh[1], rtol=1e-12)
+        started = simulate(circuit, xs[0], duration=20 * ms, init=init, target="cpp_standalone")
+        assert standalone._kept["project"] is project
+        np.testing.assert_allclose(started.means[0][0], init[0], rtol=1e-12)
+        np.testing.assert_allclose(started.final_means()[0], runtime_init, rtol=1e-9)
+        with pytest.raises(ValueError, match="this project was compiled for 1"):
+            project.run(np.zeros((2, 3)))
+        moved = simulate(other, xs[0], duration=20 * ms, target="cpp_standalone")
+        assert standalone._kept["project"] is not project
+        np.testing.assert_allclose(moved.final_means()[0], runtime_other, rtol=1e-9)
         simulate(circuit, xs[0], duration=5 * ms, target="numpy")
         assert standalone._kept["project"] is None
     finally:

@@ -124,7 +124,7 @@ class Circuit(ABC):
         return self._structure
 
     def describe(self) -> dict:
-        """Kind and parameters as plain JSON (times in ms, rates in Hz)."""
+        """Kind and parameters as plain JSON (times in ms, capacitances in pF)."""
         return {"circuit": self.kind,
                 **dict(p.to_json(self.params[p.name]) for p in self.PARAMETERS)}
 
