@@ -121,6 +121,83 @@ def test_training_resumes_exactly_and_saved_weights_load_by_path(tmp_path):
         load_inference("no_such_model.encoder")
 
 
+def _adam_first_step(lr, g):
+    """Adam's first step (Kingma & Ba 2015, Algorithm 1, bias-corrected): ``lr·g/(|g| + ε)``."""
+    return lr * g / (np.abs(g) + 1e-8)
+
+
+def test_a_minibatch_is_one_annealed_adam_step_on_the_average_gradient(monkeypatch):
+    """The learners' contract (``pcbio/learning/amortized.py``): one minibatch of n points is
+    one Adam ascent step on the gradient averaged over them, at the rate times the annealing
+    factor ``train`` sets in ``rates``.  Adam's first step is ``lr·g/(|g| + ε)``, so after one
+    minibatch at half the rate every encoder parameter, every weight and bias of the model,
+    and every parameter of a learned update has moved by exactly that, with g from the same
+    seed.  A VAE's prior N(μ, Σ) stays fixed; with ``learn_model=False`` the model does not
+    move at all.  The record is the ELBO per data point (per point and step for an update).
+    Every minibatch of an epoch draws its own samples."""
+    from pcbio.learning.train import epoch_seed
+    m = _model()
+    x = m.sample(6, seed=0)[0]
+    n, lr, seed = len(x), 1e-2, epoch_seed((0, 0))
+    enc = Encoder.initial(m, 4, 0)
+    value, grads, pgrad = enc.elbo_gradient(m, x, 4, seed, parameters=True)
+    learner = AmortizedLearner(m, enc, lr=lr, n_samples=4)
+    learner.rates = learner.rates.scaled(0.5)
+    record = learner.epoch(x[None], seed=(0, 0))
+    assert record[0]["elbo"] == pytest.approx(value / n, rel=1e-12)
+    for name, before in enc.params().items():
+        np.testing.assert_allclose(learner.encoder.params()[name] - before,
+                                   _adam_first_step(0.5 * lr, grads[name] / n), atol=1e-15)
+    for new, old, g in zip(learner.model.links, m.links, pgrad.links):
+        for field, gf in (("W", g.weights), ("b", g.bias), ("A", g.hidden_weights),
+                          ("a", g.hidden_bias)):
+            np.testing.assert_allclose(getattr(new, field) - getattr(old, field),
+                                       _adam_first_step(0.5 * lr, gf / n), atol=1e-15)
+    np.testing.assert_array_equal(learner.model.top_mean, m.top_mean)
+    np.testing.assert_array_equal(learner.model.top_cov.value, m.top_cov.value)
+
+    fixed = AmortizedLearner(m, Encoder.initial(m, 4, 0), lr=lr, learn_model=False)
+    fixed.epoch(x[None], seed=(0, 0))
+    assert fixed.model is m
+
+    u = _update(m)
+    value, grads = u.objective_gradient(m, x, m.prior_means(n)[0], 3, 4, seed)
+    learner = UpdateLearner(m, u, steps=3, lr=lr, n_samples=4)
+    learner.rates = learner.rates.scaled(0.5)
+    record = learner.epoch(x[None], seed=(0, 0))
+    assert record[0]["elbo_per_step"] == pytest.approx(value / (n * 3), rel=1e-12)
+    for name, before in u.params().items():
+        np.testing.assert_allclose(learner.update.params()[name] - before,
+                                   _adam_first_step(0.5 * lr, grads[name] / n), atol=1e-15)
+
+    import inspect
+    seeds = []
+    for cls, method in ((Encoder, "elbo_gradient"), (IterativeUpdate, "objective_gradient")):
+        original = getattr(cls, method)
+
+        def spy(self, *args, _f=original, **kwargs):
+            seeds.append(inspect.signature(_f).bind(self, *args, **kwargs).arguments["seed"])
+            return _f(self, *args, **kwargs)
+        monkeypatch.setattr(cls, method, spy)
+    AmortizedLearner(m, Encoder.initial(m, 4, 0)).epoch(np.stack([x[:3], x[3:]]))
+    UpdateLearner(m, _update(m), steps=3).epoch(np.stack([x[:3], x[3:]]))
+    assert len(seeds) == 4 and seeds[0] != seeds[1] and seeds[2] != seeds[3]
+
+
+def test_a_learned_updates_score_is_the_elbo_after_its_steps():
+    """``UpdateLearner.score`` is the ELBO after the learner's ``steps`` updates from the prior
+    mean: for the update that is gradient iterative inference (V = 0), the ELBO of
+    :func:`gradient_inference`'s iterate after that many steps, scored with the curvature
+    variances as every iterative method is."""
+    from pcbio.inference.amortized import point_elbo
+    m = _model()
+    x = m.sample(5, seed=4)[0]
+    ref = gradient_inference(m, x, steps=7, step_size=0.05).means[0][-1]
+    learner = UpdateLearner(m, IterativeUpdate.gradient_step(m, 0.05), steps=7)
+    assert learner.score(m, x, seed=1)["elbo"] == pytest.approx(
+        float(point_elbo(m, x, ref, seed=1).mean()), rel=1e-10)
+
+
 def test_dendritic_circuit_runs_the_learned_update():
     """The pyramidal circuit with gain branches (basal ε_x, apical ε_z): with dt = τ each Euler
     step of its somata is one iteration of the learned update (round-off), and the mapping's

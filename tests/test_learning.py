@@ -478,3 +478,23 @@ def test_bundled_digits_are_scaled_to_the_unit_interval_and_patches_are_row_majo
     np.testing.assert_array_equal(patches, ((r[:, None, None] + offsets[:, None]) * 1000
                                             + c[:, None, None] + offsets).reshape(2000, 16))
     assert (r.min(), r.max(), c.min(), c.max()) == (0, 36, 0, 26)
+
+
+def test_learn_scores_the_learned_model_on_its_seeded_split(tmp_path):
+    """``learn`` (what ``pcbio learn`` runs) holds out ``test_fraction`` of the data by a split
+    seeded with ``seed``; its summary counts both parts and scores the learned model it wrote
+    on each, exactly: a linear model's held-out score is its exact ``log p(x)`` per point
+    (Gaussian marginal likelihood), recomputed here from the written model file."""
+    from pcbio.learning.session import learn
+    model = load_model("linear_gaussian_2d")
+    x = model.sample(40, seed=1)[0]
+    summary = learn(model, x, tmp_path, learner="vae", epochs=2, batch=8,
+                    rates=LearningRates(weights=0.05, bias=0.05), test_fraction=0.25, seed=3)
+    x_train, x_test = split(x, 0.25, 3)
+    assert (summary["n_train"], summary["n_test"]) == (30, 10)
+    learned = GenerativeModel.load(tmp_path / "model.toml")
+    for key, part in (("heldout_final", x_test), ("train_final", x_train)):
+        assert summary[key]["log_likelihood"] == pytest.approx(
+            float(log_evidence(learned, part).mean()), rel=1e-9)
+    assert summary["heldout_final"] != summary["heldout_initial"]
+

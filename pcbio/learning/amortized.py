@@ -80,7 +80,6 @@ class AmortizedLearner:
                 zero = {name: np.zeros_like(v) for name, v in g.items()}
                 self.adam_model.lr = self.lr
                 step = self.adam_model.step(zero, {name: v / n for name, v in g.items()})
-                step["top_mean"], step["top_cov"] = 0 * step["top_mean"], 0 * step["top_cov"]
                 self.model = apply_gradient(self.model, gradient_from_dict(
                     step, self.model.n_latent), self.rates, 1)
             records.append({"update": k, "elbo": value / n})
