@@ -210,24 +210,30 @@ def test_full_rate_vs_elbo_experiment(tmp_path):
     assert slope == pytest.approx(2.0, abs=0.2)
 
 
+def use_experiments(tmp_path, monkeypatch, sources: dict) -> None:
+    """A project folder of its own (PCBIO_HOME) whose experiments/ holds ``sources``
+    (name → the module's text), and an empty models/."""
+    project = tmp_path / "project"
+    (project / "experiments").mkdir(parents=True)
+    (project / "models").mkdir()
+    for name, text in sources.items():
+        (project / "experiments" / f"{name}.py").write_text(text)
+    monkeypatch.setenv("PCBIO_HOME", str(project))
+
+
 def test_run_all_goes_on_after_a_failed_experiment(capsys, tmp_path, monkeypatch):
     """`pcbio run all`: an experiment whose computation fails (SimulationError) writes nothing,
     the experiments after it still run and write their files, and the command ends with exit
     status 1 naming the one that failed — the exit-status contract in README."""
-    project = tmp_path / "project"
-    (project / "experiments").mkdir(parents=True)
-    (project / "models").mkdir()
-    (project / "experiments" / "a_unstable.py").write_text(
-        'DESCRIPTION = "fails"\n'
-        "def run(quick, seed, progress):\n"
-        "    from pcbio.errors import SimulationError\n"
-        '    raise SimulationError("circuit diverged at t = 3 ms")\n')
-    (project / "experiments" / "b_fine.py").write_text(
-        'DESCRIPTION = "works"\n'
-        "def run(quick, seed, progress):\n"
-        "    import matplotlib.pyplot as plt\n"
-        '    return plt.figure(), {"value": seed}, {}\n')
-    monkeypatch.setenv("PCBIO_HOME", str(project))
+    use_experiments(tmp_path, monkeypatch, {
+        "a_unstable": 'DESCRIPTION = "fails"\n'
+                      "def run(quick, seed, progress):\n"
+                      "    from pcbio.errors import SimulationError\n"
+                      '    raise SimulationError("circuit diverged at t = 3 ms")\n',
+        "b_fine": 'DESCRIPTION = "works"\n'
+                  "def run(quick, seed, progress):\n"
+                  "    import matplotlib.pyplot as plt\n"
+                  '    return plt.figure(), {"value": seed}, {}\n'})
     out = tmp_path / "out"
     code, printed, err = run_cli(capsys, "run", "all", "--quick", "--quiet", "--out", str(out))
     assert code == 1
@@ -246,16 +252,12 @@ def test_an_experiments_options_reach_its_run_and_its_results_file(capsys, tmp_p
     each option given reaches the experiment's ``run`` as a keyword argument, one not given
     keeps the default of ``run``'s signature, and the results file records the options as
     given, so a variant's numbers say which variant made them."""
-    project = tmp_path / "project"
-    (project / "experiments").mkdir(parents=True)
-    (project / "models").mkdir()
-    (project / "experiments" / "variants.py").write_text(
-        'DESCRIPTION = "echoes its options"\n'
-        'OPTIONS = {"prior": ("gaussian", "sparse"), "basis": ("free", "unit_norm")}\n'
-        'def run(quick, seed, progress, prior="gaussian", basis="free"):\n'
-        "    import matplotlib.pyplot as plt\n"
-        '    return plt.figure(), {"prior": prior, "basis": basis}, {}\n')
-    monkeypatch.setenv("PCBIO_HOME", str(project))
+    use_experiments(tmp_path, monkeypatch, {
+        "variants": 'DESCRIPTION = "echoes its options"\n'
+                    'OPTIONS = {"prior": ("gaussian", "sparse"), "basis": ("free", "unit_norm")}\n'
+                    'def run(quick, seed, progress, prior="gaussian", basis="free"):\n'
+                    "    import matplotlib.pyplot as plt\n"
+                    '    return plt.figure(), {"prior": prior, "basis": basis}, {}\n'})
     code, _, _ = run_cli(capsys, "run", "variants", "--set", "basis=unit_norm", "--quiet",
                          "--out", str(tmp_path / "out"))
     assert code == 0
