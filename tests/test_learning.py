@@ -252,6 +252,41 @@ def test_learning_rates_are_checked():
         CircuitLearner(random_model(0, dims=(3, 2), hidden=[4]), LearningRates(), batch=1)
 
 
+def test_vae_learner_refuses_a_lateral_rate_and_draws_new_samples_per_minibatch(monkeypatch):
+    """The VAE side has no lateral (front-end) weights, so a lateral rate would silently learn
+    nothing: refused naming it.  For a nonlinear model the update is a Monte-Carlo ELBO
+    gradient; each minibatch of an epoch gets its own seed, so no two share their samples."""
+    import pcbio.learning.vae as vae
+    m = random_model(0, dims=(3, 2), fs=["tanh"])
+    with pytest.raises(ValueError, match="lateral"):
+        VaeLearner(m, LearningRates(weights=0.1, lateral=0.1))
+    seeds = []
+    original = vae.reference_gradient
+    monkeypatch.setattr(vae, "reference_gradient",
+                        lambda model, x, z, seed: (seeds.append(seed),
+                                                   original(model, x, z, seed))[1])
+    x = m.sample(4, seed=0)[0]
+    VaeLearner(m, LearningRates(weights=0.01)).epoch(np.stack([x[:2], x[2:]]))
+    assert len(seeds) == 2 and seeds[0] != seeds[1]
+
+
+def test_ppca_needs_fewer_components_than_dimensions():
+    """Tipping & Bishop's σ² is the mean of the d − q smallest eigenvalues: with q = d there
+    are none, and the fit would be NaN, so it is refused in one line."""
+    x = np.random.default_rng(0).normal(size=(50, 3))
+    with pytest.raises(ValueError, match="q must be smaller than the data dimension 3"):
+        ppca_maximum_likelihood(x, 3)
+
+
+def test_model_file_text_keeps_quotes_backslashes_and_the_description():
+    """A model file's name and description are TOML strings: quotes and backslashes in them
+    are escaped, so the file parses and gives them back as written."""
+    m = load_model("linear_gaussian_2d")
+    text = 'fitted to "digits" in C:\\data'
+    spec = tomllib.loads(model_text(m, "comment", description=text))
+    assert spec["description"] == text
+
+
 @pytest.mark.parametrize("name", list_models())
 def test_model_files_written_by_pcbio_read_back_exactly(name):
     """A learned model is written as a TOML model file: every bundled model survives the round

@@ -315,6 +315,21 @@ MUTANTS = {
     "session n_test": ("pcbio/learning/session.py",
         "\"n_test\": len(x_test)",
         "\"n_test\": len(x_train)"),
+    "VAE learner takes a lateral rate": ("pcbio/learning/vae.py",
+        "        if rates.lateral:\n            raise",
+        "        if False:\n            raise"),
+    "VAE minibatches share a seed": ("pcbio/learning/vae.py",
+        "self.update(x, base + k)",
+        "self.update(x, base)"),
+    "PPCA with q = d": ("pcbio/learning/closed_form.py",
+        "if q >= d:",
+        "if q > d:"),
+    "model file quotes unescaped": ("pcbio/model_file.py",
+        ".replace('\"', '\\\\\"')",
+        ""),
+    "model file drops its description": ("pcbio/model_file.py",
+        "        lines.append(f\"description = {_value(description)}\")",
+        "        pass"),
 }
 
 
