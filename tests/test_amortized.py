@@ -1,6 +1,8 @@
 """Amortized and learned iterative inference: analytic gradients against finite differences,
-the gradient special case, training with exact resume, saving by name, and the dendritic circuit
-running a learned update."""
+the gradient special case, the learners' Adam steps, seeds and scores, training with exact
+resume, saving by name, and the dendritic circuit running a learned update."""
+
+import inspect
 
 import numpy as np
 import pytest
@@ -9,11 +11,11 @@ from conftest import central_difference, random_model
 
 from pcbio.circuits import build_circuit
 from pcbio.inference import elbo, gradient_inference
-from pcbio.inference.amortized import Encoder, IterativeUpdate, curvature_log_var
+from pcbio.inference.amortized import Encoder, IterativeUpdate, curvature_log_var, point_elbo
 from pcbio.inference.posterior import GaussianPosterior
 from pcbio.learning.amortized import (AmortizedLearner, UpdateLearner, load_inference,
                                       save_inference)
-from pcbio.learning.train import train
+from pcbio.learning.train import epoch_seed, train
 from pcbio.mapping import map_trajectory
 from pcbio.simulate import simulate
 
@@ -135,7 +137,6 @@ def test_a_minibatch_is_one_annealed_adam_step_on_the_average_gradient(monkeypat
     seed.  A VAE's prior N(μ, Σ) stays fixed; with ``learn_model=False`` the model does not
     move at all.  The record is the ELBO per data point (per point and step for an update).
     Every minibatch of an epoch draws its own samples."""
-    from pcbio.learning.train import epoch_seed
     m = _model()
     x = m.sample(6, seed=0)[0]
     n, lr, seed = len(x), 1e-2, epoch_seed((0, 0))
@@ -170,7 +171,6 @@ def test_a_minibatch_is_one_annealed_adam_step_on_the_average_gradient(monkeypat
         np.testing.assert_allclose(learner.update.params()[name] - before,
                                    _adam_first_step(0.5 * lr, grads[name] / n), atol=1e-15)
 
-    import inspect
     seeds = []
     for cls, method in ((Encoder, "elbo_gradient"), (IterativeUpdate, "objective_gradient")):
         original = getattr(cls, method)
@@ -189,7 +189,6 @@ def test_a_learned_updates_score_is_the_elbo_after_its_steps():
     mean: for the update that is gradient iterative inference (V = 0), the ELBO of
     :func:`gradient_inference`'s iterate after that many steps, scored with the curvature
     variances as every iterative method is."""
-    from pcbio.inference.amortized import point_elbo
     m = _model()
     x = m.sample(5, seed=4)[0]
     ref = gradient_inference(m, x, steps=7, step_size=0.05).means[0][-1]
