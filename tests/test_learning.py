@@ -279,8 +279,8 @@ def test_ppca_needs_fewer_components_than_dimensions():
 
 
 def test_model_file_text_keeps_quotes_backslashes_and_the_description():
-    """A model file's name and description are TOML strings: quotes and backslashes in them
-    are escaped, so the file parses and gives them back as written."""
+    """A model file's description is a TOML string: quotes and backslashes in it are escaped,
+    so the file parses and gives it back as written."""
     m = load_model("linear_gaussian_2d")
     text = 'fitted to "digits" in C:\\data'
     spec = tomllib.loads(model_text(m, "comment", description=text))
