@@ -1,4 +1,4 @@
-"""Shared test helpers: random models of any shape, and finite differences."""
+"""Shared test helpers: random models of any shape, Adam's step, and finite differences."""
 
 import numpy as np
 import pytest
@@ -36,6 +36,12 @@ def random_model(seed, dims=(4, 3, 2), fs=None, cov_kinds=None, hidden=None, top
                           rng.normal(size=dims[l]) * 0.3, fs[l],
                           random_cov(rng, dims[l], cov_kinds[l]), **kw))
     return GenerativeModel(rng.normal(size=dims[-1]) * 0.5, random_cov(rng, dims[-1], top_kind), links)
+
+
+def adam_step(lr, g, eps=1e-8):
+    """Adam's step under bias-corrected moments m̂ = g, v̂ = g² (Kingma & Ba 2015, Algorithm 1):
+    the first step for any gradient, and every step for a constant one: ``lr·g/(|g| + ε)``."""
+    return lr * g / (np.abs(g) + eps)
 
 
 def central_difference(fun, x, h=1e-6):

@@ -7,7 +7,7 @@ import inspect
 import numpy as np
 import pytest
 from brian2 import ms
-from conftest import central_difference, random_model
+from conftest import adam_step, central_difference, random_model
 
 from pcbio.circuits import build_circuit
 from pcbio.inference import elbo, gradient_inference
@@ -123,11 +123,6 @@ def test_training_resumes_exactly_and_saved_weights_load_by_path(tmp_path):
         load_inference("no_such_model.encoder")
 
 
-def _adam_first_step(lr, g):
-    """Adam's first step (Kingma & Ba 2015, Algorithm 1, bias-corrected): ``lr·g/(|g| + ε)``."""
-    return lr * g / (np.abs(g) + 1e-8)
-
-
 def test_a_minibatch_is_one_annealed_adam_step_on_the_average_gradient(monkeypatch):
     """The learners' contract (``pcbio/learning/amortized.py``): one minibatch of n points is
     one Adam ascent step on the gradient averaged over them, at the rate times the annealing
@@ -148,12 +143,12 @@ def test_a_minibatch_is_one_annealed_adam_step_on_the_average_gradient(monkeypat
     assert record[0]["elbo"] == pytest.approx(value / n, rel=1e-12)
     for name, before in enc.params().items():
         np.testing.assert_allclose(learner.encoder.params()[name] - before,
-                                   _adam_first_step(0.5 * lr, grads[name] / n), atol=1e-15)
+                                   adam_step(0.5 * lr, grads[name] / n), atol=1e-15)
     for new, old, g in zip(learner.model.links, m.links, pgrad.links):
         for field, gf in (("W", g.weights), ("b", g.bias), ("A", g.hidden_weights),
                           ("a", g.hidden_bias)):
             np.testing.assert_allclose(getattr(new, field) - getattr(old, field),
-                                       _adam_first_step(0.5 * lr, gf / n), atol=1e-15)
+                                       adam_step(0.5 * lr, gf / n), atol=1e-15)
     np.testing.assert_array_equal(learner.model.top_mean, m.top_mean)
     np.testing.assert_array_equal(learner.model.top_cov.value, m.top_cov.value)
 
@@ -169,7 +164,7 @@ def test_a_minibatch_is_one_annealed_adam_step_on_the_average_gradient(monkeypat
     assert record[0]["elbo_per_step"] == pytest.approx(value / (n * 3), rel=1e-12)
     for name, before in u.params().items():
         np.testing.assert_allclose(learner.update.params()[name] - before,
-                                   _adam_first_step(0.5 * lr, grads[name] / n), atol=1e-15)
+                                   adam_step(0.5 * lr, grads[name] / n), atol=1e-15)
 
     seeds = []
     for cls, method in ((Encoder, "elbo_gradient"), (IterativeUpdate, "objective_gradient")):
