@@ -268,6 +268,44 @@ def test_population_code_under_cpp_standalone():
     assert rel_err(circuit.estimate(traj)[0][0], exact_posterior(m, x).means[0]) < 0.15
 
 
+@pytest.mark.parametrize("name", ["linear_gaussian_2d", "tanh_2level"])
+def test_synapses_coupling_is_the_matrix_coupling_spike_for_spike(name):
+    """Under the Synapses coupling (the one cpp_standalone runs) a pathway from a spiking
+    population is a synaptic current that decays with the source's τ_s and jumps by w/τ_s at
+    each presynaptic spike: the same linear filter as the source's traces, whose weighted
+    read-out the matrix coupling delivers (``SpikeTrainEncoding``), and it starts at what the
+    initial traces transmit.  The two couplings are then one dynamical system: every current
+    equals its source's weighted read-out to round-off, before the run and after it, and the
+    runs have the same spikes and decoded values (population code, linear and tanh links)."""
+    from pcbio.circuits import CircuitNetwork
+    m = load_model(name)
+    x = np.array([[1.0, -2.0, 0.5]])
+    circuit = build_circuit(m, "spiking", neurons_per_unit=20)
+    nets = {c: CircuitNetwork(circuit, 1, 0.1 * ms, c, target="numpy")
+            for c in ("matrix", "synapses")}
+    net = nets["synapses"]
+
+    def gaps():
+        out = []
+        for pw in net.pathways.values():
+            pre, post = net.populations[pw.pre], net.populations[pw.post]
+            if pre.neuron.spiking:
+                current = net.groups[pw.post].variables[post.port_term(pw.name)].get_value()
+                read = pre.encoding.decode(net.state(pw.pre), pw.output) @ pw.dense_matrix().T
+                out.append(np.abs(current - post.spread(read).ravel()).max()
+                           / np.abs(read).max())
+        return out
+    assert len(gaps()) >= 5 and max(gaps()) < 1e-12
+    trajs = {c: run(n, x, duration=60 * ms) for c, n in nets.items()}
+    assert max(gaps()) < 1e-12
+    a, b = trajs["matrix"], trajs["synapses"]
+    assert sum(len(i) for i, _ in a.spikes.values()) > 100
+    for pop in a.spikes:
+        np.testing.assert_array_equal(a.spikes[pop][0], b.spikes[pop][0])
+        np.testing.assert_array_equal(a.spikes[pop][1], b.spikes[pop][1])
+    np.testing.assert_allclose(a.means[0], b.means[0], rtol=0, atol=1e-12)
+
+
 def test_spike_coding_network_is_refused_under_cpp_standalone_before_anything_is_built():
     """The spike-coding network's one-spike-per-step rule is a network operation, which
     cpp_standalone cannot run: a one-line error naming the target, raised before a brian2 object

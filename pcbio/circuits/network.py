@@ -398,6 +398,21 @@ class CircuitNetwork:
                 self._assign(group, "not_refractory", True)
                 self._assign(group, "lastspike", -1e4)
             self._set(pop, values[name])
+        if self.coupling == "synapses":
+            self._start_synaptic_currents(values)
+
+    def _start_synaptic_currents(self, values):
+        """Under the Synapses coupling, the synaptic current of each pathway from a spiking
+        source starts at what the source's initial traces transmit (the current decays and is
+        incremented exactly as the traces are), as the matrix coupling reads it from the traces
+        at once — not at 0, which would hide the starting state downstream for ~τ_s."""
+        for pw in self.pathways.values():
+            pre, post = self.populations[pw.pre], self.populations[pw.post]
+            if pw.kind != "continuous" or not pre.neuron.spiking:
+                continue
+            read = pre.encoding.decode(pre.encoding.encode(values[pw.pre]), pw.output)
+            self._assign(self.groups[pw.post], post.port_term(pw.name),
+                         post.spread(read @ pw.dense_matrix().T).ravel())
 
     def _set(self, pop, model_values):
         self._assign(self.groups[pop.name], pop.encoding.variable,
