@@ -121,10 +121,39 @@ def test_instability_is_detected_during_the_run(kind, params):
 
 
 @pytest.mark.parametrize("kind, params", VARIANTS, ids=IDS)
+def test_the_guard_refuses_runaway_values_and_nan_in_any_integrated_state(kind, params):
+    """The stability guard's promise (``CircuitNetwork.check_stable``): a coded state beyond its
+    encoding's ``runaway`` bound is unstable although finite, one just inside it is not, and NaN
+    in any integrated state variable of a population (a membrane potential, a synaptic
+    current), not only in the coded one, is unstable too."""
+    m = small_model()
+    net = CircuitNetwork(build_circuit(m, kind, **params), 1, 0.1 * ms, target="numpy")
+    for pop in (p for p in net.populations.values() if p.neuron.dynamic):
+        group = net.groups[pop.name]
+        coded = group.variables[pop.encoding.variable].get_value()
+        saved = coded.copy()
+        coded[0] = 0.99 * pop.encoding.runaway
+        net.check_stable()
+        coded[0] = -1.01 * pop.encoding.runaway
+        with pytest.raises(FloatingPointError, match=f"runaway activity in {pop.name}"):
+            net.check_stable()
+        coded[:] = saved
+        for var in set(group.equations.diff_eq_names) - {pop.encoding.variable}:
+            values = group.variables[var].get_value()
+            kept = values.copy()
+            values[-1] = np.nan
+            with pytest.raises(FloatingPointError, match=f"NaN or Inf in {pop.name}.{var}"):
+                net.check_stable()
+            values[:] = kept
+    net.check_stable()
+
+
+@pytest.mark.parametrize("kind, params", VARIANTS, ids=IDS)
 def test_a_network_runs_on_and_restores(kind, params):
-    """A persistent network keeps its state: two runs of 3 ms equal one run of 6 ms; a new
-    stimulus continues from where the last one left; restore() gives back the stored state, so
-    the run after it repeats the first run exactly."""
+    """A persistent network keeps its state: two runs of 3 ms equal one run of 6 ms, their
+    spikes included (each run reports its own, timed from its start; the spike-coding network
+    fires in both); a new stimulus continues from where the last one left; restore() gives back
+    the stored state, so the run after it repeats the first run exactly."""
     m = small_model()
     x = m.sample(2, seed=1)[0]
     circuit = build_circuit(m, kind, **params)
@@ -136,6 +165,12 @@ def test_a_network_runs_on_and_restores(kind, params):
     for a, b, c in zip(whole.means, first.means, second.means):
         np.testing.assert_allclose(np.concatenate([b, c]), a, atol=1e-12)
     assert second.t[0] == 0.0
+    for pop, (units, times) in whole.spikes.items():     # each run's spikes, times from its start
+        np.testing.assert_array_equal(np.concatenate([first.spikes[pop][0],
+                                                      second.spikes[pop][0]]), units)
+        np.testing.assert_allclose(np.concatenate([first.spikes[pop][1],
+                                                   second.spikes[pop][1] + 3e-3]), times,
+                                   rtol=0, atol=1e-12)
     net.restore()
     again = run(net, x, duration=3 * ms)
     for a, b in zip(first.means, again.means):

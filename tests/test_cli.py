@@ -1,6 +1,8 @@
 """The `pcbio` command and the experiments it runs (in-process, through pcbio.cli.main)."""
 
+import io
 import json
+import re
 import subprocess
 import sys
 
@@ -11,6 +13,7 @@ from conftest import bogacz_posterior_mode
 from pcbio import load_model
 from pcbio.cli import main
 from pcbio.inference import exact_posterior, log_evidence, map_estimate
+from pcbio.progress import Progress
 
 
 def run_cli(capsys, *argv):
@@ -284,3 +287,19 @@ def test_git_commit_is_marked_dirty_when_tracked_files_changed(tmp_path, monkeyp
     assert pcbio.io.git_commit() == head
     (tmp_path / "code.py").write_text("x = 2\n")
     assert pcbio.io.git_commit() == head + "-dirty"
+
+
+def test_progress_lines_give_elapsed_time_and_percent_and_quiet_silences_them():
+    """A long run's progress reporter (``pcbio.progress.Progress``, what ``--quiet`` switches
+    off) writes one line per call: the elapsed seconds, the fraction done as a percentage
+    (0.4 → 40.0 %) where given, and the message; quiet, it writes nothing."""
+    stream = io.StringIO()
+    report = Progress(stream=stream)
+    report("simulating", fraction=0.4)
+    report("writing")
+    lines = stream.getvalue().splitlines()
+    assert re.fullmatch(r"\[pcbio +\d+\.\ds\]  40\.0% simulating", lines[0])
+    assert re.fullmatch(r"\[pcbio +\d+\.\ds\] writing", lines[1]) and len(lines) == 2
+    quiet = io.StringIO()
+    Progress(quiet=True, stream=quiet)("simulating", fraction=0.4)
+    assert quiet.getvalue() == ""

@@ -80,6 +80,22 @@ def test_leaky_dendrites_lag_the_gradient_and_the_mapping_measures_it():
         assert np.linalg.norm(got - want) / np.linalg.norm(want) <= 1e-3
 
 
+def test_leaky_apical_potentials_are_euler_steps_of_their_membrane_equation():
+    """A leaky apical compartment obeys ``τ_d dv/dt = −ε_l − v`` (its input is its level's own
+    error, as the instantaneous form shows): at every recorded step
+    ``v[k+1] = v[k] + (dt/τ_d)(−ε_l(z[k]) − v[k])``, with ε computed here by the model from the
+    recorded value units, to round-off (τ_d = 2 ms, dt = 0.1 ms, every level)."""
+    m = random_model(4, dims=(4, 3, 2))
+    x, _ = m.sample(2, seed=3)
+    circ = build_circuit(m, "dendritic", dendrites="leaky", tau_dendrite=2 * ms)
+    traj = simulate(circ, x, duration=10 * ms, dt=0.1 * ms, target="numpy")
+    eps = [m.errors(x, [z[k] for z in traj.means]) for k in range(len(traj.t))]
+    for l in range(m.n_latent + 1):
+        v, e = traj.compartments[f"apical_{l}"], np.stack([eps_k[l] for eps_k in eps])
+        np.testing.assert_allclose(v[1:], v[:-1] + 0.05 * (-e[:-1] - v[:-1]), rtol=0,
+                                   atol=1e-12 * np.abs(v).max())
+
+
 def test_leaky_dendrites_faster_than_the_step_are_refused():
     """Explicit Euler on a dendritic membrane needs dt < 2 τ_d: a larger step is refused before
     the run, naming the time constant."""

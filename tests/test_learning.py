@@ -241,6 +241,23 @@ def test_settings_that_cannot_run_are_refused_before_any_brian2_object_exists(se
     assert live_brian2_objects() == before
 
 
+def test_noisy_circuit_learning_draws_its_noise_from_the_epoch_s_seed():
+    """Noisy value units (temperature 1) draw their noise from brian2's generator, seeded per
+    epoch with ``epoch_seed``: the same (seed, epoch) gives the same run bit for bit, another
+    epoch other noise (so epochs do not repeat one noise sequence)."""
+    m = random_model(0, dims=(3, 2))
+    batches = m.sample(4, seed=0)[0].reshape(2, 2, 3)
+    learner = CircuitLearner(m, LearningRates(), batch=2, settle=2 * ms, dt=0.1 * ms,
+                             temperature=1.0, target="numpy", compare_every=0)
+
+    def final(seed):
+        learner.epoch(batches, seed=seed)
+        return learner.network.decoded("value")[1].copy()
+    first, other, again = final((0, 0)), final((0, 1)), final((0, 0))
+    np.testing.assert_array_equal(first, again)
+    assert np.abs(first - other).min() > 0
+
+
 def test_learning_rates_are_checked():
     """Rates must be finite and >= 0 and the variance floor positive: one-line errors naming
     the parameter."""
@@ -260,14 +277,34 @@ def test_vae_learner_refuses_a_lateral_rate_and_draws_new_samples_per_minibatch(
     m = random_model(0, dims=(3, 2), fs=["tanh"])
     with pytest.raises(ValueError, match="lateral"):
         VaeLearner(m, LearningRates(weights=0.1, lateral=0.1))
-    seeds = []
-    original = vae.reference_gradient
-    monkeypatch.setattr(vae, "reference_gradient",
-                        lambda model, x, z, seed: (seeds.append(seed),
-                                                   original(model, x, z, seed))[1])
+    seeds = _reference_seeds(monkeypatch, vae)
     x = m.sample(4, seed=0)[0]
     VaeLearner(m, LearningRates(weights=0.01)).epoch(np.stack([x[:2], x[2:]]))
     assert len(seeds) == 2 and seeds[0] != seeds[1]
+
+
+def _reference_seeds(monkeypatch, module) -> list:
+    """The seeds ``module.reference_gradient`` is called with from now on (a spy)."""
+    seeds, original = [], module.reference_gradient
+    monkeypatch.setattr(module, "reference_gradient",
+                        lambda model, x, z, seed: (seeds.append(seed),
+                                                   original(model, x, z, seed))[1])
+    return seeds
+
+
+def test_circuit_learner_compares_each_update_with_fresh_samples(monkeypatch):
+    """For a nonlinear model the circuit's update is compared with a Monte-Carlo ELBO gradient
+    at the Laplace posterior: each update of an epoch gets its own seed, so the comparisons'
+    sampling errors are independent rather than one error repeated."""
+    import pcbio.learning.circuit as circuit
+    m = random_model(0, dims=(3, 2), fs=["tanh"])
+    seeds = _reference_seeds(monkeypatch, circuit)
+    x = m.sample(6, seed=0)[0]
+    learner = CircuitLearner(m, LearningRates(weights=0.01), batch=2, settle=2 * ms,
+                             dt=0.1 * ms, target="numpy")
+    records = learner.epoch(x.reshape(3, 2, 3))
+    assert len(seeds) == 3 and len(set(seeds)) == 3
+    assert all("weight_cosine_all" in r for r in records)
 
 
 def test_ppca_needs_fewer_components_than_dimensions():

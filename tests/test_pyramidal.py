@@ -14,6 +14,10 @@ P = PyramidalParameters()
 C, Cd = float(P.capacitance), float(P.dendrite_capacitance)
 gL, gLd, gB, gA, E = (float(P.g_leak), float(P.dendrite_leak), float(P.g_basal),
                       float(P.g_apical), float(P.E_leak))
+#: the compartmental cell's conductance matrix and capacitances, read off its equations
+#: (soma, basal, apical): ``diag(c) dv/dt = −G (v − E) + I``
+G = np.array([[gL + gB + gA, -gB, -gA], [-gB, gLd + gB, 0], [-gA, 0, gLd + gA]])
+CAPACITANCES = np.array([C, Cd, Cd])
 
 
 def _run(cell, dt, duration, method="euler", check=True, **currents):
@@ -45,22 +49,31 @@ def test_instant_form_steady_state_is_the_conductance_weighted_average():
     vb, va = E + float(I_b) / gLd, E + float(I_a) / gLd
     u_star = (gL * E + gB * vb + gA * va) / (gL + gB + gA)
     assert abs(v[-1, 0] - u_star) < 1e-9 * abs(u_star)
-    assert cell.steady_state(I_b=float(I_b), I_a=float(I_a))["v_s"] == pytest.approx(u_star, rel=1e-12)
+    star = cell.steady_state(I_b=float(I_b), I_a=float(I_a))
+    assert star["v_s"] == pytest.approx(u_star, rel=1e-12)
+    assert (star["v_b"], star["v_a"]) == (pytest.approx(vb, rel=1e-15), pytest.approx(va, rel=1e-15))
     tau = C / (gL + gB + gA)
     assert cell.time_constants()[0] == pytest.approx(tau, rel=1e-12)
     k = np.searchsorted(t, tau)         # one time constant: 1 − 1/e of the way
     assert (v[k, 0] - E) / (u_star - E) == pytest.approx(1 - np.exp(-t[k] / tau), abs=1e-4)
 
 
+def test_time_constants_are_the_inverse_decay_rates_slowest_first():
+    """The compartmental cell's modes decay as ``exp(−λ t)`` with λ the eigenvalues of
+    ``diag(c)⁻¹ G``: ``time_constants()`` are the 1/λ, slowest first as documented."""
+    rates = np.sort(np.linalg.eigvals(G / CAPACITANCES[:, None]).real)
+    np.testing.assert_allclose(PyramidalCell(P, "compartmental").time_constants(), 1 / rates,
+                               rtol=1e-12)
+
+
 @pytest.mark.slow
 def test_compartmental_form_follows_the_linear_circuit_solution():
     """Three integrated compartments: the simulated potentials equal the exact solution
-    ``v(t) = v* + exp(−C⁻¹G t)(E − v*)`` of the linear circuit (matrix built here from the
+    ``v(t) = v* + exp(−C⁻¹G t)(E − v*)`` of the linear circuit (G read off the
     equations), the slowest decay matches the slowest eigenvalue, and the steady-state
     apical→soma attenuation is ``g_A / (g_L + g_A + g_B g_Ld/(g_Ld + g_B))``."""
     cell = PyramidalCell(P, "compartmental")
-    G = np.array([[gL + gB + gA, -gB, -gA], [-gB, gLd + gB, 0], [-gA, 0, gLd + gA]])
-    c = np.array([C, Cd, Cd])
+    c = CAPACITANCES
     I = np.array([0.1e-9, 0.0, 0.4e-9])
     t, v = _run(cell, 0.01 * ms, 40 * ms, method="rk4", I_s=I[0] * brian2.amp,
                 I_a=I[2] * brian2.amp)
@@ -68,7 +81,6 @@ def test_compartmental_form_follows_the_linear_circuit_solution():
     exact = np.array([v_star + expm(-G / c[:, None] * tk) @ (E - v_star) for tk in t])
     assert np.abs(v - exact).max() < 1e-9            # volt: rk4 at dt 10 µs
     eig = np.sort(np.linalg.eigvals(G / c[:, None]).real)
-    np.testing.assert_allclose(cell.time_constants(), 1 / eig, rtol=1e-12)
     late = (t > 20e-3) & (t < 30e-3)           # only the slowest mode is left
     slope = np.polyfit(t[late], np.log(np.abs(v[late, 0] - v_star[0])), 1)[0]
     assert -1 / slope == pytest.approx(1 / eig[0], rel=1e-3)

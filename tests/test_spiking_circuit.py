@@ -181,6 +181,25 @@ def test_spike_coding_network_keeps_its_voltages_in_the_greedy_rule_s_box():
     np.testing.assert_allclose(after, -1.0, atol=0.1)
 
 
+def test_a_refractory_neuron_does_not_take_the_step_s_one_spike():
+    """The greedy rule's one spike per step goes to the neuron furthest above threshold among
+    those that can fire (``NeuronModel.one_spike_per_step``): with the most excited neuron
+    refractory, the next one spikes in that step, and only it."""
+    from pcbio.circuits import CircuitNetwork
+    m = load_model("linear_gaussian_2d")
+    net = CircuitNetwork(build_circuit(m, "spiking", code="scn", neurons_per_unit=20), 1,
+                         0.1 * ms, target="numpy")
+    group = net.groups["value_1"]
+    vth = np.array(group.vth[:])
+    v = np.zeros_like(vth)
+    v[0], v[1] = 4 * vth[0], 2 * vth[1]
+    group.v = v
+    group.variables["not_refractory"].get_value()[0] = False
+    group.variables["lastspike"].get_value()[0] = 0.0            # refractory for 2 ms from t = 0
+    run(net, np.array([[1.0, -2.0, 0.5]]), duration=0.1 * ms)
+    assert list(net.spike_monitors["value_1"].i[:]) == [1]
+
+
 def test_spike_coding_network_refuses_nonlinear_links():
     """A spike-coding network implements linear dynamics: a tanh link is refused up front,
     naming the population code as the alternative."""
