@@ -151,9 +151,9 @@ def test_the_guard_refuses_runaway_values_and_nan_in_any_integrated_state(kind, 
 @pytest.mark.parametrize("kind, params", VARIANTS, ids=IDS)
 def test_a_network_runs_on_and_restores(kind, params):
     """A persistent network keeps its state: two runs of 3 ms equal one run of 6 ms, their
-    spikes included (each run reports its own, timed from its start; the spike-coding network
-    fires in both); a new stimulus continues from where the last one left; restore() gives back
-    the stored state, so the run after it repeats the first run exactly."""
+    spikes included (each run reports its own, timed from its start); a new stimulus continues
+    from where the last one left; restore() gives back the stored state, so the run after it
+    repeats the first run exactly."""
     m = small_model()
     x = m.sample(2, seed=1)[0]
     circuit = build_circuit(m, kind, **params)

@@ -87,12 +87,14 @@ def test_leaky_apical_potentials_are_euler_steps_of_their_membrane_equation():
     recorded value units, to round-off (τ_d = 2 ms, dt = 0.1 ms, every level)."""
     m = random_model(4, dims=(4, 3, 2))
     x, _ = m.sample(2, seed=3)
-    circ = build_circuit(m, "dendritic", dendrites="leaky", tau_dendrite=2 * ms)
-    traj = simulate(circ, x, duration=10 * ms, dt=0.1 * ms, target="numpy")
+    dt, tau_d = 0.1 * ms, 2 * ms
+    circ = build_circuit(m, "dendritic", dendrites="leaky", tau_dendrite=tau_d)
+    traj = simulate(circ, x, duration=10 * ms, dt=dt, target="numpy")
+    step = float(dt / tau_d)
     eps = [m.errors(x, [z[k] for z in traj.means]) for k in range(len(traj.t))]
     for l in range(m.n_latent + 1):
         v, e = traj.compartments[f"apical_{l}"], np.stack([eps_k[l] for eps_k in eps])
-        np.testing.assert_allclose(v[1:], v[:-1] + 0.05 * (-e[:-1] - v[:-1]), rtol=0,
+        np.testing.assert_allclose(v[1:], v[:-1] + step * (-e[:-1] - v[:-1]), rtol=0,
                                    atol=1e-12 * np.abs(v).max())
 
 

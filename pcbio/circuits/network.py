@@ -388,6 +388,7 @@ class CircuitNetwork:
         integrated state at rest (membranes, synaptic currents, refractoriness), then each
         population's coded state at the circuit's initial values."""
         values = self.circuit.initial_values(init, self.batch)
+        states = {}             # population name -> the neural state it starts from
         for name, pop in self.populations.items():
             if not pop.neuron.dynamic:
                 continue
@@ -397,11 +398,11 @@ class CircuitNetwork:
             if "not_refractory" in group.variables:
                 self._assign(group, "not_refractory", True)
                 self._assign(group, "lastspike", -1e4)
-            self._set(pop, values[name])
+            states[name] = self._set(pop, values[name])
         if self.coupling == "synapses":
-            self._start_synaptic_currents(values)
+            self._start_synaptic_currents(states)
 
-    def _start_synaptic_currents(self, values):
+    def _start_synaptic_currents(self, states):
         """Under the Synapses coupling, the synaptic current of each pathway from a spiking
         source starts at what the source's initial traces transmit (the current decays and is
         incremented exactly as the traces are), as the matrix coupling reads it from the traces
@@ -410,13 +411,16 @@ class CircuitNetwork:
             pre, post = self.populations[pw.pre], self.populations[pw.post]
             if pw.kind != "continuous" or not pre.neuron.spiking:
                 continue
-            read = pre.encoding.decode(pre.encoding.encode(values[pw.pre]), pw.output)
+            read = pre.encoding.decode(states[pw.pre], pw.output)
             self._assign(self.groups[pw.post], post.port_term(pw.name),
                          post.spread(read @ pw.dense_matrix().T).ravel())
 
-    def _set(self, pop, model_values):
-        self._assign(self.groups[pop.name], pop.encoding.variable,
-                     pop.encoding.encode(model_values).ravel())
+    def _set(self, pop, model_values) -> np.ndarray:
+        """Set ``pop``'s coded state to represent ``model_values`` (batch, dims); returns that
+        neural state (batch, size)."""
+        state = pop.encoding.encode(model_values)
+        self._assign(self.groups[pop.name], pop.encoding.variable, state.ravel())
+        return state
 
     def _assign(self, group, var, values):
         if self.standalone:        # recorded as an assignment in the standalone project
