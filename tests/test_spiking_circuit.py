@@ -63,6 +63,92 @@ def test_spike_coding_neuron_drops_by_its_cost_and_fires_at_the_closed_form_rate
                                                               / (v_inf - vth)), rtol=0.01)
 
 
+def test_tuning_curves_start_at_their_intercepts_and_reach_their_maximal_rates():
+    """The tuning the module docstring promises: neuron i starts firing at its intercept c_i
+    (its input J crosses the threshold 1 there) and fires at its maximal rate a_i at
+    ⟨e_i, x/R⟩ = 1 — with a_i in :data:`~pcbio.neurons.lif.MAX_RATES` (40–80 Hz) and c_i in
+    :data:`~pcbio.neurons.lif.INTERCEPTS`, drawn across those ranges.  The rate at the preferred
+    end comes from the closed form G(J) with the refractory period, so a maximal rate computed
+    without it would fall below 40 Hz."""
+    lo, hi = lif.MAX_RATES
+    for dims in (1, 2):
+        tuning = lif.Tuning.random(400, dims, seed=7, tau_m=0.02, t_ref=0.002)
+        intercepts = (1.0 - tuning.biases) / tuning.gains          # where J = 1
+        assert lif.INTERCEPTS[0] <= intercepts.min() and intercepts.max() <= lif.INTERCEPTS[1]
+        at_encoder = np.array([tuning.rates(e[None, :])[0, i]
+                               for i, e in enumerate(tuning.encoders)])
+        assert lo - 1e-9 <= at_encoder.min() < lo + 2 and hi - 2 < at_encoder.max() <= hi + 1e-9
+        just_below = np.array([tuning.rates(((c - 1e-6) * e)[None, :])[0, i]
+                               for i, (c, e) in enumerate(zip(intercepts, tuning.encoders))])
+        assert (just_below == 0).all()
+
+
+def test_tuning_seed_sets_every_neuron_s_tuning():
+    """Every random step takes a seed: the same ``tuning_seed`` builds the same neurons
+    (gains, biases, encoders; the spike-coding network's read-out directions), another seed
+    different ones, for both codes (``tanh_2level``: its hidden ensembles have two-dimensional
+    encoders)."""
+    def tuning(code, seed):
+        m = load_model("tanh_2level" if code == "population" else "linear_gaussian_2d")
+        pops, _ = build_circuit(m, "spiking", code=code, neurons_per_unit=20,
+                                tuning_seed=seed).build_structure()
+        arrays = {}
+        for p in pops:
+            if p.neuron.spiking:
+                arrays.update({(p.name, k): v for k, v in p.params.items()})
+                if isinstance(p.input_map, np.ndarray):       # read-out directions Γ_i/‖Γ_i‖
+                    arrays[(p.name, "input_map")] = p.input_map / np.linalg.norm(
+                        p.input_map, axis=1, keepdims=True)
+        return arrays
+
+    for code in ("population", "scn"):
+        a, b, c = tuning(code, 0), tuning(code, 0), tuning(code, 1)
+        assert a and all(np.array_equal(a[k], b[k]) for k in a)
+        changed = {k[1] for k in a if not np.allclose(a[k], c[k])}
+        # one-dimensional encoders are ±1 (ON and OFF cells) whatever the seed
+        assert changed == ({"gain", "bias", "enc0", "enc1"} if code == "population"
+                           else {"input_map", "vth", "vcost"}), (code, changed)
+
+
+@pytest.mark.parametrize("code", ["population", "scn"])
+def test_decoded_values_follow_the_gradient_flow_with_its_time_constant(code):
+    """The circuit implements ``τ dz/dt = ∇_z log p = h − H z`` with the τ it is given, not its
+    synapses' time constants: for the linear model this flow is solved exactly,
+    ``z(t) = z* + exp(−H t/τ)(z₀ − z*)``, and with τ = 200 ms (twice the value populations'
+    τ_recurrent) the decoded trajectory over 300 ms from the prior mean stays within 25 % of
+    ‖z₀ − z*‖ (RMS) of it — a flow 10 × slower would be 60 % away, one driven by half the
+    input 90 %."""
+    from scipy.linalg import expm
+
+    from pcbio.inference import posterior_precision
+    m = load_model("linear_gaussian_2d")
+    x = np.array([[1.0, -2.0, 0.5]])
+    H, h = posterior_precision(m, x)
+    z_star, z0, tau = np.linalg.solve(H, h[0]), m.top_mean, 0.2
+    circuit = build_circuit(m, "spiking", code=code, neurons_per_unit=200, tau=tau * brian2.second)
+    traj = simulate(circuit, x, duration=300 * ms, target="numpy", record_every=10)
+    want = np.array([z_star + expm(-H * t / tau) @ (z0 - z_star) for t in traj.t])
+    gap = np.sqrt(np.mean(np.sum((traj.means[0][:, 0] - want) ** 2, axis=1)))
+    assert gap < 0.25 * np.linalg.norm(z0 - z_star)
+
+
+@pytest.mark.parametrize("name", ["tanh_2level", "pyramidal_mlp"])
+def test_a_population_code_started_at_the_map_stays_there(name):
+    """The MAP is the fixed point of ``τ dz/dt = ∇_z log p``, so a population code started there
+    (every ensemble's traces set to the MAP's values, hidden ensembles included) stays there:
+    after 200 ms with τ = 200 ms the decoded values of every level are within 12 % of it.
+    ``pyramidal_mlp``'s hidden bias a ≠ 0 matters here: with its sign flipped the circuit drifts
+    25–30 % away in the same time."""
+    m = load_model(name)
+    x = m.sample(1, seed=3)[0]
+    z_map = map_estimate(m, x)[0]
+    circuit = build_circuit(m, "spiking", neurons_per_unit=100, tau=200 * ms,
+                            readout_window=100 * ms)
+    traj = simulate(circuit, x, duration=200 * ms, target="numpy", record_every=10, init=z_map)
+    for got, want in zip(circuit.estimate(traj)[0], z_map):
+        assert rel_err(got, want) < 0.12
+
+
 def test_ensemble_read_out_recovers_its_functions():
     """Decoders fitted to 100 LIF tuning curves read x, x² and the product x·y back from the
     steady rates to within a few per cent of the represented range (the NEF's static error)."""
