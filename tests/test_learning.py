@@ -269,6 +269,107 @@ def test_learning_rates_are_checked():
         CircuitLearner(random_model(0, dims=(3, 2), hidden=[4]), LearningRates(), batch=1)
 
 
+def test_one_ascent_step_moves_each_parameter_by_its_own_rate_and_keeps_variances_above_the_floor():
+    """``apply_gradient`` is ``θ + η g / n`` (docs/mathematics.md §10) with the rate of the
+    parameter's kind — weights (W and an MLP link's A), biases (b and its a), covariances, the
+    top mean and covariance — and variances never below the floor: a diagonal variance pushed
+    below it lands on it, and a full covariance keeps its eigenvectors with every eigenvalue
+    ``max(λ, floor)``.  Each rate differs, so a parameter stepped with another kind's rate, or
+    not divided by n, is off."""
+    from pcbio.learning import apply_gradient
+    from pcbio.model import LinkGradient, ParameterGradient
+    model = random_model(1, dims=(4, 3, 2), hidden=[5, None], cov_kinds=["diag", "full"])
+    rng = np.random.default_rng(2)
+    rates = LearningRates(weights=0.1, bias=0.2, cov=0.3, top_mean=0.4, top_cov=0.5,
+                          variance_floor=0.05)
+    n = 7
+
+    def like(a):
+        return rng.normal(size=np.shape(a))
+    grads = []
+    for link in model.links:
+        g = LinkGradient(like(link.W), like(link.b), like(link.cov.value))
+        if link.is_mlp:
+            g.hidden_weights, g.hidden_bias = like(link.A), like(link.a)
+        grads.append(g)
+    grads[0].cov[0] = -n * (model.links[0].cov.value[0] + 1.0) / rates.cov   # below the floor
+    v = rng.normal(size=3)
+    v /= np.linalg.norm(v)
+    grads[1].cov = -n * 10.0 * np.outer(v, v) / rates.cov           # one eigenvalue below it
+    top_cov = like(model.top_cov.value)
+    grad = ParameterGradient(grads, like(model.top_mean), top_cov + top_cov.T)   # symmetric
+    new = apply_gradient(model, grad, rates, n)
+    for old, link, g in zip(model.links, new.links, grads):
+        np.testing.assert_allclose(link.W, old.W + 0.1 * g.weights / n, rtol=1e-14)
+        np.testing.assert_allclose(link.b, old.b + 0.2 * g.bias / n, rtol=1e-14)
+        if old.is_mlp:
+            np.testing.assert_allclose(link.A, old.A + 0.1 * g.hidden_weights / n, rtol=1e-14)
+            np.testing.assert_allclose(link.a, old.a + 0.2 * g.hidden_bias / n, rtol=1e-14)
+    diag = model.links[0].cov.value + 0.3 * grads[0].cov / n
+    assert diag[0] < 0.05
+    np.testing.assert_allclose(new.links[0].cov.value, np.maximum(diag, 0.05), rtol=1e-14)
+    full = model.links[1].cov.value + 0.3 * grads[1].cov / n
+    lam, got = np.linalg.eigvalsh(full), new.links[1].cov.value
+    assert lam[0] < 0.05 < lam[1]
+    np.testing.assert_allclose(np.linalg.eigvalsh(got), np.maximum(lam, 0.05), rtol=1e-12)
+    np.testing.assert_allclose(got @ np.linalg.eigh(full)[1], np.linalg.eigh(full)[1]
+                               * np.maximum(lam, 0.05), atol=1e-12)   # same eigenvectors
+    np.testing.assert_allclose(new.top_mean, model.top_mean + 0.4 * grad.top_mean / n, rtol=1e-14)
+    np.testing.assert_allclose(new.top_cov.value, model.top_cov.value
+                               + 0.5 * grad.top_cov / n, rtol=1e-12)
+
+
+def test_annealing_scales_every_rate_but_not_the_floor_and_records_mean_variances():
+    """``LearningRates.scaled(c)`` multiplies every rate by c (an annealing schedule) and keeps
+    the variance floor, which is a bound, not a rate; ``mean_variances`` is each level's mean
+    noise variance (the diagonal's mean for a full covariance, the variance for a scalar)."""
+    from pcbio.learning.rules import mean_variances
+    rates = LearningRates(weights=0.1, bias=0.2, cov=0.3, top_mean=0.4, top_cov=0.5,
+                          lateral=0.6, variance_floor=0.01)
+    half = rates.scaled(0.5)
+    assert half.to_json() == {**{k: v / 2 for k, v in rates.to_json().items()},
+                              "variance_floor": 0.01}
+    model = random_model(3, dims=(4, 3, 2), cov_kinds=["diag", "scalar"])
+    want = [float(np.mean(model.links[0].cov.value)), float(model.links[1].cov.value),
+            float(np.mean(np.diag(model.top_cov.value)))]
+    assert mean_variances(model) == pytest.approx(want, rel=1e-14)
+
+
+def test_update_comparison_measures_cosine_and_gap_relative_to_the_reference():
+    """``compare_updates``: per link and over all weights, the cosine between the update and
+    the reference gradient and ``‖g − g_ref‖ / ‖g_ref‖`` — relative to the reference, so an
+    update twice the reference is 100 % off and one half of it 50 % (cosine 1 both)."""
+    from pcbio.learning import compare_updates
+    from pcbio.model import LinkGradient, ParameterGradient
+
+    def gradient(*weights):
+        return ParameterGradient([LinkGradient(np.asarray(w, float), None, None)
+                                  for w in weights], None, None)
+    reference = gradient([[3.0, 4.0]], [[1.0, 0.0]])
+    got = compare_updates(gradient([[6.0, 8.0]], [[0.0, 0.5]]), reference)
+    assert got["weight_cosine"] == pytest.approx([1.0, 0.0], abs=1e-15)
+    assert got["weight_relative_gap"] == pytest.approx([1.0, np.sqrt(1.25)], rel=1e-14)
+    all_ref, all_got = np.array([3, 4, 1, 0.0]), np.array([6, 8, 0, 0.5])
+    assert got["weight_relative_gap_all"] == pytest.approx(
+        np.linalg.norm(all_got - all_ref) / np.linalg.norm(all_ref), rel=1e-14)
+    assert got["weight_cosine_all"] == pytest.approx(
+        all_got @ all_ref / np.linalg.norm(all_got) / np.linalg.norm(all_ref), rel=1e-14)
+
+
+def test_a_decorrelating_step_that_would_destabilise_the_lateral_circuit_is_an_error():
+    """The recurrent front end ``(I + M) y = x − m`` is stable only while ``I + M`` is positive
+    definite.  From M = 0, silent lateral units (y = 0) and rate η, the step gives
+    ``I + M = (1 − η) I``: η = 0.5 is fine (M = −I/2), η = 1.5 must raise SimulationError."""
+    from pcbio.flows import LinearFlow
+    from pcbio.learning.rules import lateral_step
+    flow = LinearFlow(np.zeros(3), np.eye(3))
+    x, y = np.ones((4, 3)), np.zeros((4, 3))
+    np.testing.assert_allclose(lateral_step(flow, x, y, 0.5).recurrent(), -0.5 * np.eye(3),
+                               atol=1e-14)
+    with pytest.raises(SimulationError, match="unstable"):
+        lateral_step(flow, x, y, 1.5)
+
+
 def test_vae_learner_refuses_a_lateral_rate_and_draws_new_samples_per_minibatch(monkeypatch):
     """The VAE side has no lateral (front-end) weights, so a lateral rate would silently learn
     nothing: refused naming it.  For a nonlinear model the update is a Monte-Carlo ELBO
