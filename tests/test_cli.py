@@ -289,6 +289,72 @@ def test_git_commit_is_marked_dirty_when_tracked_files_changed(tmp_path, monkeyp
     assert pcbio.io.git_commit() == head + "-dirty"
 
 
+def test_infer_json_holds_the_posterior_covariance_up_to_its_size_limit(capsys, tmp_path):
+    """``infer --method exact --json`` gives the full posterior covariance while it has at most
+    ``JSON_COV_LIMIT`` (10⁴) entries — D = 100 latents — and beyond that (D = 101: 10,201
+    entries) only its diagonal, ``posterior_var``, with a note saying why.  The covariance is
+    the exact posterior's, ``(I + WᵀW/σ²)⁻¹`` for a standard-normal prior and noise σ² I."""
+    from pcbio.cost import JSON_COV_LIMIT
+    from pcbio.model import GenerativeModel, Link
+    from pcbio.model_file import model_text
+    assert JSON_COV_LIMIT == 100 * 100
+    rng = np.random.default_rng(0)
+    for D in (100, 101):
+        W = rng.normal(size=(2, D)) / np.sqrt(D)
+        path = tmp_path / f"wide{D}.toml"
+        path.write_text(model_text(GenerativeModel(np.zeros(D), 1.0, [Link(W, np.zeros(2),
+                                                                             "identity", 0.5)])))
+        code, out, _ = run_cli(capsys, "infer", str(path), "--x", "1,-1", "--method", "exact",
+                               "--json")
+        rep = json.loads(out)
+        want = np.linalg.inv(np.eye(D) + W.T @ W / 0.5)
+        assert code == 0
+        np.testing.assert_allclose(rep["posterior_var"][0], np.diag(want), rtol=1e-10)
+        if D == 100:
+            np.testing.assert_allclose(rep["posterior_cov"], want, rtol=1e-10, atol=1e-14)
+        else:
+            assert rep["posterior_cov"] is None and "101 x 101" in rep["posterior_cov_note"]
+
+
+def test_infer_elbo_estimates_follow_the_seed(capsys):
+    """The Laplace ELBO of ``--method map`` is a Monte-Carlo estimate: the same ``--seed`` gives
+    the same number, another seed another one (within a few of its reported standard errors)."""
+    reps = {}
+    for seed in ("1", "1", "2"):
+        code, out, _ = run_cli(capsys, "infer", "tanh_2level", "--x", "1,2,3", "--method", "map",
+                               "--json", "--seed", seed)
+        assert code == 0
+        reps.setdefault(seed, []).append(json.loads(out))
+    (a, b), (c,) = reps["1"], reps["2"]
+    assert a["elbo"] == b["elbo"] and a["elbo"] != c["elbo"]
+    assert abs(a["elbo"] - c["elbo"]) < 5 * np.hypot(a["elbo_stderr"], c["elbo_stderr"])
+
+
+def test_an_interrupted_command_exits_130_with_one_line(capsys, monkeypatch):
+    """Ctrl-C (KeyboardInterrupt) ends any command with the shell's status for SIGINT, 128 + 2,
+    and one line on stderr, not a traceback."""
+    import pcbio.cli
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(pcbio.cli, "cmd_list", interrupted)
+    code, out, err = run_cli(capsys, "list")
+    assert code == 130 and out == "" and err.strip().splitlines() == [
+        "pcbio: error: interrupted; no results were written"]
+
+
+def test_times_on_the_command_line_carry_their_si_units():
+    """``--duration`` / ``--dt`` text becomes a brian2 time by its SI prefix: 1 ms = 10⁻³ s,
+    1 us = 10⁻⁶ s; spaces are allowed between number and unit."""
+    from brian2 import second
+
+    from pcbio.cli import quantity
+    for text, seconds in (("200ms", 0.2), ("0.1 ms", 1e-4), ("100us", 1e-4), ("1.5s", 1.5),
+                          ("2 us", 2e-6)):
+        assert float(quantity(text, "duration", "--duration") / second) == pytest.approx(
+            seconds, rel=1e-12), text
+
+
 def test_progress_lines_give_elapsed_time_and_percent_and_quiet_silences_them():
     """A long run's progress reporter (``pcbio.progress.Progress``, what ``--quiet`` switches
     off) writes one line per call: the elapsed seconds, the fraction done as a percentage
