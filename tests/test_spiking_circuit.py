@@ -135,8 +135,9 @@ def test_decoded_values_follow_the_gradient_flow_with_its_time_constant(code):
 @pytest.mark.parametrize("name", ["tanh_2level", "pyramidal_mlp"])
 def test_a_population_code_started_at_the_map_stays_there(name):
     """The MAP is the fixed point of ``τ dz/dt = ∇_z log p``, so a population code started there
-    (every ensemble's traces set to the MAP's values, hidden ensembles included) stays there:
-    after 200 ms with τ = 200 ms the decoded values of every level are within 12 % of it.
+    (its value ensembles' traces set to the MAP; error and hidden ensembles start at 0 and
+    settle within a few τ_s = 10 ms) stays there: after 200 ms with τ = 200 ms the decoded
+    values of every level are within 12 % of it.
     ``pyramidal_mlp``'s hidden bias a ≠ 0 matters here: with its sign flipped the circuit drifts
     25–30 % away in the same time."""
     m = load_model(name)
