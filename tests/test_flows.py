@@ -120,7 +120,8 @@ def test_lateral_circuit_steady_state_is_the_flow(kind, lateral):
     """The brian2 lateral-inhibition front end — recurrent (steady state (I + M)⁻¹ (x − m)) or
     feed-forward subtractive prediction with divisive shunting — settles to the flow's
     normalized data to round-off, its weights imply the flow's log-determinant, and the
-    predictive-coding hierarchy behind it then follows the gradient flow on y exactly."""
+    predictive-coding hierarchy behind it then follows the gradient flow on y exactly (its
+    error units are ε of the lateral units' output at every step)."""
     x, _ = _correlated()
     model = load_model("linear_gaussian_3level").replaced(flow=LinearFlow.fit(x, kind, 0.05))
     report = map_circuit(model, x[:3], "rate", target="numpy", lateral=lateral,
@@ -129,6 +130,9 @@ def test_lateral_circuit_steady_state_is_the_flow(kind, lateral):
     assert fe["output_rel_err"] < 1e-10
     assert fe["logdet_circuit"] == pytest.approx(fe["logdet_flow"], rel=1e-10)
     assert max(lv["grad_rel_err_max"] for lv in report["levels"]) < 1e-8
+    # error units against ε of what they saw: the lateral units' output, settling from 0
+    assert max(lv["error_units_rel_err_max"] for lv in report["levels"]
+               + [report["data_level"]]) < 1e-8
     assert "step_equivalence" in report["skipped_checks"]
 
 

@@ -24,7 +24,8 @@ def test_linear_circuit_is_exact_elbo_gradient_ascent(name):
     """Linear-Gaussian, instantaneous errors: at every recorded step and level the circuit's dz/dt
     equals ∇_μ L/τ to round-off (cosine 1), error units equal ε, the fixed point is the exact
     posterior mean, Euler steps equal VAE iterative inference with α = dt/τ, and the ELBO of the
-    final state (with the exact posterior covariance) equals log p(x).  The circuit computes the
+    final state (with the exact posterior covariance) equals log p(x); the variance gap, 0 by
+    the mathematics, is skipped with the reason.  The circuit computes the
     gradient independently (in its neurons and pathways), so the two differ by round-off of the
     terms, ε·‖terms‖: relative to gradients down to 1e-6 of their peak (the mapping's cut-off)
     that is at most ~1e-16·1e6·‖terms‖/‖g‖_max < 1e-8; the median step is far from that bound."""
@@ -41,6 +42,8 @@ def test_linear_circuit_is_exact_elbo_gradient_ascent(name):
     assert max(r["step_equivalence_max_abs"]) < 1e-12
     np.testing.assert_allclose(r["elbo"]["final"], log_evidence(m, x), rtol=1e-9)
     assert np.all(np.array(r["elbo"]["initial"]) < np.array(r["elbo"]["final"]))
+    # ∇_μ L does not depend on s for a linear model: the variance gap is left out, saying why
+    assert "variance_gap" not in r and "linear model" in r["skipped_checks"]["variance_gap"]
 
 
 def test_dynamic_errors_are_measured_as_a_departure():
@@ -112,3 +115,61 @@ def test_relative_error_ignores_vanishing_reference():
     rel = relative_error(b * 1.1, b)
     np.testing.assert_allclose(rel[:2], 0.1)
     assert np.isnan(rel[2])
+
+
+def test_firing_statistics_of_known_spike_trains():
+    """``firing_statistics`` on spike trains written down by hand (2 s): a 10 Hz clock (20
+    spikes, CV 0), a train with intervals 0.2, 0.1 and 0.4 s (CV = their standard deviation
+    over their mean), one spike (no CV: fewer than 3 spikes) and a silent unit.  Rates are
+    spikes per second, the CV averages the two units with 3 or more spikes, one unit in four
+    is silent."""
+    from pcbio.mapping import firing_statistics
+    from pcbio.trajectory import CircuitRunInfo, Trajectory
+    trains = {0: np.arange(1, 21) * 0.1, 1: np.array([0.1, 0.3, 0.4, 0.8]), 2: np.array([1.0])}
+    idx = np.concatenate([np.full(len(t), k) for k, t in trains.items()])
+    times = np.concatenate(list(trains.values()))
+    order = np.argsort(times, kind="stable")           # a monitor lists spikes in time order
+    info = CircuitRunInfo({"circuit": "spiking"}, {}, {}, 0.1, 1e-4, 1e-3, 1, "numpy", "matrix",
+                          duration_s=2.0)
+    traj = Trajectory(t=np.zeros(1), time_unit="s", means=[np.zeros((1, 1, 1))], info=info,
+                      raw={"p": np.zeros((1, 1, 4))}, spikes={"p": (idx[order], times[order])})
+    stats = firing_statistics(traj)["p"]
+    intervals = np.diff(trains[1])
+    cv = np.std(intervals) / np.mean(intervals)
+    assert stats["units"] == 4 and stats["fraction_silent"] == 0.25
+    assert stats["mean_rate_hz"] == pytest.approx((20 + 4 + 1) / 2.0 / 4, rel=1e-12)
+    assert stats["max_rate_hz"] == pytest.approx(10.0, rel=1e-12)
+    assert stats["cv_isi"] == pytest.approx((0.0 + cv) / 2, abs=1e-9)
+
+
+def test_variance_gap_averages_independent_seeds_and_gives_their_standard_error():
+    """For a nonlinear model the gap at each s is the mean over ``repeats`` Monte-Carlo
+    estimates with seeds seed, seed + 1, … and its standard error is their sample standard
+    deviation over √repeats — the same estimates computed one seed at a time."""
+    m = load_model("tanh_2level")
+    x, z = np.array([[1.0, 0.5, -0.8]]), [np.array([[0.3, -0.4]])]
+    one = [variance_gap(m, x, z, [0.3], n_samples=50, repeats=1, seed=7 + r)[0]["rel_gap"]
+           for r in range(4)]
+    got = variance_gap(m, x, z, [0.3], n_samples=50, repeats=4, seed=7)[0]
+    assert got["rel_gap"] == pytest.approx(np.mean(one), rel=1e-12)
+    assert got["stderr"] == pytest.approx(np.std(one, ddof=1) / 2, rel=1e-12)
+    assert got["stderr"] > 0
+
+
+def test_report_measures_are_the_documented_distances_of_the_run():
+    """The report's numbers, recomputed from the trajectory: a run stopped after 20 ms with
+    τ = 100 ms (far from converged) has ``fixed_point_rel_err = ‖z(T) − μ*‖ / ‖μ*‖`` against the exact
+    posterior mean, and ``map_circuit`` records at most 2000 steps (10,000 steps of 0.1 ms are
+    recorded every 0.5 ms)."""
+    from pcbio.inference import exact_posterior
+    from pcbio.mapping import map_circuit
+    m = load_model("linear_gaussian_2d")
+    x = np.array([[1.0, -2.0, 0.5]])
+    traj = simulate(build_circuit(m, "rate", tau=100 * ms), x, duration=20 * ms, target="numpy")
+    report = map_trajectory(traj, m, x, vae=False).report
+    mu = exact_posterior(m, x).means[0]
+    want = np.linalg.norm(traj.means[0][-1] - mu) / np.linalg.norm(mu)
+    assert want > 0.05
+    assert report["levels"][0]["fixed_point_rel_err"] == pytest.approx(want, rel=1e-12)
+    long = map_circuit(m, x, "rate", duration=1000 * ms, target="numpy")
+    assert long["circuit"]["record_dt_s"] == pytest.approx(5e-4, rel=1e-12)

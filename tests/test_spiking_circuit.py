@@ -287,6 +287,25 @@ def test_a_refractory_neuron_does_not_take_the_step_s_one_spike():
     assert list(net.spike_monitors["value_1"].i[:]) == [1]
 
 
+def test_rate_equivalence_is_the_distance_from_the_rate_circuit_at_the_end_of_the_run():
+    """The mapping's ``rate_equivalence`` check: the rate circuit run on the same model, data,
+    τ, dt and start as a spiking run (here computed separately), and the report's
+    ``rate_equivalence_rel_err_final`` is ``‖z_spiking(T) − z_rate(T)‖ / ‖z_rate(T)‖`` at the
+    last recorded step, its median the median over the steps."""
+    from pcbio.mapping import map_trajectory
+    m = load_model("linear_gaussian_2d")
+    x = np.array([[1.0, -2.0, 0.5]])
+    traj = simulate(build_circuit(m, "spiking", neurons_per_unit=50), x, duration=100 * ms,
+                    target="numpy", record_every=10)
+    level = map_trajectory(traj, m, x, vae=False).report["levels"][0]
+    rate = simulate(build_circuit(m, "rate", tau=100 * ms), x, duration=100 * ms,
+                    target="numpy", init=traj.at(0), record_every=10)
+    gap = [rel_err(a, b) for a, b in zip(traj.means[0], rate.means[0])]
+    assert level["rate_equivalence_rel_err_final"] == pytest.approx(gap[-1], rel=1e-9)
+    assert level["rate_equivalence_rel_err_median"] == pytest.approx(np.median(gap), rel=1e-9)
+    assert gap[0] != pytest.approx(gap[-1], rel=0.1)
+
+
 def test_spike_coding_network_refuses_nonlinear_links():
     """A spike-coding network implements linear dynamics: a tanh link is refused up front,
     naming the population code as the alternative."""
@@ -301,6 +320,27 @@ def test_feedback_too_fast_for_the_synapses_is_refused():
     circuit = build_circuit(load_model("bogacz2017"), "spiking")
     with pytest.raises(ValueError, match="use tau > 255 ms"):
         simulate(circuit, [[2.0]], duration=10 * ms, target="numpy")
+
+
+def test_synaptic_lag_limit_boundary_is_routh_hurwitz():
+    """The third-order loop through error and hidden ensembles is stable iff
+    ``λ τ_s / (2τ) < 1`` (Routh–Hurwitz, :meth:`SpikingCircuit.lag_limits`).  At Bogacz's prior
+    mean λ is the largest eigenvalue of −∇² log p; with τ_s = 10 ms the boundary is
+    τ = 5 ms · λ: 1 % below it is refused, 1 % above it accepted (checked before anything is
+    built)."""
+    from pcbio.inference import neg_hessian
+    from pcbio.simulate import check_run
+    m = load_model("bogacz2017")
+    x, z0 = np.array([[2.0]]), m.prior_means(1)
+    lam = np.abs(np.linalg.eigvalsh(neg_hessian(m, x, z0))).max()
+    boundary = 5 * ms * lam
+    for factor, ok in ((0.99, False), (1.01, True)):
+        circuit = build_circuit(m, "spiking", tau=factor * boundary)
+        if ok:
+            check_run(circuit, x, 10 * ms, 0.1 * ms, z0)
+        else:
+            with pytest.raises(ValueError, match="too fast for this circuit"):
+                check_run(circuit, x, 10 * ms, 0.1 * ms, z0)
 
 
 @pytest.mark.slow
