@@ -179,6 +179,11 @@ def test_cpp_standalone_matches_runtime():
     (dict(target="cpp_standalone", coupling="matrix"), ValueError, "needs coupling='synapses'"),
     (dict(x=[[1.0, 2.0]]), ValueError, "must have 3 entries per data point"),
     (dict(x=np.zeros((2, 1, 3))), ValueError, "give stimulus_dt"),
+    (dict(x=np.zeros((2, 1, 3)), stimulus_dt=1.05 * ms), ValueError,
+     "stimulus_dt=1.05 ms must be a whole number of time steps"),
+    (dict(x=np.zeros((2, 1, 3)), stimulus_dt=5 * ms, until_converged=True), ValueError,
+     "until_converged needs a clamped stimulus"),
+    (dict(duration=0.05 * ms), ValueError, "must not exceed duration"),
     (dict(record_every=0), ValueError, "record_every must be an integer >= 1"),
 ])
 def test_bad_simulation_input_is_rejected_before_running(kwargs, error, message):
@@ -186,7 +191,7 @@ def test_bad_simulation_input_is_rejected_before_running(kwargs, error, message)
     m = load_model("linear_gaussian_2d")
     x = kwargs.pop("x", [[1.0, -2.0, 0.5]])
     with pytest.raises(error, match=message.replace("(", r"\(").replace(")", r"\)")):
-        simulate(build_circuit(m, "rate"), x, duration=10 * ms, **{"target": "numpy", **kwargs})
+        simulate(build_circuit(m, "rate"), x, **{"duration": 10 * ms, "target": "numpy", **kwargs})
 
 
 def test_bad_circuit_parameters_are_rejected():
@@ -203,6 +208,26 @@ def test_bad_circuit_parameters_are_rejected():
         build_circuit(m, "spiking-but-not-yet")
     with pytest.raises(TypeError, match="encoding gain must be a rate"):
         RateEncoding(0 * Hz, 10)
+
+
+def test_decoded_nan_is_reported_with_its_population_level_and_first_time():
+    """After a run that cannot stop early (cpp_standalone), the decoded values are checked:
+    NaN in the value units of level 2 from the third record on (t = 2 ms) is reported as
+    exactly that; levels count like the model's (values 1 … L, errors 0 … L)."""
+    from pcbio.simulate import _check_trajectory
+    from pcbio.trajectory import Trajectory
+    t = np.arange(5) * 1e-3
+    means = [np.zeros((5, 1, 2)), np.zeros((5, 1, 2))]
+    errors = [np.zeros((5, 1, 3)), np.zeros((5, 1, 2)), np.zeros((5, 1, 2))]
+    means[1][2:, 0, 1] = np.nan
+    with pytest.raises(SimulationError, match=r"value units of level 2 hold NaN/Inf from "
+                                              r"t = 0\.002 s"):
+        _check_trajectory(Trajectory(t=t, time_unit="s", means=means, errors=errors))
+    means[1][:] = 0.0
+    errors[0][4, 0, 0] = np.inf
+    with pytest.raises(SimulationError, match=r"error units of level 0 hold NaN/Inf from "
+                                              r"t = 0\.004 s"):
+        _check_trajectory(Trajectory(t=t, time_unit="s", means=means, errors=errors))
 
 
 def test_instability_during_a_run_is_detected():
