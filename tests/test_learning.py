@@ -337,8 +337,9 @@ def test_annealing_scales_every_rate_but_not_the_floor_and_records_mean_variance
 
 def test_update_comparison_measures_cosine_and_gap_relative_to_the_reference():
     """``compare_updates``: per link and over all weights, the cosine between the update and
-    the reference gradient and ``‖g − g_ref‖ / ‖g_ref‖`` — relative to the reference, so an
-    update twice the reference is 100 % off and one half of it 50 % (cosine 1 both)."""
+    the reference gradient and ``‖g − g_ref‖ / ‖g_ref‖`` — relative to the reference: an
+    update twice its reference is 100 % off (cosine 1), one orthogonal to it and half as long
+    √1.25 off (cosine 0), whereas relative to the update they would be 50 % and √5."""
     from pcbio.learning import compare_updates
     from pcbio.model import LinkGradient, ParameterGradient
 
