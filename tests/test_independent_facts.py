@@ -103,7 +103,8 @@ def test_stability_check_boundary_is_exact():
 def test_reported_convergence_time_has_the_euler_closed_form():
     """1-D linear model under Euler: z_k − z* = (1 − αλ)^k (z_0 − z*) with α = dt/τ, and the
     drift |τ dz/dt| = λ |z_k − z*|.  The first recorded time from which the drift stays below
-    tol is t = k·dt with k the smallest integer where λ|z_0 − z*|(1 − αλ)^k < tol."""
+    tol is t = k·dt with k the smallest integer where λ|z_0 − z*|(1 − αλ)^k < tol; a run until
+    convergence, checked every 10 τ, stops at the first check after it."""
     w, var_x, var_z, mean, x = 1.5, 0.5, 2.0, 0.3, 1.2
     m = one_dimensional(w, var_x, var_z, mean)
     lam = w * w / var_x + 1 / var_z
@@ -114,3 +115,10 @@ def test_reported_convergence_time_has_the_euler_closed_form():
     traj = simulate(build_circuit(m, "rate", tau=10 * ms), [[x]], duration=100 * ms, dt=0.1 * ms,
                     target="numpy", tol=tol)
     assert traj.info.t_converged_s == pytest.approx(k * dt, abs=1e-12)
+    # run until converged, the circuit is checked every 10 τ (the documented interval): it
+    # stops at the first check after k·dt, not at the end of the 1 s allowed
+    until = simulate(build_circuit(m, "rate", tau=10 * ms), [[x]], duration=1000 * ms,
+                     dt=0.1 * ms, target="numpy", tol=tol, until_converged=True)
+    assert until.info.stop_reason == "converged"
+    assert until.info.duration_s == pytest.approx(np.ceil(k * dt / (10 * tau)) * 10 * tau,
+                                                  rel=1e-9)
