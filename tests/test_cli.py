@@ -189,12 +189,15 @@ def test_console_script_is_installed():
 
 
 def test_same_seed_gives_the_same_results(tmp_path):
-    """Reproducibility: running an experiment twice with one seed gives identical numbers."""
+    """Reproducibility: running an experiment twice with one seed gives identical numbers, and
+    the results file records that seed."""
     from pcbio.experiment import run_experiment
     results = []
     for k in range(2):
         run_experiment("demo", tmp_path / str(k), quick=True, seed=3)
-        results.append(json.loads((tmp_path / str(k) / "demo.json").read_text())["results"])
+        data = json.loads((tmp_path / str(k) / "demo.json").read_text())
+        assert data["seed"] == 3
+        results.append(data["results"])
     assert results[0] == results[1]
 
 

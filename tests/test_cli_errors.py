@@ -240,7 +240,8 @@ def test_late_instability_is_an_error_not_a_result(tmp_path, capsys):
 
 def test_outputs_appear_together_or_not_at_all(tmp_path):
     """write_together: when the second of three files fails (or the run is interrupted while
-    writing), none of them appears — a figure is never left without its JSON."""
+    writing), none of them appears — a figure is never left without its JSON; files that do
+    appear have the permissions the user's umask gives."""
     from pcbio.io import write_together
 
     def ok(tmp):
@@ -254,6 +255,24 @@ def test_outputs_appear_together_or_not_at_all(tmp_path):
     assert list(tmp_path.iterdir()) == []
     write_together([(tmp_path / "a.json", ok), (tmp_path / "a.pdf", ok)])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "a.pdf"]
+    # readable like any file the user makes (the umask's mode), not the temporary file's 0600
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_shared_checks_hold_their_documented_bounds():
+    """``pcbio.checks``: values up to ±MAX_ABS (1e100) pass and beyond it are refused, for
+    negative values as for positive ones; a boolean is not a number (True would otherwise pass
+    as a rate of 1)."""
+    from pcbio.checks import MAX_ABS, as_array, positive_number
+    assert MAX_ABS == 1e100
+    as_array([[1e100, -1e100]], "x")
+    for bad in (1.01e100, -1.01e100):
+        with pytest.raises(ValueError, match=r"x has values up to 1.01e\+100, beyond"):
+            as_array([[0.0, bad]], "x")
+    with pytest.raises(TypeError, match="rate must be a real number, got bool"):
+        positive_number(True, "rate")
 
 
 def test_internal_errors_are_one_line_with_status_3(monkeypatch, capsys):
