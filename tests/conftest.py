@@ -44,6 +44,13 @@ def adam_step(lr, g, eps=1e-8):
     return lr * g / (np.abs(g) + eps)
 
 
+def linear_relaxation(A, x_star, x0, times):
+    """Exact solution of ``dx/dt = −A (x − x*)`` from ``x0``: ``x(t) = x* + exp(−A t)(x0 − x*)``
+    at each of ``times``; returns (T, d)."""
+    from scipy.linalg import expm
+    return np.array([x_star + expm(-A * t) @ (x0 - x_star) for t in times])
+
+
 def central_difference(fun, x, h=1e-6):
     """Numerical gradient of scalar ``fun`` at array ``x`` (any shape) by central differences."""
     x = np.array(x, dtype=float)

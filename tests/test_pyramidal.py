@@ -5,8 +5,8 @@ import brian2
 import numpy as np
 import pytest
 from brian2 import mV, ms, nA, nS, pF
-from scipy.linalg import expm
 
+from conftest import linear_relaxation
 from pcbio.model import Link
 from pcbio.neurons.pyramidal import PyramidalCell, PyramidalParameters, two_layer_cells
 
@@ -78,7 +78,7 @@ def test_compartmental_form_follows_the_linear_circuit_solution():
     t, v = _run(cell, 0.01 * ms, 40 * ms, method="rk4", I_s=I[0] * brian2.amp,
                 I_a=I[2] * brian2.amp)
     v_star = E + np.linalg.solve(G, I)
-    exact = np.array([v_star + expm(-G / c[:, None] * tk) @ (E - v_star) for tk in t])
+    exact = linear_relaxation(G / c[:, None], v_star, np.full(3, E), t)
     assert np.abs(v - exact).max() < 1e-9            # volt: rk4 at dt 10 µs
     eig = np.sort(np.linalg.eigvals(G / c[:, None]).real)
     late = (t > 20e-3) & (t < 30e-3)           # only the slowest mode is left
