@@ -107,8 +107,6 @@ class Trajectory:
         Recorded neural variables in SI units (see ``info.raw_units``).
     spikes : dict of population name -> (unit indices, times in s)
         Spike events, ragged.
-    params : dict of name -> array (T, ...)
-        Time series of plastic parameters (e.g. a pathway's weights).
     normalized : list with one array (T, batch, d_0), or None
         Decoded lateral-inhibition (front-end) units: the flow's normalized data ``y``.
     compartments : dict of population name -> array (T, batch, dims)
@@ -126,7 +124,6 @@ class Trajectory:
     info: CircuitRunInfo | InferenceRunInfo | None = None
     raw: dict = field(default_factory=dict)
     spikes: dict = field(default_factory=dict)
-    params: dict = field(default_factory=dict)
     provenance: dict | None = None
     normalized: list = None
     compartments: dict = field(default_factory=dict)
@@ -150,7 +147,7 @@ class Trajectory:
         for name in LEVEL_FIELDS:
             for l, a in enumerate(getattr(self, name) or []):
                 arrays[f"{name}/{l}"] = a
-        for group in ("scores", "raw", "params", "compartments"):
+        for group in ("scores", "raw", "compartments"):
             for name, a in getattr(self, group).items():
                 arrays[f"{group}/{name}"] = a
         for name, (idx, times) in self.spikes.items():
@@ -184,7 +181,6 @@ class Trajectory:
             return cls(t=data["t"], time_unit=meta["time_unit"],
                        **{name: levels(name) for name in LEVEL_FIELDS},
                        scores=groups.get("scores", {}), raw=groups.get("raw", {}),
-                       params=groups.get("params", {}), spikes=spikes,
-                       compartments=groups.get("compartments", {}),
+                       spikes=spikes, compartments=groups.get("compartments", {}),
                        info=None if meta["info"] is None else _info_from_json(meta["info"]),
                        provenance=meta["provenance"])

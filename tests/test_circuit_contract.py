@@ -88,7 +88,7 @@ def test_run_decode_map_and_round_trip(kind, params, tmp_path):
         assert (ours is None) == (theirs is None), name
         for a, b in zip(ours or [], theirs or [], strict=True):
             np.testing.assert_array_equal(a, b)
-    for group in ("scores", "raw", "params", "compartments", "spikes"):
+    for group in ("scores", "raw", "compartments", "spikes"):
         ours, theirs = getattr(traj, group), getattr(back, group)
         assert ours.keys() == theirs.keys(), group
         for key in ours:

@@ -306,6 +306,26 @@ def test_variance_learning_reaches_optimal_elbo():
     assert np.all(np.diff(traj.scores["elbo"][:, 0]) > -1e-12)
 
 
+def test_an_inference_trajectory_survives_its_file(tmp_path):
+    """Trajectory.save then load gives back a run of iterative inference unchanged: its means,
+    errors, log-variances (learned here, so part of the state), scores (log joint and ELBO) and
+    run information.  The circuit kinds' round trip is in test_circuit_contract.py; their
+    trajectories carry no log-variances or scores, so this is where those are checked."""
+    from pcbio.trajectory import Trajectory
+    m = load_model("tanh_2level")
+    x = np.array([[1.0, 0.5, -0.8], [0.2, -0.4, 0.3]])
+    traj = gradient_inference(m, x, steps=20, step_size=0.02, log_var=-1.0, learn_variance=True)
+    traj.save(tmp_path / "run.npz")
+    back = Trajectory.load(tmp_path / "run.npz")
+    assert back.info == traj.info and back.time_unit == "step"
+    for name in ("means", "errors", "log_var"):
+        for ours, theirs in zip(getattr(traj, name), getattr(back, name), strict=True):
+            np.testing.assert_array_equal(ours, theirs)
+    assert traj.scores.keys() == back.scores.keys() == {"log_joint", "elbo"}
+    for key in traj.scores:
+        np.testing.assert_array_equal(traj.scores[key], back.scores[key])
+
+
 def test_batch_is_independent_data_points():
     """Batched inference equals inference on each data point alone."""
     m = load_model("tanh_2level")

@@ -235,8 +235,8 @@ MUTANTS = {
                                            "return np.diff(values, axis=0, prepend=values[:1]) / "
                                            "np.gradient(t)[:, None, None]"),
     "saved trajectory loses its compartments": ("pcbio/trajectory.py",
-                                                'for group in ("scores", "raw", "params", "compartments"):',
-                                                'for group in ("scores", "raw", "params"):'),
+                                                'for group in ("scores", "raw", "compartments"):',
+                                                'for group in ("scores", "raw"):'),
     "loaded spikes swap units and times": ("pcbio/trajectory.py",
                                            'spikes = {name: (idx, groups["spikes_t"][name])',
                                            'spikes = {name: (groups["spikes_t"][name], idx)'),
