@@ -45,6 +45,44 @@ def test_zipped_lists_go_together(tmp_path):
     assert [p.seed for p in points] == [0, 1]          # what the results file will carry
 
 
+def test_a_switch_is_on_the_command_line_only_when_true(tmp_path):
+    """An on/off option (``quick = true``) becomes the bare flag ``--quick``, as a user would
+    type it; ``false`` leaves it out, so a grid over [true, false] gives two different points."""
+    _, points = load_sweep(write(tmp_path, 'command = "run"\nexperiment = "demo"\n'
+                                           '[grid]\nquick = [true, false]\n'))
+    assert [p.argv for p in points] == [["run", "demo", "--quick", "--quiet"],
+                                        ["run", "demo", "--quiet"]]
+
+
+def test_a_failing_point_records_the_last_line_its_command_wrote(monkeypatch):
+    """A point's command may write warnings to stderr before it fails; the one-line error of the
+    command line is its last line, and that is what the point records (with the exit status
+    when it wrote nothing)."""
+    import sys
+
+    import pcbio.cli
+
+    def failing(argv):
+        print("brian2 WARNING: something the user may ignore", file=sys.stderr)
+        print("error: --steps must be an integer >= 0, got -1", file=sys.stderr)
+        return 2
+    monkeypatch.setattr(pcbio.cli, "main", failing)
+    outcome = run_point(["infer", "linear_gaussian_2d"])
+    assert outcome["status"] == "error"
+    assert outcome["error"] == "error: --steps must be an integer >= 0, got -1"
+    monkeypatch.setattr(pcbio.cli, "main", lambda argv: 3)
+    assert run_point(["infer", "linear_gaussian_2d"])["error"] == "exit status 3"
+
+
+def test_a_local_cluster_has_one_worker_per_core_this_process_may_use():
+    """``default_workers``: one single-threaded worker per core in this process's CPU affinity
+    (what the operating system lets it run on, not the machine's count), at least one."""
+    import os
+
+    from pcbio.sweep import default_workers
+    assert default_workers() == max(1, len(os.sched_getaffinity(0)))
+
+
 @pytest.mark.parametrize("text, message", [
     ('command = "train"\nmodel = "linear_gaussian_2d"\n', "command must be one of"),
     (EXAMPLE.replace("steps = [10", "stepz = [10"), "unrecognized arguments: --stepz"),
@@ -60,6 +98,7 @@ def test_zipped_lists_go_together(tmp_path):
     (EXAMPLE.replace('method = "gradient"', 'method = ["gradient", "exact"]'),
      "option 'method' takes one value"),
     (EXAMPLE + "[zip]\nsteps = [1, 2]\n", "option(s) ['steps'] given in more than one table"),
+    ('modle = "linear_gaussian_2d"\n' + EXAMPLE, "unknown key(s) ['modle']"),
 ])
 def test_bad_sweep_files_fail_in_one_line(tmp_path, capsys, text, message):
     """A bad sweep file is refused before anything runs: status 2, one line naming the file and
@@ -268,7 +307,7 @@ def test_the_size_limit_counts_zipped_points_and_gives_way_to_force(tmp_path, mo
     """A sweep has (product of the [grid] lists' lengths) × (the [zip] lists' common length)
     points; more than MAX_POINTS is refused unless forced.  With the limit put at 5: a grid of 3
     alone passes, the same grid with a [zip] of 2 (6 points) is refused, and loads with
-    ``force``."""
+    ``force``; with the limit at 6 it loads without."""
     import pcbio.sweep as sweep
     monkeypatch.setattr(sweep, "MAX_POINTS", 5)
     grid = EXAMPLE.replace("\nstep_size = [0.05, 0.1]", "")
@@ -277,3 +316,5 @@ def test_the_size_limit_counts_zipped_points_and_gives_way_to_force(tmp_path, mo
     with pytest.raises(ValueError, match="the grid has 6 points"):
         load_sweep(zipped)
     assert len(load_sweep(zipped, force=True)[1]) == 6
+    monkeypatch.setattr(sweep, "MAX_POINTS", 6)          # the limit itself is allowed
+    assert len(load_sweep(zipped)[1]) == 6
