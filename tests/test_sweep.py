@@ -191,9 +191,13 @@ def test_a_worker_compiles_a_standalone_project_once_and_reruns_it(tmp_path):
     the same numbers as a fresh compilation; a run from other initial latents starts there and
     lands where the runtime device does; the program refuses data of another batch size; a model
     with other weights (its circuit's description unchanged) gets a new program, not the numbers
-    of the old weights; a runtime run closes it."""
+    of the old weights, and so does a longer run (300 records of 0.1 ms, not the 200 the old
+    program makes); a runtime run closes the kept project, and so does turning keeping off,
+    which gives brian2 back its runtime device."""
+    import brian2
     import numpy as np
     from brian2 import ms
+    from brian2.devices.device import RuntimeDevice
     from pcbio import load_model, standalone
     from pcbio.circuits import build_circuit
     from pcbio.simulate import simulate
@@ -225,8 +229,17 @@ def test_a_worker_compiles_a_standalone_project_once_and_reruns_it(tmp_path):
         moved = simulate(other, xs[0], duration=20 * ms, target="cpp_standalone")
         assert standalone._kept["project"] is not project
         np.testing.assert_allclose(moved.final_means()[0], runtime_other, rtol=1e-9)
+        project = standalone._kept["project"]
+        longer = simulate(other, xs[0], duration=30 * ms, target="cpp_standalone")
+        assert standalone._kept["project"] not in (project, None)
+        assert longer.info.duration_s == pytest.approx(0.03) and len(longer) == 300
         simulate(circuit, xs[0], duration=5 * ms, target="numpy")
         assert standalone._kept["project"] is None
+        simulate(circuit, xs[0], duration=5 * ms, target="cpp_standalone")
+        assert standalone._kept["project"] is not None
+        standalone.keep_projects(False)
+        assert standalone._kept["project"] is None
+        assert isinstance(brian2.get_device(), RuntimeDevice)
     finally:
         standalone.keep_projects(False)
 
