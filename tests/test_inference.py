@@ -326,6 +326,58 @@ def test_an_inference_trajectory_survives_its_file(tmp_path):
         np.testing.assert_array_equal(traj.scores[key], back.scores[key])
 
 
+def test_one_step_moves_means_and_log_variances_at_their_own_step_sizes():
+    """One step of gradient_inference with learned variances is μ ← μ + α ∂L/∂μ and
+    log s² ← log s² + α_s ∂L/∂log s², the gradients of the exact ELBO (a linear model) at the
+    start, computed here by elbo_gradient; the run records the ELBO method it used ("point"
+    when q has no variances)."""
+    m = random_model(27, dims=(3, 2, 2), cov_kinds=["diag", "diag"])
+    x, _ = m.sample(2, seed=1)
+    z0 = [np.full((2, d), 0.2) for d in m.latent_dims]
+    lv0 = [np.full((2, d), -0.5) for d in m.latent_dims]
+    g = elbo_gradient(m, x, GaussianPosterior(z0, log_var=lv0), method="exact")
+    traj = gradient_inference(m, x, steps=1, step_size=0.01, init=z0, log_var=lv0,
+                              learn_variance=True, variance_step_size=0.003, method="exact")
+    for l in range(m.n_latent):
+        np.testing.assert_allclose(traj.means[l][1], z0[l] + 0.01 * g.means[l], rtol=1e-12)
+        np.testing.assert_allclose(traj.log_var[l][1], lv0[l] + 0.003 * g.log_var[l], rtol=1e-12)
+    assert traj.info.method == "exact"
+    assert gradient_inference(m, x, steps=1, step_size=0.01).info.method == "point"
+
+
+def test_the_laplace_approximation_needs_a_local_maximum():
+    """Bogacz's square link (u = v² + noise, prior N(3, 1), both variances 1): written out,
+    H(v) = −∂²/∂v² log p(u, v) = 6v² − 2u + 1.  At u = 2 and v = 1.5, H = 10.5 and the Laplace
+    covariance is 1/10.5; at v = 0, H = −3 — a minimum along v, not a maximum — and
+    laplace_posterior refuses it, naming the eigenvalue.  A finite-difference Hessian of a
+    nonlinear model is returned exactly symmetric (its two triangles averaged)."""
+    from pcbio.inference import laplace_posterior, neg_hessian
+    m = load_model("bogacz2017")
+    u = np.array([[2.0]])
+    np.testing.assert_allclose(laplace_posterior(m, u, [np.array([[1.5]])]).cov[0],
+                               [[1 / 10.5]], rtol=1e-6)
+    np.testing.assert_allclose(neg_hessian(m, u, [np.array([[0.0]])])[0], [[-3.0]], rtol=1e-6)
+    with pytest.raises(ValueError, match=r"needs a local maximum.*eigenvalue -3 <= 0"):
+        laplace_posterior(m, u, [np.array([[0.0]])])
+    t = load_model("tanh_2level")
+    xt, zt = t.sample(3, seed=2)
+    H = neg_hessian(t, xt, zt)
+    np.testing.assert_array_equal(H, np.transpose(H, (0, 2, 1)))
+
+
+def test_a_map_tolerance_below_round_off_is_reported_not_returned():
+    """map_estimate returns only a point whose largest gradient entry is within 100 × gtol;
+    gtol = 1e-20 is below what double precision reaches for log p of order 1, so it raises an
+    OptimisationError naming the gradient it got, instead of returning that point as if it met
+    the tolerance."""
+    from pcbio.inference.optimize import OptimisationError
+    m = load_model("tanh_2level")
+    x = np.array([[1.0, 0.5, -0.8]])
+    with pytest.raises(OptimisationError, match="did not converge.*largest gradient entry"):
+        map_estimate(m, x, gtol=1e-20)
+    assert map_estimate(m, x)[1]["max_abs_gradient"] <= 100 * 1e-9
+
+
 def test_batch_is_independent_data_points():
     """Batched inference equals inference on each data point alone."""
     m = load_model("tanh_2level")
@@ -371,9 +423,9 @@ def test_bad_arguments_are_rejected():
 
 def test_step_size_beyond_the_stability_limit_is_refused():
     """Gradient ascent on a quadratic log p converges iff α < 2/λ_max(H), H = WᵀΠ_xW + Π_z
-    (written out here from the model's parameters).  Just above the limit gradient_inference
-    refuses to run and names step_size and the limit; just below it converges to the exact
-    posterior mean."""
+    (written out here from the model's parameters).  Just above the limit, and at it,
+    gradient_inference refuses to run and names step_size and the limit; just below it
+    converges to the exact posterior mean."""
     from pcbio.inference.iterative import DivergenceError
     m = load_model("linear_gaussian_2d")
     W, Sx = m.links[0].W, m.links[0].cov.matrix
@@ -382,6 +434,11 @@ def test_step_size_beyond_the_stability_limit_is_refused():
     x = np.array([[1.0, -2.0, 0.5]])
     with pytest.raises(DivergenceError, match=f"step_size={1.01 * limit:g}.*{limit:.4g}"):
         gradient_inference(m, x, steps=100, step_size=1.01 * limit)
+    # at the limit itself the stiffest mode flips sign each step without decaying: refused too
+    from pcbio.inference.iterative import stability_limit
+    assert stability_limit(m, x) == pytest.approx(limit, rel=1e-12)
+    with pytest.raises(DivergenceError, match="beyond this model's stability limit"):
+        gradient_inference(m, x, steps=100, step_size=stability_limit(m, x))
     traj = gradient_inference(m, x, steps=4000, step_size=0.99 * limit)
     np.testing.assert_allclose(traj.final_means()[0], exact_posterior(m, x).means[0], atol=1e-8)
 

@@ -194,6 +194,43 @@ def test_bad_simulation_input_is_rejected_before_running(kwargs, error, message)
         simulate(build_circuit(m, "rate"), x, **{"duration": 10 * ms, "target": "numpy", **kwargs})
 
 
+def test_the_euler_limit_takes_the_stiffest_data_point_in_the_model_s_space():
+    """Bogacz's square link (u = v² + noise, prior N(3, 1), both variances 1), started at the
+    prior mean v = 3: written out, the curvature is λ(u) = 6v² − 2u + 1 = 55 − 2u, and Euler with
+    step dt is stable while dt·λ/τ < 2.  At dt = 2τ/71, u = 2 (λ = 51) runs, but a batch that
+    also holds u = −20 (λ = 95) is refused: the limit is the batch's largest.  Behind a flow
+    y = −u the hierarchy sees y, so raw u = 20 (λ would be 15) is refused for y = −20."""
+    from brian2 import second
+    from pcbio.flows import LinearFlow
+    m = load_model("bogacz2017")
+    tau = build_circuit(m, "rate").tau
+    dt = float(2 * tau / 71) * second
+    run = dict(duration=20 * dt, dt=dt, target="numpy")
+    simulate(build_circuit(m, "rate"), [[2.0]], **run)
+    with pytest.raises(ValueError, match="is too large"):
+        simulate(build_circuit(m, "rate"), [[2.0], [-20.0]], **run)
+    flipped = m.replaced(flow=LinearFlow([0.0], [[-1.0]]))
+    with pytest.raises(ValueError, match="is too large"):
+        simulate(build_circuit(flipped, "rate"), [[20.0]], **run)
+    simulate(build_circuit(flipped, "rate"), [[-2.0]], **run)
+
+
+def test_dynamic_error_units_start_at_rest_wherever_the_values_start():
+    """Integrated error units (errors='dynamic') start at 0 — they have seen no prediction yet —
+    whatever latents the value units are started from (``Circuit.initial_values``); the value
+    units start at ``init``.  They then move towards ε, which is not 0 there."""
+    m = load_model("linear_gaussian_3level")
+    x, _ = m.sample(2, seed=0)
+    init = [np.full((2, d), 0.4) for d in m.latent_dims]
+    traj = simulate(build_circuit(m, "rate", errors="dynamic"), x, duration=1 * ms,
+                    target="numpy", init=init)
+    for e in traj.errors:
+        np.testing.assert_array_equal(e[0], 0.0)
+        assert np.abs(e[-1]).max() > 1e-3
+    for z, z0 in zip(traj.means, init):
+        np.testing.assert_allclose(z[0], z0, rtol=1e-12)
+
+
 def test_bad_circuit_parameters_are_rejected():
     """Time constants need time units and must be positive; interneuron precision needs
     dynamic errors."""
