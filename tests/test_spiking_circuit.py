@@ -482,6 +482,32 @@ def test_spiking_vs_elbo_experiment(tmp_path):
         assert "rate_equivalence" in res["examples"][code]["applicable_checks"]
 
 
+def test_a_thinned_synapse_carries_its_weight_divided_by_the_density():
+    """synapse_density = 0.5 keeps a subset of the synapses of the full network, each with
+    twice its weight, so that the expected input to every neuron is unchanged (the mean of a
+    Bernoulli(p) mask times w/p is w); the run that checks where this lands is the slow test
+    below."""
+    import brian2
+    from pcbio.circuits import CircuitNetwork
+    m = load_model("linear_gaussian_2d")
+    weights = {}
+    for density in (1.0, 0.5):
+        circuit = build_circuit(m, "spiking", neurons_per_unit=10, synapse_density=density)
+        net = CircuitNetwork(circuit, 1, 0.1 * ms, "synapses", target="numpy")
+        run(net, np.array([[1.0, -2.0, 0.5]]), duration=0.5 * ms)   # a network is built to run
+        weights[density] = {o.name: dict(zip(zip(o.i[:], o.j[:]), o.w[:]))
+                            for o in net.network.objects
+                            if isinstance(o, brian2.Synapses) and o.source.name != "data"}
+    thinned = 0
+    for name, kept in weights[0.5].items():
+        full = weights[1.0][name]
+        assert set(kept) <= set(full)
+        np.testing.assert_allclose([kept[k] for k in kept], [2 * full[k] for k in kept],
+                                   rtol=1e-12)
+        thinned += len(full) - len(kept)
+    assert thinned > 0
+
+
 @pytest.mark.slow
 def test_thinned_synapses_keep_the_mean_transmission():
     """synapse_density = 0.5 under the Synapses coupling keeps half of the neuron pairs (within a
