@@ -27,11 +27,19 @@ from .sweep import Pool
 
 
 def load_experiment(name: str) -> ModuleType:
-    """The module of ``experiments/NAME.py`` (its ``DESCRIPTION`` and ``run``)."""
+    """The module of ``experiments/NAME.py`` (its ``DESCRIPTION`` and ``run``).  A script that
+    is not valid Python, or lacks either, is refused in one line (ValueError) naming it."""
     path = find_experiment(name)
     spec = importlib.util.spec_from_file_location(f"pcbio_experiment_{name}", path)
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    try:
+        spec.loader.exec_module(module)
+    except SyntaxError as err:
+        raise ValueError(f"{path}: not valid Python (line {err.lineno}: {err.msg})") from None
+    if not isinstance(getattr(module, "DESCRIPTION", None), str) or not callable(
+            getattr(module, "run", None)):
+        raise ValueError(f"{path}: an experiment needs a one-line DESCRIPTION and a function "
+                         "run(quick, seed, progress) -> (figure, data, parameters)")
     return module
 
 

@@ -154,6 +154,32 @@ def test_list_shows_models_and_experiments(capsys):
         assert name in out
 
 
+def test_model_names_and_user_experiments_resolve_or_fail_in_one_line(
+        capsys, tmp_path, monkeypatch):
+    """A bare name (or NAME.toml) is looked up in models/; a path with a folder is taken as a
+    path, so a mistyped one is an error naming it, not silently the shipped model of the same
+    name.  Under PCBIO_HOME, `pcbio list` shows the scripts in experiments/ except helpers whose
+    names start with "_"; a script without a DESCRIPTION and a run function, or not valid
+    Python, is refused in one line naming it."""
+    code, _, err = run_cli(capsys, "infer", "no_such_folder/linear_gaussian_2d.toml", "--x", "1,2,3")
+    assert code == 2 and "model file not found: no_such_folder/linear_gaussian_2d.toml" in err
+    assert run_cli(capsys, "infer", "linear_gaussian_2d.toml", "--x", "1,2,3")[0] == 0
+    (tmp_path / "models").mkdir()
+    (tmp_path / "experiments").mkdir()
+    script = 'DESCRIPTION = "my figure"\n\ndef run(quick, seed, progress):\n    pass\n'
+    (tmp_path / "experiments" / "mine.py").write_text(script)
+    (tmp_path / "experiments" / "_shared.py").write_text("")
+    monkeypatch.setenv("PCBIO_HOME", str(tmp_path))
+    code, out, _ = run_cli(capsys, "list")
+    assert code == 0 and "mine" in out and "my figure" in out and "_shared" not in out
+    for text, message in (("x = 1\n", "an experiment needs a one-line DESCRIPTION"),
+                          ("def run(:\n", "not valid Python (line 1")):
+        (tmp_path / "experiments" / "mine.py").write_text(text)
+        code, _, err = run_cli(capsys, "run", "mine", "--out", str(tmp_path / "out"))
+        assert code == 2 and message in err and "mine.py" in err
+        assert len(err.strip().splitlines()) == 1
+
+
 @pytest.mark.parametrize("experiment", ["demo", "rate_vs_elbo"])
 def test_run_experiment_writes_figure_and_provenance(capsys, tmp_path, experiment):
     """`pcbio run NAME --quick --out DIR` writes NAME.json (results + seed, parameters, version,
