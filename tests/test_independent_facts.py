@@ -104,7 +104,8 @@ def test_reported_convergence_time_has_the_euler_closed_form():
     """1-D linear model under Euler: z_k − z* = (1 − αλ)^k (z_0 − z*) with α = dt/τ, and the
     drift |τ dz/dt| = λ |z_k − z*|.  The first recorded time from which the drift stays below
     tol is t = k·dt with k the smallest integer where λ|z_0 − z*|(1 − αλ)^k < tol; a run until
-    convergence, checked every 10 τ, stops at the first check after it."""
+    convergence, checked every 10 τ, stops at the first check after it — for a slow mode too,
+    where comparing |dz/dt| instead of τ|dz/dt| with tol would stop a check later."""
     w, var_x, var_z, mean, x = 1.5, 0.5, 2.0, 0.3, 1.2
     m = one_dimensional(w, var_x, var_z, mean)
     lam = w * w / var_x + 1 / var_z
@@ -122,3 +123,16 @@ def test_reported_convergence_time_has_the_euler_closed_form():
     assert until.info.stop_reason == "converged"
     assert until.info.duration_s == pytest.approx(np.ceil(k * dt / (10 * tau)) * 10 * tau,
                                                   rel=1e-9)
+    # a slow mode (λ = 0.5) and tol = drift₀ e⁻⁴: k = 798 steps, so the run stops at the first
+    # check, 10 τ = 1000 steps; the drift is τ|dz/dt| (model units), and comparing |dz/dt| (1/s,
+    # 100 × larger here) with tol would take ln 100/(αλ) ≈ 919 more steps, past that check
+    slow = one_dimensional(0.5, 1.0, 4.0, mean)
+    lam = 0.5 ** 2 / 1.0 + 1 / 4.0
+    z_star = (0.5 * x / 1.0 + mean / 4.0) / lam
+    tol = lam * abs(mean - z_star) * np.exp(-4)
+    k = int(np.ceil(-4 / np.log(1 - alpha * lam)))
+    assert k < 1000 < k + np.log(100) / -np.log(1 - alpha * lam)
+    until = simulate(build_circuit(slow, "rate", tau=10 * ms), [[x]], duration=1000 * ms,
+                     dt=0.1 * ms, target="numpy", tol=tol, until_converged=True)
+    assert until.info.t_converged_s == pytest.approx(k * dt, abs=1e-12)
+    assert until.info.duration_s == pytest.approx(10 * tau, rel=1e-9)
