@@ -17,7 +17,7 @@ from pcbio.inference import exact_posterior, log_evidence
 from pcbio.learning import (CircuitLearner, LearningRates, VaeLearner, activity_gradient,
                             heldout_score, interneuron_rule, ppca_maximum_likelihood,
                             reference_gradient, train)
-from pcbio.model import GenerativeModel
+from pcbio.model import GenerativeModel, Link
 from pcbio.model_file import model_text
 from pcbio.paths import list_models
 from pcbio.simulate import SimulationError, run, simulate
@@ -672,3 +672,62 @@ def test_learn_scores_the_learned_model_on_its_seeded_split(tmp_path):
             float(log_evidence(learned, part).mean()), rel=1e-9)
     assert summary["heldout_final"] != summary["heldout_initial"]
 
+
+
+def test_circuit_learner_inputs_are_checked_before_anything_runs():
+    """The circuit learner refuses, in one line each and before a brian2 object exists: a
+    settling time that is not a whole number of steps (the plasticity would fall between
+    steps), a lateral learning rate for a model without the recurrent front end (the
+    decorrelating rule has no lateral weights to act on), and inputs for the top level of a
+    circuit whose top is not clamped."""
+    m = load_model("linear_gaussian_2d")
+    rates = LearningRates(weights=0.01)
+    with pytest.raises(ValueError, match="settle=1.05 ms must be a whole number of time steps"):
+        CircuitLearner(m, rates, 2, settle=1.05 * ms, dt=0.1 * ms)
+    with pytest.raises(ValueError, match="a lateral learning rate needs a model with a"):
+        CircuitLearner(m, LearningRates(weights=0.01, lateral=0.01), 2)
+    learner = CircuitLearner(m, rates, 2, settle=5 * ms, target="numpy")
+    x, _ = m.sample(4, seed=0)
+    with pytest.raises(ValueError, match="tops .* go with top='clamped', and only with it"):
+        learner.epoch(x.reshape(2, 2, -1), tops=np.zeros((2, 2, 2)))
+    assert learner.network is None
+
+
+def test_circuit_learner_compares_with_the_elbo_gradient_every_nth_update():
+    """compare_every = 2: updates 0 and 2 carry the comparison with the ELBO gradient, 1 and 3
+    do not; 0 turns it off."""
+    m = load_model("linear_gaussian_2d")
+    x, _ = m.sample(8, seed=0)
+    for every, compared in ((2, [True, False, True, False]), (0, [False] * 4)):
+        learner = CircuitLearner(m, LearningRates(weights=0.001), 2, settle=5 * ms,
+                                 target="numpy", compare_every=every)
+        records = learner.epoch(x.reshape(4, 2, -1))
+        assert ["weight_cosine" in r for r in records] == compared
+
+
+def test_a_backprop_step_is_the_mean_over_its_minibatch_and_leaves_the_noise():
+    """Backpropagation's step uses the minibatch's mean gradient: a minibatch holding one
+    (target, input) pair twice moves the weights exactly as the pair alone; it trains weights
+    and biases only, so every link's noise variance stays as it was, even with a rate for it."""
+    from pcbio.learning import BackpropLearner
+    m = random_model(5, dims=(3, 2, 2), cov_kinds=["diag", "diag"])
+    rates = LearningRates(weights=0.05, bias=0.05, cov=0.05)
+    t, x = np.array([[0.5, -1.0, 0.2]]), np.array([[1.0, -0.5]])
+    once = BackpropLearner(m, rates)
+    once.epoch(t[None], tops=x[None])
+    twice = BackpropLearner(m, rates)
+    twice.epoch(np.repeat(t, 2, axis=0)[None], tops=np.repeat(x, 2, axis=0)[None])
+    for a, b, orig in zip(once.model.links, twice.model.links, m.links):
+        np.testing.assert_allclose(a.W, b.W, rtol=1e-12)
+        np.testing.assert_allclose(a.b, b.b, rtol=1e-12)
+        assert not np.allclose(a.W, orig.W)
+        np.testing.assert_array_equal(a.cov.value, orig.cov.value)
+
+
+def test_accuracy_is_the_fraction_of_points_whose_largest_output_is_their_label():
+    """With one identity link the network's output is its input, so accuracy is the fraction
+    of rows whose arg-max is the label, counted here by hand: rows 0 and 2 of 3."""
+    from pcbio.learning import accuracy
+    m = GenerativeModel(np.zeros(3), 1.0, [Link(np.eye(3))])
+    inputs = np.array([[0.9, 0.1, 0.0], [0.2, 0.3, 0.5], [0.0, 0.0, 1.0]])
+    assert accuracy(m, inputs, np.array([0, 1, 2])) == pytest.approx(2 / 3)

@@ -187,3 +187,19 @@ def test_link_takes_python_objects():
     assert m.dims == (3, 2, 2) and m.links[1].nl.name == "tanh"
     with pytest.raises(TypeError, match="links\\[0\\] must be a pcbio.model.Link"):
         GenerativeModel([0.0], 1.0, [{"weights": [[1.0]]}])
+
+
+def test_data_beyond_float64_resolution_are_refused_and_latents_broadcast():
+    """check_x refuses data whose float64 round-off (2.2e-16 × the largest value) exceeds 1e-4
+    of the data noise's standard deviation (1 here): 1e12 (round-off 2.2e-4) is refused, 1e11
+    (2.2e-5) is not; with noise standard deviation 0.01 the bound is 100 times tighter, so 1e11
+    is refused too.  check_latents broadcasts one vector per level to every data point."""
+    m = GenerativeModel(np.zeros(1), 1.0, [Link(np.ones((2, 1)), cov=1.0)])
+    with pytest.raises(ValueError, match="round-off .* exceeds 1e-4 of the data noise"):
+        m.check_x([[1e12, 0.0]])
+    assert m.check_x([[1e11, 0.0]]).shape == (1, 2)
+    tight = GenerativeModel(np.zeros(1), 1.0, [Link(np.ones((2, 1)), cov=1e-4)])
+    with pytest.raises(ValueError, match="round-off"):
+        tight.check_x([[1e11, 0.0]])
+    z = m.check_latents([np.array([0.5])], 3)
+    assert z[0].shape == (3, 1) and np.all(z[0] == 0.5)
