@@ -77,6 +77,12 @@ def rng():
     return np.random.default_rng(12345)
 
 
+def bogacz_curvature(v, u):
+    """Bogacz (2017)'s model (prior N(3, 1), u = v² + noise of variance 1): −log p(v, u) =
+    ½(v − 3)² + ½(u − v²)² + const, so its curvature −∂²log p/∂v² = 1 + 6v² − 2u."""
+    return 1 + 6 * v ** 2 - 2 * u
+
+
 def bogacz_posterior_mode():
     """Mode of Bogacz (2017)'s exact posterior p(v | u=2) ∝ N(v; 3, 1) N(2; v², 1), found by
     bounded scalar maximisation of the normalised density (normalised by quadrature)."""

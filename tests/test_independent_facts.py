@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from brian2 import Hz, ms
 
+from conftest import bogacz_curvature
 from pcbio import load_model
 from pcbio.circuits import build_circuit
 from pcbio.encoding import RateEncoding
@@ -37,11 +38,11 @@ def test_monte_carlo_seed_schedule_of_gradient_inference():
 
 @pytest.mark.parametrize("v", [0.3, 1.0, 1.567, 2.5])
 def test_finite_difference_hessian_matches_bogacz_closed_form(v):
-    """Bogacz (2017): −log p(v, u) = ½(v − 3)² + ½(u − v²)² + const, so
-    −∂²log p/∂v² = 1 + 6v² − 2u (here u = 2)."""
+    """Bogacz (2017): the finite-difference Hessian is the closed-form curvature
+    1 + 6v² − 2u (conftest.bogacz_curvature; here u = 2)."""
     m = load_model("bogacz2017")
     H = neg_hessian(m, [[2.0]], [np.array([[v]])])
-    assert H[0, 0, 0] == pytest.approx(1 + 6 * v ** 2 - 4, rel=1e-7)
+    assert H[0, 0, 0] == pytest.approx(bogacz_curvature(v, 2.0), rel=1e-7)
 
 
 def test_rate_code_is_only_a_change_of_variables():

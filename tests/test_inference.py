@@ -6,7 +6,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from conftest import bogacz_posterior_mode, central_difference, random_model
+from conftest import (bogacz_curvature, bogacz_posterior_mode, central_difference,
+                      random_model)
 from pcbio import load_model
 from pcbio.inference import (GaussianPosterior, elbo, elbo_gradient, exact_posterior,
                              gradient_inference, log_evidence, map_estimate,
@@ -346,17 +347,17 @@ def test_one_step_moves_means_and_log_variances_at_their_own_step_sizes():
 
 
 def test_the_laplace_approximation_needs_a_local_maximum():
-    """Bogacz's square link (u = v² + noise, prior N(3, 1), both variances 1): written out,
-    H(v) = −∂²/∂v² log p(u, v) = 6v² − 2u + 1.  At u = 2 and v = 1.5, H = 10.5 and the Laplace
-    covariance is 1/10.5; at v = 0, H = −3 — log p is convex there, no maximum is near — and
-    laplace_posterior refuses it, naming the eigenvalue.  A finite-difference Hessian of a
+    """Bogacz's square link (u = v² + noise, prior N(3, 1), both variances 1), curvature
+    H(v) = 1 + 6v² − 2u (conftest.bogacz_curvature).  At u = 2 and v = 1.5, H = 10.5 and the
+    Laplace covariance is 1/10.5; at v = 0, H = −3 — log p is convex there, no maximum is near —
+    and laplace_posterior refuses it, naming the eigenvalue.  A finite-difference Hessian of a
     nonlinear model is returned exactly symmetric (its two triangles averaged)."""
     from pcbio.inference import laplace_posterior, neg_hessian
     m = load_model("bogacz2017")
     u = np.array([[2.0]])
     np.testing.assert_allclose(laplace_posterior(m, u, [np.array([[1.5]])]).cov[0],
-                               [[1 / 10.5]], rtol=1e-6)
-    np.testing.assert_allclose(neg_hessian(m, u, [np.array([[0.0]])])[0], [[-3.0]], rtol=1e-6)
+                               [[1 / bogacz_curvature(1.5, 2.0)]], rtol=1e-6)
+    assert bogacz_curvature(0.0, 2.0) == -3
     with pytest.raises(ValueError, match=r"needs a local maximum.*eigenvalue -3 <= 0"):
         laplace_posterior(m, u, [np.array([[0.0]])])
     t = load_model("tanh_2level")

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from brian2 import Hz, ms
 
-from conftest import bogacz_posterior_mode, random_model
+from conftest import bogacz_curvature, bogacz_posterior_mode, random_model
 from pcbio import load_model
 from pcbio.circuits import build_circuit
 from pcbio.encoding import RateEncoding
@@ -196,14 +196,17 @@ def test_bad_simulation_input_is_rejected_before_running(kwargs, error, message)
 
 def test_the_euler_limit_takes_the_stiffest_data_point_in_the_model_s_space():
     """Bogacz's square link (u = v² + noise, prior N(3, 1), both variances 1), started at the
-    prior mean v = 3: written out, the curvature is λ(u) = 6v² − 2u + 1 = 55 − 2u, and Euler with
-    step dt is stable while dt·λ/τ < 2.  At dt = 2τ/71, u = 2 (λ = 51) runs, but a batch that
-    also holds u = −20 (λ = 95) is refused: the limit is the batch's largest.  Behind a flow
-    y = −u the hierarchy sees y, so raw u = 20 (λ would be 15) is refused for y = −20."""
+    prior mean v = 3: its curvature there is λ(u) = 1 + 6v² − 2u = 55 − 2u
+    (conftest.bogacz_curvature), and Euler with step dt is stable while dt·λ/τ < 2.  At
+    dt = 2τ/71, u = 2 (λ = 51) runs, but a batch that also holds u = −20 (λ = 95) is refused:
+    the limit is the batch's largest.  Behind a flow y = −u the hierarchy sees y, so raw u = 20
+    (λ would be 15) is refused for y = −20."""
     from brian2 import second
     from pcbio.flows import LinearFlow
     m = load_model("bogacz2017")
     tau = build_circuit(m, "rate").tau
+    lam = {u: bogacz_curvature(3.0, u) for u in (2.0, -20.0, 20.0)}
+    assert lam[2.0] < 71 < lam[-20.0] and lam[20.0] < 71
     dt = float(2 * tau / 71) * second
     run = dict(duration=20 * dt, dt=dt, target="numpy")
     simulate(build_circuit(m, "rate"), [[2.0]], **run)
