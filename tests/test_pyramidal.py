@@ -5,19 +5,35 @@ import brian2
 import numpy as np
 import pytest
 from brian2 import mV, ms, nA, nS, pF
+from scipy.optimize import brentq
 
 from conftest import linear_relaxation
 from pcbio.model import Link
 from pcbio.neurons.pyramidal import PyramidalCell, PyramidalParameters, two_layer_cells
 
 P = PyramidalParameters()
-C, Cd = float(P.capacitance), float(P.dendrite_capacitance)
-gL, gLd, gB, gA, E = (float(P.g_leak), float(P.dendrite_leak), float(P.g_basal),
-                      float(P.g_apical), float(P.E_leak))
-#: the compartmental cell's conductance matrix and capacitances, read off its equations
-#: (soma, basal, apical): ``diag(c) dv/dt = −G (v − E) + I``
-G = np.array([[gL + gB + gA, -gB, -gA], [-gB, gLd + gB, 0], [-gA, 0, gLd + gA]])
-CAPACITANCES = np.array([C, Cd, Cd])
+#: dendrites with their own membrane, unlike the soma's (300 pF, 30 nS): where the code takes a
+#: soma constant for a dendrite's, or the reverse, these parameters show it and the defaults not
+OWN_DENDRITES = PyramidalParameters(dendrite_capacitance=150 * pF, dendrite_leak=10 * nS)
+E = float(P.E_leak)
+
+
+def _conductances(p):
+    """``(g_L, g_Ld, g_B, g_A)`` of parameters ``p`` as plain floats (S)."""
+    return float(p.g_leak), float(p.dendrite_leak), float(p.g_basal), float(p.g_apical)
+
+
+def _circuit(p):
+    """The compartmental cell's capacitances and conductance matrix with parameters ``p``, read
+    off its equations (soma, basal, apical): ``diag(c) dv/dt = −G (v − E) + I``."""
+    gL, gLd, gB, gA = _conductances(p)
+    G = np.array([[gL + gB + gA, -gB, -gA], [-gB, gLd + gB, 0], [-gA, 0, gLd + gA]])
+    return np.array([float(p.capacitance), *[float(p.dendrite_capacitance)] * 2]), G
+
+
+CAPACITANCES, G = _circuit(P)
+C = CAPACITANCES[0]
+gL, gLd, gB, gA = _conductances(P)
 
 
 def _run(cell, dt, duration, method="euler", check=True, **currents):
@@ -42,11 +58,13 @@ def _run(cell, dt, duration, method="euler", check=True, **currents):
 def test_instant_form_steady_state_is_the_conductance_weighted_average():
     """Sacramento et al. (2018): with instantaneous dendrites the soma settles at
     ``u* = (g_L E + g_B v_B + g_A v_A)/(g_L + g_B + g_A)`` with the effective time constant
-    ``C/(g_L + g_B + g_A)``; the dendritic potentials here are ``E + I/g_Ld``."""
-    cell = PyramidalCell(P, "instant")
+    ``C/(g_L + g_B + g_A)``; the dendritic potentials here are ``E + I/g_Ld`` (a dendritic
+    leak of 10 nS, not the soma's 30 nS)."""
+    cell = PyramidalCell(OWN_DENDRITES, "instant")
     I_b, I_a = 0.3 * nA, -0.2 * nA
     t, v = _run(cell, 0.005 * ms, 10 * ms, method="rk4", I_b=I_b, I_a=I_a)
-    vb, va = E + float(I_b) / gLd, E + float(I_a) / gLd
+    g_ld = float(OWN_DENDRITES.dendrite_leak)
+    vb, va = E + float(I_b) / g_ld, E + float(I_a) / g_ld
     u_star = (gL * E + gB * vb + gA * va) / (gL + gB + gA)
     assert abs(v[-1, 0] - u_star) < 1e-9 * abs(u_star)
     star = cell.steady_state(I_b=float(I_b), I_a=float(I_a))
@@ -91,6 +109,44 @@ def test_compartmental_form_follows_the_linear_circuit_solution():
     assert (va[-1, 0] - E) / (va[-1, 2] - E) == pytest.approx(att, rel=1e-6)
 
 
+def test_dendrites_with_their_own_membrane_follow_the_closed_forms():
+    """Dendrites of 150 pF and 10 nS on a soma of 300 pF and 30 nS: the simulated compartmental
+    cell (rk4, 10 µs) equals the exact solution ``v* + exp(−diag(c)⁻¹G t)(E − v*)`` of the linear
+    circuit read off its equations, ``response`` returns that solution, and the steady-state
+    attenuations are those of the circuit: a current into one dendrite reaches the soma through
+    its coupling while the other dendrite loads the soma as its leak in series with its
+    coupling, ``g_A / (g_L + g_A + g_B g_Ld/(g_Ld + g_B))`` (apical) and
+    ``g_B / (g_L + g_B + g_A g_Ld/(g_Ld + g_A))`` (basal)."""
+    cell = PyramidalCell(OWN_DENDRITES, "compartmental")
+    c, G_own = _circuit(OWN_DENDRITES)
+    I = np.array([0.1e-9, -0.3e-9, 0.4e-9])
+    t, v = _run(cell, 0.01 * ms, 5 * ms, method="rk4",
+                **{name: value * brian2.amp for name, value in zip(("I_s", "I_b", "I_a"), I)})
+    exact = linear_relaxation(G_own / c[:, None], E + np.linalg.solve(G_own, I), np.full(3, E), t)
+    assert np.abs(v - exact).max() < 1e-9                # volt
+    np.testing.assert_allclose(cell.response(t, *I), exact, rtol=0, atol=1e-12)
+    gL_, gLd_, gB_, gA_ = _conductances(OWN_DENDRITES)
+    assert cell.attenuation() == {
+        "apical": pytest.approx(gA_ / (gL_ + gA_ + gB_ * gLd_ / (gLd_ + gB_)), rel=1e-12),
+        "basal": pytest.approx(gB_ / (gL_ + gB_ + gA_ * gLd_ / (gLd_ + gA_)), rel=1e-12)}
+
+
+@pytest.mark.parametrize("method, taylor", [("euler", [1, 1]), ("rk2", [1, 1, 1 / 2]),
+                                            ("heun", [1, 1, 1 / 2]),
+                                            ("rk4", [1, 1, 1 / 2, 1 / 6, 1 / 24])])
+def test_stability_limits_are_where_each_methods_amplification_reaches_one(method, taylor):
+    """On a decaying mode ``dv/dt = −λ v`` an explicit Runge–Kutta method with as many stages as
+    its order p ≤ 4 multiplies v per step by ``R(−dt λ)``, R the Taylor polynomial of exp to
+    order p; it is stable up to the first ``dt λ`` where ``|R| = 1``: 2 for Euler and the
+    second-order methods, 2.785 for RK4 (Hairer & Wanner, Solving ODEs II, §IV.2).  The cell's
+    largest stable step is that over its fastest decay rate."""
+    R = np.polynomial.Polynomial(taylor)
+    limit = brentq(lambda x: abs(R(-x)) - 1, 1.0, 3.0, xtol=1e-12)
+    cell = PyramidalCell(P, "compartmental")
+    fastest = 1 / cell.time_constants().min()
+    assert cell.largest_stable_dt(method) * fastest == pytest.approx(limit, rel=2e-4)
+
+
 def test_stiff_coupling_is_refused_before_the_run_because_euler_diverges():
     """Strong dendro-somatic coupling (g = 6 µS on 300 pF) makes the equations stiff: explicit
     Euler is stable only while dt·λ_max < 2.  The cell refuses a larger step before running; run
@@ -117,8 +173,22 @@ def test_bad_cell_parameters_are_refused():
         PyramidalParameters(g_basal=300)
     with pytest.raises(ValueError, match="capacitance"):
         PyramidalParameters(capacitance=0 * pF)
+    with pytest.raises(TypeError, match="E_leak"):
+        PyramidalParameters(E_leak=-70)
     with pytest.raises(ValueError, match="form"):
         PyramidalCell(P, "cable")
+
+
+def test_two_layer_cells_refuse_a_link_or_inputs_they_cannot_compute():
+    """``two_layer_cells`` needs an MLP link (the branches are its hidden units) and inputs with
+    the link's width; anything else is a one-line error before any brian2 object exists."""
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError, match="needs an MLP link"):
+        two_layer_cells(Link(rng.normal(size=(3, 2)), np.zeros(3)), np.zeros((1, 2)))
+    mlp = Link(rng.normal(size=(3, 4)), np.zeros(3), f="tanh",
+               hidden_weights=rng.normal(size=(4, 2)), hidden_bias=np.zeros(4))
+    with pytest.raises(ValueError, match=r"z must have shape \(batch, 2\)"):
+        two_layer_cells(mlp, np.zeros((1, 3)))
 
 
 def test_two_layer_cells_compute_the_mlp_forward_pass(cython_forbidden):
