@@ -87,6 +87,66 @@ def test_curvature_variances_are_exact_for_a_linear_model():
     np.testing.assert_allclose(elbo_gradient(m, x, q, parameters=False).log_var[0], 0, atol=1e-12)
 
 
+def test_curvature_variance_is_never_wider_than_the_prior():
+    """Bogacz (2017)'s model, curvature ``1 + 6v² − 2u`` of −log p (conftest): at v = 1.5,
+    u = 2 it is 10.5 and q's variance 1/10.5 (to 1e-9: the Hessian of a nonlinear link is taken
+    by finite differences); at v = 0 it is −3 (log p bends the wrong way), and q's variance is
+    the prior's, 1 (``curvature_log_var``'s documented floor)."""
+    from conftest import bogacz_curvature
+    from pcbio import load_model
+    m = load_model("bogacz2017")
+    v = np.array([[1.5], [0.0]])
+    log_var = curvature_log_var(m, np.array([[2.0], [2.0]]), v)
+    assert bogacz_curvature(0.0, 2.0) < 1 / m.top_cov.variances[0]
+    np.testing.assert_allclose(log_var[:, 0], [-np.log(bogacz_curvature(1.5, 2.0)),
+                                               np.log(m.top_cov.variances[0])], rtol=1e-9)
+
+
+def test_an_untrained_encoder_outputs_the_prior():
+    """``Encoder.initial``: before training, q(z | x) is the prior for every x — μ the prior
+    mean, s² its variances (a model whose prior is neither N(0, ·) nor of unit variance)."""
+    m = random_model(5, dims=(5, 3), fs=["tanh"], hidden=[4], top_kind="diag")
+    variances = m.top_cov.variances
+    assert not np.allclose(m.top_mean, 0) and not np.allclose(variances, 1)
+    q = Encoder.initial(m, hidden=7, seed=0).posterior(m.sample(4, seed=1)[0])
+    np.testing.assert_allclose(q.means[0], np.tile(m.top_mean, (4, 1)), rtol=1e-15)
+    np.testing.assert_allclose(np.exp(q.log_var[0]), np.tile(variances, (4, 1)), rtol=1e-14)
+
+
+def test_encoder_and_update_refuse_a_model_with_two_latent_levels():
+    """The encoder and the learned update are written for one latent level (``z`` one array);
+    a deeper model is refused in one line saying so, before any weight is drawn."""
+    deep = random_model(1, dims=(4, 3, 2))
+    for make, what in ((lambda: Encoder.initial(deep, 3, seed=0), "the encoder"),
+                       (lambda: IterativeUpdate.gradient_step(deep, 0.1), "the iterative update")):
+        with pytest.raises(ValueError, match=f"{what} is written for models with one latent "
+                                             "level; this model has 2"):
+            make()
+
+
+def test_point_elbo_error_falls_as_one_over_root_n_samples():
+    """``point_elbo`` is a Monte Carlo estimate with ``n_samples`` draws: over 30 seeds its
+    standard deviation with 16 draws is √(1024/16) = 8 times that with 1024 (independent draws;
+    the test asks for more than 4, well outside the sampling spread of 30 seeds)."""
+    m = _model()
+    x = m.sample(1, seed=0)[0]
+    mu = m.prior_means(1)[0]
+    spread = [np.std([point_elbo(m, x, mu, n_samples=n, seed=s)[0] for s in range(30)])
+              for n in (16, 1024)]
+    assert spread[0] / spread[1] > 4
+
+
+def test_a_gradient_step_without_scale_has_silent_hidden_units():
+    """``IterativeUpdate.gradient_step``: with ``scale`` 0 (the default) the learned part is off
+    in full — no input reaches its hidden units (all input weights 0, so h = tanh(c) = 0); with
+    ``scale`` > 0 each input weight matrix is random."""
+    m = _model()
+    off = IterativeUpdate.gradient_step(m, 0.05, hidden=4, seed=1)
+    on = IterativeUpdate.gradient_step(m, 0.05, hidden=4, seed=1, scale=1.0)
+    for name in ("Ux", "Uz", "Umu"):
+        assert not getattr(off, name).any() and np.all(getattr(on, name) != 0)
+
+
 def test_training_resumes_exactly_and_saved_weights_load_by_path(tmp_path):
     """A VAE and a learned update trained through ``train`` with checkpoints: interrupted after
     one epoch and resumed, they end bit for bit where an uninterrupted run ends (the encoder,

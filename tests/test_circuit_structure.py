@@ -1,12 +1,14 @@
-"""Declared structure: consistency checks and the within-step schedule of instantaneous chains."""
+"""Declared structure: consistency checks, the within-step schedule of instantaneous chains,
+and the encodings' parameters."""
 
+import brian2
 import numpy as np
 import pytest
 
 from conftest import random_model
 from pcbio.circuits import build_circuit
 from pcbio.circuits.structure import Pathway, Population, check_structure, schedule
-from pcbio.encoding import RateEncoding
+from pcbio.encoding import RateEncoding, VoltageEncoding
 from pcbio.neurons import rate as neurons
 from pcbio.nonlinearities import NONLINEARITIES
 
@@ -76,3 +78,29 @@ def test_rate_circuit_structure_for_an_mlp_link():
     names = {pw.name: (pw.pre, pw.post) for pw in paths}
     assert names["fwd_0"] == ("value_1", "hidden_0") and names["back_0"] == ("hidden_0", "value_1")
     assert names["pred_0"] == ("hidden_0", "error_0") and names["bu_0"] == ("error_0", "hidden_0")
+
+
+@pytest.mark.parametrize("make, error, message", [
+    (lambda: RateEncoding(gain=0 * brian2.Hz), ValueError, "gain must be non-zero"),
+    (lambda: RateEncoding(gain=10 * brian2.mV), TypeError, "gain must be a rate"),
+    (lambda: RateEncoding(baseline=5), TypeError, "baseline must be a rate"),
+    (lambda: VoltageEncoding(baseline=np.inf * brian2.mV), ValueError,
+     "baseline must be finite"),
+    (lambda: RateEncoding().equations("z", "s", derivative="dzdt", value="I_in"), ValueError,
+     "at most one of derivative or value"),
+])
+def test_encodings_refuse_parameters_that_code_nothing(make, error, message):
+    """A linear code ``n = n0 + κ z`` needs a baseline and a gain in the neural variable's unit,
+    finite, and κ ≠ 0 (else z cannot be decoded); a neural variable is either integrated or
+    follows a value, not both.  Each is an error naming the parameter."""
+    with pytest.raises(error, match=message):
+        make()
+
+
+def test_encodings_describe_themselves_in_their_own_units():
+    """Results files record an encoding in the unit it is written in (Hz for a rate code, mV for
+    a membrane potential), not in SI: a −65 mV, 2 mV/unit voltage code is ``-65`` and ``2``."""
+    assert VoltageEncoding(-65 * brian2.mV, 2 * brian2.mV).describe() == {
+        "kind": "voltage", "baseline_mV": pytest.approx(-65), "gain_mV": pytest.approx(2)}
+    assert RateEncoding(40 * brian2.Hz, 3 * brian2.Hz).describe() == {
+        "kind": "rate", "baseline_Hz": 40, "gain_Hz": 3}

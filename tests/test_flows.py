@@ -54,6 +54,34 @@ def test_noise_shrinks_the_whitening_gain():
     assert gains[0] > gains[1] > gains[2]
 
 
+def test_flows_refuse_what_they_cannot_invert_or_fit():
+    """A flow must be invertible (its log-determinant and inverse exist); a fit needs a
+    covariance that is not singular (collinear inputs need a noise variance, and with one they
+    fit); a temporal flow of order p on d values fits 1 + dp coefficients per value, so it needs
+    more than p + dp frames; a [flow] table has only kind, mean and matrix.  Each is a one-line
+    error."""
+    with pytest.raises(ValueError, match="flow.matrix must be invertible"):
+        LinearFlow(np.zeros(2), [[1.0, 2.0], [2.0, 4.0]])
+    x = np.random.default_rng(0).normal(size=(50, 1)) * [1.0, -2.0]      # collinear
+    with pytest.raises(ValueError, match="covariance is singular.*noise variance > 0"):
+        LinearFlow.fit(x)
+    assert np.isfinite(LinearFlow.fit(x, noise=0.1).logdet)
+    frames = np.random.default_rng(1).normal(size=(3, 2))               # p + dp = 3
+    with pytest.raises(ValueError, match="3 frames are too few to fit an order-1 prediction"):
+        TemporalFlow.fit(frames, order=1)
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \['scale'\]"):
+        LinearFlow.from_spec({"mean": [0.0], "matrix": [[1.0]], "scale": 2})
+
+
+def test_temporal_flow_noise_is_added_to_the_residual_covariance():
+    """``TemporalFlow.fit(noise=σ²)`` whitens the residual covariance plus σ² on its diagonal:
+    ``A⁻¹A⁻ᵀ`` of the residual flow grows by exactly 0.5 I when σ² = 0.5."""
+    frames = np.cumsum(np.random.default_rng(2).normal(size=(200, 2)), axis=0)
+    covs = [np.linalg.inv(f.residual.matrix) @ np.linalg.inv(f.residual.matrix).T
+            for f in (TemporalFlow.fit(frames), TemporalFlow.fit(frames, noise=0.5))]
+    np.testing.assert_allclose(covs[1] - covs[0], 0.5 * np.eye(2), atol=1e-10)
+
+
 def test_temporal_flow_of_an_ar1_sequence_is_its_exact_likelihood():
     """For an AR(1) sequence x_t = a x_{t−1} + √(1 − a²) ξ_t the temporal flow with the true
     coefficients gives log p(x_1 … x_T | x_0) = log N(x_{0…T}; 0, Σ_ij = a^|i−j|) − log N(x_0; 0, 1)
@@ -148,6 +176,7 @@ def test_model_files_declare_a_flow_and_scores_are_in_data_space(tmp_path):
     path.write_text(model_text(model))
     back = load_model(str(path))
     assert np.array_equal(back.flow.matrix, model.flow.matrix)
+    assert back.flow.kind == "cholesky"
     from pcbio.inference.exact import marginal_moments
     m, C = marginal_moments(model)
     Ainv = model.flow.inverse
