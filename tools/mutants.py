@@ -1056,6 +1056,9 @@ MUTANTS = {
     'update without the state input': ('pcbio/inference/amortized.py',
         'h = np.tanh(ex @ self.Ux.T + ez @ self.Uz.T + mu @ self.Umu.T + self.c)',
         'h = np.tanh(ex @ self.Ux.T + ez @ self.Uz.T + self.c)'),
+    'plasticity on raw data': ('pcbio/learning/circuit.py',
+        '            seen = model.model_space(x)[0]\n',
+        '            seen = x\n'),
 }
 
 
