@@ -484,6 +484,21 @@ def test_a_log_joint_that_falls_but_stays_finite_stops_the_run():
         np.testing.assert_allclose(a, b, atol=1e-6)
 
 
+def test_a_slightly_unstable_step_is_caught_at_the_first_check():
+    """Near Bogacz's mode v* the update is ``v ← v + α∇ log p`` with curvature λ =
+    1 + 6v*² − 2u (conftest), so a distance from v* grows by |1 − αλ| per step.  Started 10⁻³
+    from v* with α·λ = 2.1 it grows by 1.1 per step, 8× in 22 steps, and log p falls by about
+    λ·10⁻⁶·(1.1²² − 1)/2 ≈ 4·10⁻⁵ — some 10⁻⁵ of |log p| — by the first check (step 11).
+    The log joint is compared to round-off (10⁻¹⁰ relative), so the run stops there, naming
+    steps 0 and 11; a floor at 1 % would let the oscillation grow for some 45 steps."""
+    from pcbio.inference import DivergenceError
+    m = load_model("bogacz2017")
+    mode = bogacz_posterior_mode()
+    step = 2.1 / bogacz_curvature(mode, 2.0)
+    with pytest.raises(DivergenceError, match="fell by .* between steps 0 and 11"):
+        gradient_inference(m, [[2.0]], steps=40, step_size=step, init=[[[mode + 1e-3]]])
+
+
 def test_map_estimate_reaches_its_tolerance_on_a_large_batch():
     """The MAP is where ∇_z log p(x, z) vanishes.  For 2000 points at once the summed objective
     is large enough that L-BFGS stops on its round-off (relative reduction of f below machine

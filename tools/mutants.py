@@ -1059,6 +1059,9 @@ MUTANTS = {
     'plasticity on raw data': ('pcbio/learning/circuit.py',
         '            seen = model.model_space(x)[0]\n',
         '            seen = x\n'),
+    'progress floor too loose': ('pcbio/inference/iterative.py',
+        'tol = 1e-6 if logp.dtype == np.float32 else 1e-10',
+        'tol = 1e-6 if logp.dtype == np.float32 else 1e-2'),
 }
 
 
