@@ -256,8 +256,10 @@ def test_dendritic_circuit_runs_the_learned_update():
     """The pyramidal circuit with gain branches (basal ε_x, apical ε_z): with dt = τ each Euler
     step of its somata is one iteration of the learned update (round-off), and the mapping's
     ``learned_update`` check finds its τ dz/dt equal to the update's step at every recorded
-    step; the compartments still carry the gradient's two terms.  A step longer than one
-    iteration (dt > τ) is refused before the run."""
+    step, and the plain gradient flow's checks are left out, saying that check replaces them;
+    the compartments still carry the gradient's two terms.  A step longer than one
+    iteration (dt > τ) is refused before the run, and so is an update for a model deeper than
+    one latent level or for data and latents of other sizes."""
     m = _model()
     x, _ = m.sample(4, seed=1)
     u = _update(m)
@@ -268,12 +270,16 @@ def test_dendritic_circuit_runs_the_learned_update():
     report = map_trajectory(traj, m, x, update=u).report
     assert report["levels"][0]["learned_update_rel_err_max"] < 1e-10
     assert report["levels"][0]["basal_vs_bottom_up_rel_err_max"] < 1e-10
-    assert "gradient_flow" in report["skipped_checks"]
+    for check in ("gradient_flow", "step_equivalence", "variance_gap"):   # it is no plain flow
+        assert "compared by 'learned_update'" in report["skipped_checks"][check]
     with pytest.raises(ValueError, match="at most one iteration per step"):
         simulate(build_circuit(m, "dendritic", update=u, tau=1 * ms), x, duration=8 * ms,
-                 dt=2 * ms, target="numpy")
+                 dt=1.5 * ms, target="numpy")
     with pytest.raises(ValueError, match="one latent level"):
         build_circuit(random_model(1, dims=(4, 3, 2)), "dendritic", update=u)
+    with pytest.raises(ValueError, match="its weights are for data of dimension 5 and 3 "
+                                         "latents; the model has 4 and 3"):
+        build_circuit(random_model(1, dims=(4, 3)), "dendritic", update=u)
 
 
 @pytest.mark.slow

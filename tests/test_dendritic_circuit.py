@@ -133,6 +133,17 @@ def test_self_predicting_state_leaves_the_apical_tree_at_rest():
     assert np.abs(_apical_at_start(random_weights, m, x, z)[1]).max() > 0.1
 
 
+def test_the_circuit_records_its_coupling_conductance_in_nanosiemens():
+    """The dendro-somatic coupling conductance is ``C/τ`` (``tau dz/dt = basal + apical`` with
+    the soma's capacitance C): 300 pF / 10 ms = 30 nS by default — Urbanczik & Senn (2014)'s
+    somatic leak — and 200 pF / 5 ms = 40 nS; results files record it in nS."""
+    from brian2 import pF
+    m = random_model(4, dims=(3, 2))
+    assert build_circuit(m, "dendritic").describe()["coupling_conductance_nS"] == 30
+    described = build_circuit(m, "dendritic", capacitance=200 * pF, tau=5 * ms).describe()
+    assert described["coupling_conductance_nS"] == 40
+
+
 def test_command_line_maps_and_infers_with_the_dendritic_circuit(tmp_path, capsys):
     """``pcbio map … --circuit dendritic --json`` reports the per-compartment comparisons and
     ``pcbio infer … --method dendritic`` the circuit's estimate in the shape of every method."""

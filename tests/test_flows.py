@@ -187,8 +187,8 @@ def test_model_files_declare_a_flow_and_scores_are_in_data_space(tmp_path):
 
 
 def test_circuits_refuse_a_front_end_that_does_not_match_the_model():
-    """lateral='recurrent' without a [flow], lateral='none' with one, and a spiking circuit for
-    a model with a flow are one-line errors."""
+    """lateral='recurrent' without a [flow], lateral='none' with one, and a spiking or
+    dendritic circuit (neither has a front end) for a model with a flow are one-line errors."""
     x, _ = _correlated(d=3)
     plain = load_model("linear_gaussian_2d")
     with pytest.raises(ValueError, match="needs a model with a \\[flow\\]"):
@@ -198,6 +198,8 @@ def test_circuits_refuse_a_front_end_that_does_not_match_the_model():
         build_circuit(flowed, "rate", lateral="none")
     with pytest.raises(ValueError, match="no lateral-inhibition front end"):
         build_circuit(flowed, "spiking")
+    with pytest.raises(ValueError, match="the dendritic circuit has no lateral front end"):
+        build_circuit(flowed, "dendritic")
 
 
 def _flow_only_model(d, cov=1.0, mean=None):

@@ -107,6 +107,29 @@ def test_variance_gap_is_zero_for_linear_models():
         assert g["rel_gap"] < 1e-12
 
 
+def test_a_sampling_or_clamped_circuit_is_not_held_to_the_free_gradient_flow():
+    """A nonlinear model (tanh_2level), where every check applies to the plain rate circuit.
+    Noisy value units (temperature 1) sample around the fixed point instead of reaching it, and
+    only their drift is a gradient step: the map skips ``fixed_point`` and
+    ``step_equivalence``, saying why, and keeps the rest.  With the top clamped the circuit
+    follows the gradient of log p(x, z) with z_L held fixed, not the posterior over every
+    level: ``gradient_flow``, ``fixed_point``, ``elbo``, ``step_equivalence`` and
+    ``variance_gap`` are all skipped."""
+    import brian2
+    brian2.seed(0)
+    m = load_model("tanh_2level")
+    x = m.sample(2, seed=0)[0]
+    flow_checks = {"gradient_flow", "fixed_point", "elbo", "step_equivalence", "variance_gap"}
+    for params, skipped, why in (({"temperature": 1.0}, {"fixed_point", "step_equivalence"},
+                                  "noisy value units"),
+                                 ({"top": "clamped"}, flow_checks, "the top level is clamped")):
+        traj = simulate(build_circuit(m, "rate", **params), x, duration=5 * ms, target="numpy")
+        report = map_trajectory(traj, m, x, vae=False).report
+        assert flow_checks & set(report["skipped_checks"]) == skipped
+        assert all(why in report["skipped_checks"][name] for name in skipped)
+        assert flow_checks - skipped <= set(report["applicable_checks"])
+
+
 def test_relative_error_ignores_vanishing_reference():
     """At a fixed point the reference gradient is 0 and a relative error is undefined: those
     steps are NaN, not a spurious huge number."""

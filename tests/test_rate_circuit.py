@@ -9,6 +9,7 @@ from pcbio import load_model
 from pcbio.circuits import build_circuit
 from pcbio.encoding import RateEncoding
 from pcbio.inference import exact_posterior, gradient_inference, map_estimate
+from pcbio.model import GenerativeModel, Link
 from pcbio.simulate import SimulationError, simulate
 
 LINEAR = ["linear_gaussian_2d", "linear_gaussian_3level"]
@@ -192,6 +193,47 @@ def test_bad_simulation_input_is_rejected_before_running(kwargs, error, message)
     x = kwargs.pop("x", [[1.0, -2.0, 0.5]])
     with pytest.raises(error, match=message.replace("(", r"\(").replace(")", r"\)")):
         simulate(build_circuit(m, "rate"), x, **{"duration": 10 * ms, "target": "numpy", **kwargs})
+
+
+def test_dynamic_errors_interneurons_and_lateral_units_have_their_own_euler_limits():
+    """Dynamic error units follow ``τ_ε dε/dt = (z − g) − Σ ε``: on their own they relax at the
+    rates λ(Σ)/τ_ε, so Euler needs ``dt < 2τ_ε/λ_max(Σ)``, the largest noise variance of any
+    level.  Precision interneurons ``τ_i di/dt = Σε − i`` leak at 1/τ_i, so ``dt < 2τ_i``.
+    Recurrent lateral units ``τ_l dy/dt = (x − m) − (I + M) y`` relax at the eigenvalues of
+    ``I + M = A⁻¹`` over τ_l.  With variances 4 and 0.5 below a unit prior and τ_ε = 10 ms,
+    dt = 5 ms is refused naming tau_error and 4.9 ms runs; with interneurons of τ_i = 2 ms
+    (τ_ε = 100 ms), dt = 4 ms is refused naming tau_inter and 3.9 ms runs; behind a flow with
+    ``A⁻¹ = diag(4, 1)`` and τ_l = 2 ms, dt = 1 ms is refused naming tau_lateral and 0.9 ms
+    runs.  The value units (τ = 1 s) are far from their limit throughout."""
+    from pcbio.flows import LinearFlow
+    m = GenerativeModel([0.0], 1.0, [Link([[1.0], [0.5]], cov=[4.0, 0.5])])
+    dynamic = dict(tau=1000 * ms, errors="dynamic", tau_error=10 * ms)
+    interneurons = dict(dynamic, tau_error=100 * ms, precision="interneuron", tau_inter=2 * ms)
+    behind = m.replaced(flow=LinearFlow(np.zeros(2), np.diag([0.25, 1.0])))
+    for model, params, name, limit in (
+            (m, dynamic, "tau_error", 5), (m, interneurons, "tau_inter", 4),
+            (behind, dict(tau=1000 * ms, tau_lateral=2 * ms), "tau_lateral", 1)):
+        refused = rf"is too large.*lambda/{name} < 2.*use dt < {limit} ms"
+        with pytest.raises(ValueError, match=refused):
+            simulate(build_circuit(model, "rate", **params), [[1.0, -1.0]], duration=20 * ms,
+                     dt=limit * ms, target="numpy")
+        simulate(build_circuit(model, "rate", **params), [[1.0, -1.0]], duration=20 * ms,
+                 dt=(limit - 0.1) * ms, target="numpy")
+
+
+def test_a_clamped_top_stays_put_while_the_levels_below_sample():
+    """``top="clamped"`` holds the top level at its start (an input): nothing drives it, and with
+    ``temperature`` 1 it takes no Langevin noise either — it stays exactly where it started
+    while the level below, noisy, moves."""
+    import brian2
+    brian2.seed(1)
+    m = load_model("linear_gaussian_3level")
+    x = m.sample(2, seed=0)[0]
+    start = [np.zeros((2, d)) for d in m.latent_dims[:-1]] + [np.full((2, m.dims[-1]), 0.7)]
+    traj = simulate(build_circuit(m, "rate", top="clamped", temperature=1.0), x,
+                    duration=20 * ms, dt=0.1 * ms, init=start, target="numpy")
+    assert np.array_equal(traj.means[-1], np.broadcast_to(start[-1], traj.means[-1].shape))
+    assert np.ptp(traj.means[0], axis=0).min() > 0
 
 
 def test_the_euler_limit_takes_the_stiffest_data_point_in_the_model_s_space():
