@@ -327,18 +327,20 @@ def _current_latents(network):
 
 def _run_chunk(network, chunk, done, total, progress):
     """Run the network for ``chunk`` seconds; instability raised inside brian2 becomes a
-    SimulationError."""
+    SimulationError naming the time (from the run's start) at which the guard found it."""
     def report(_elapsed, completed, _start, _duration):
         progress(f"simulating {total * 1e3:.0f} ms", (done + chunk * completed) / total)
     reporting = {} if progress is SILENT else {"report": report, "report_period": 5 * brian2.second}
+    start = float(network.network.t)
     try:       # overflow on the way to NaN is detected and reported, not warned
         with np.errstate(over="ignore", invalid="ignore"), _frozen_heap():
             network.network.run(chunk * brian2.second, namespace={}, **reporting)
             network.check_stable()
     except Exception as err:      # brian2 wraps errors raised inside network operations
         cause = err if isinstance(err, FloatingPointError) else err.__cause__
-        if isinstance(cause, FloatingPointError):
-            raise SimulationError(f"the simulation became unstable by t = {done + chunk:.4g} s "
+        if isinstance(cause, FloatingPointError):   # the guard stops the run where it finds it
+            found = done + float(network.network.t) - start
+            raise SimulationError(f"the simulation became unstable by t = {found:.4g} s "
                                   f"({cause}); reduce dt or check the model") from None
         raise
 

@@ -114,7 +114,9 @@ def test_ppca_closed_form_is_a_maximum_of_the_likelihood():
 def test_update_model_rewires_a_running_network_like_a_fresh_one():
     """Learning writes new parameters into a running network (CircuitNetwork.update_model): the
     network must then compute exactly what a network built for the new model computes — same
-    trajectory to round-off from the same start."""
+    trajectory to round-off from the same start — and its declared pathways are the new ones.
+    Under the Synapses coupling, whose weights live in brian2's synapses, it is refused in one
+    line."""
     a, b = random_model(1, dims=(3, 2)), random_model(2, dims=(3, 2))
     x, _ = b.sample(2, seed=0)
     net = CircuitNetwork(build_circuit(a, "rate"), 2, 0.1 * ms, target="numpy")
@@ -122,6 +124,12 @@ def test_update_model_rewires_a_running_network_like_a_fresh_one():
     got = run(net, x, duration=20 * ms, init=b.prior_means(2)).final_means()
     want = simulate(build_circuit(b, "rate"), x, duration=20 * ms, target="numpy").final_means()
     assert np.allclose(got[0], want[0], rtol=1e-12, atol=1e-12)
+    for pw in build_circuit(b, "rate").structure()[1]:
+        assert np.array_equal(net.pathways[pw.name].weights, pw.weights)
+    synapses = CircuitNetwork(build_circuit(a, "rate"), 2, 0.1 * ms, "synapses", target="numpy")
+    run(synapses, x, duration=0.2 * ms)            # a network is built to run
+    with pytest.raises(ValueError, match="only under the matrix coupling"):
+        synapses.update_model(b)
 
 
 def _bogacz_numpy(phi, steps, dt, sigma, rate):

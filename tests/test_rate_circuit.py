@@ -330,11 +330,14 @@ def test_the_numpy_target_generates_no_cython_code(cython_forbidden, coupling):
     Synapses connect, not only when they run, and a network built under the default target
     compiled 13 Cython extensions (2–3 min on a fresh machine) before its numpy run.  With
     Cython as brian2's default and refused, the run still matches gradient inference
-    (α = dt/τ; the rate circuit's definition) to 1e-10."""
+    (α = dt/τ; the rate circuit's definition) to 1e-10, and brian2's default is Cython again
+    after it (the run's target is its own, not the session's)."""
+    import brian2
     m = random_model(10, dims=(3, 2, 2), fs=["tanh", "identity"], cov_kinds=["full", "diag"])
     x, _ = m.sample(2, seed=4)
     traj = simulate(build_circuit(m, "rate"), x, duration=5 * ms, target="numpy",
                     coupling=coupling)
+    assert brian2.prefs.codegen.target == "cython"
     vae = gradient_inference(m, x, steps=len(traj) - 1, step_size=0.01)
     for c, v in zip(traj.means, vae.means):
         np.testing.assert_allclose(c, v, rtol=0, atol=1e-10)
