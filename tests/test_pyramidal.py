@@ -125,10 +125,10 @@ def test_dendrites_with_their_own_membrane_follow_the_closed_forms():
     exact = linear_relaxation(G_own / c[:, None], E + np.linalg.solve(G_own, I), np.full(3, E), t)
     assert np.abs(v - exact).max() < 1e-9                # volt
     np.testing.assert_allclose(cell.response(t, *I), exact, rtol=0, atol=1e-12)
-    gL_, gLd_, gB_, gA_ = _conductances(OWN_DENDRITES)
+    g_l, g_ld, g_b, g_a = _conductances(OWN_DENDRITES)
     assert cell.attenuation() == {
-        "apical": pytest.approx(gA_ / (gL_ + gA_ + gB_ * gLd_ / (gLd_ + gB_)), rel=1e-12),
-        "basal": pytest.approx(gB_ / (gL_ + gB_ + gA_ * gLd_ / (gLd_ + gA_)), rel=1e-12)}
+        "apical": pytest.approx(g_a / (g_l + g_a + g_b * g_ld / (g_ld + g_b)), rel=1e-12),
+        "basal": pytest.approx(g_b / (g_l + g_b + g_a * g_ld / (g_ld + g_a)), rel=1e-12)}
 
 
 @pytest.mark.parametrize("method, taylor", [("euler", [1, 1]), ("rk2", [1, 1, 1 / 2]),
