@@ -59,21 +59,26 @@ UNIT = dict(cov_kinds=["scalar"] * 3, top_kind="scalar")     # variances replace
 
 
 @pytest.mark.parametrize("fs, covs, unit", [
-    (["tanh"] * 3, UNIT, True),                         # one shared f, every Π = I: ε is r
-    (["sigmoid"] * 3, dict(cov_kinds=["diag", "scalar", "diag"], top_kind="diag"), False),
-    (["identity"] * 3, dict(cov_kinds=["full", "scalar", "diag"], top_kind="full"), False),
-    (["tanh", "softplus", "identity"], dict(cov_kinds=["diag"] * 3, top_kind="scalar"), False),
+    (["tanh"] * 3, UNIT, "every"),                      # one shared f, every Π = I: ε is r
+    (["tanh"] * 3, UNIT, "data"),                       # Π_0 = I only: the others weigh
+    (["sigmoid"] * 3, dict(cov_kinds=["diag", "scalar", "diag"], top_kind="diag"), None),
+    (["identity"] * 3, dict(cov_kinds=["full", "scalar", "diag"], top_kind="full"), None),
+    (["tanh", "softplus", "identity"], dict(cov_kinds=["diag"] * 3, top_kind="scalar"), None),
 ])
 def test_every_pass_layout_gives_the_log_joint_and_its_gradient(fs, covs, unit):
     """A pass keeps the latent levels side by side and takes one of several routes (one shared
-    f or one per link; Π = I, diagonal or full).  On every route: log p(x, z) equals the sum of
-    per-level Gaussian log densities written out here with scipy; the gradient equals central
-    differences of it; a pass reused after the latents changed in place equals a fresh pass;
-    and latents with a leading sample axis (K, batch, d) give, per sample, what that sample
-    alone gives."""
+    f or one per link; Π = I for every level or the data's only, diagonal or full).  On every
+    route: log p(x, z) equals the sum of per-level Gaussian log densities written out here with
+    scipy; the gradient equals central differences of it; a pass reused after the latents
+    changed in place equals a fresh pass — also when the latents are samples in Fortran
+    order, and not when the data are others (a pass is for its own x: another x gets a new pass); latents with
+    a leading sample axis (K, batch, d) give, per sample, what that sample alone gives; and one
+    row of latents is shared by every data point."""
     m = random_model(11, dims=(5, 4, 3, 2), fs=fs, **covs)
-    if unit:
+    if unit == "every":
         m = m.replaced(links=[lk.replaced(cov=1.0) for lk in m.links], top_cov=1.0)
+    elif unit == "data":
+        m = m.replaced(links=[m.links[0].replaced(cov=1.0)] + m.links[1:])
     x, z = m.sample(3, seed=4)
     want = sum(multivariate_normal(g, c.matrix).logpdf(v) for g, c, v in
                zip([lk.predict(zl)[0] for lk, zl in zip(m.links, z)] + [m.top_mean],
@@ -89,6 +94,18 @@ def test_every_pass_layout_gives_the_log_joint_and_its_gradient(fs, covs, unit):
     fresh = m.forward(x, [zl.copy() for zl in m.split(latents)])
     for a, b in zip(fw.errors + [m.flat_gradient(fw)], fresh.errors + [m.flat_gradient(fresh)]):
         np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-13)
+    # samples (K, batch, n) in Fortran order: their rows cannot be views of a (K·batch, n) array
+    columns = np.asfortranarray(np.stack([latents, latents + 0.3]))
+    view = m.forward(x, columns)
+    columns += 0.1                                        # in place again
+    again = m.forward(x, columns, view)
+    np.testing.assert_allclose(m.log_joint(x, columns, again),
+                               m.log_joint(x, np.ascontiguousarray(columns)), rtol=1e-13)
+    other = x + 0.5
+    np.testing.assert_allclose(m.log_joint(other, latents, m.forward(other, latents, fw)),
+                               m.log_joint(other, latents.copy()), rtol=1e-13)
+    np.testing.assert_allclose(m.log_joint(x, latents[:1]),
+                               m.log_joint(x, np.repeat(latents[:1], len(x), axis=0)), rtol=1e-13)
     samples = np.stack([latents, latents + 0.3, latents - 0.2])          # (K, batch, n)
     np.testing.assert_allclose(m.log_joint(x, samples),
                                [m.log_joint(x, s) for s in samples], rtol=1e-13)
@@ -119,6 +136,16 @@ def test_model_file_round_trip(tmp_path):
     assert again.dims == m.dims == (4, 3, 2)
 
 
+def test_a_replaced_copy_keeps_what_was_not_replaced():
+    """``replaced`` changes only what it is given: the name, the links and the flow stay."""
+    from pcbio.flows import LinearFlow
+    m = load_model("linear_gaussian_2d")
+    m = m.replaced(flow=LinearFlow(np.zeros(3), 2 * np.eye(3)))
+    copy = m.replaced(top_cov=2.0)
+    assert copy.name == "linear_gaussian_2d" and copy.flow is m.flow and copy.links == m.links
+    assert np.all(copy.top_cov.matrix == 2 * np.eye(2))
+
+
 def test_example_file_from_the_issue_loads():
     """The file format in the README (top-down links, cov/var forms) gives the stated shapes."""
     m = load_model("linear_gaussian_2d")
@@ -147,12 +174,47 @@ def _spec(**changes):
     ({"link__bias": [0.0, 0.0]}, "links[0].bias must have shape (3)"),
     ({"link__gain": 1.0}, "unknown key(s) ['gain']"),
     ({"top__cov": [[1.0, 0], [0, 1.0]]}, "either 'cov' or 'var'"),
+    ({"link__var": np.eye(3).tolist()}, "'var' must be a number or a list of variances"),
+    ({"link__hidden_weights": [[1.0, 0.0]] * 3},
+     "links[0].hidden_weights has 3 rows but links[0].weights has 2 columns"),
 ])
 def test_validation_names_the_problem(changes, message):
     """Bad model input raises ValueError whose message names the key and what is allowed."""
     with pytest.raises(ValueError) as err:
         GenerativeModel.from_dict(_spec(**changes))
     assert message in str(err.value)
+
+
+def test_errors_name_the_file_and_the_link(tmp_path):
+    """A model file's error names the file and the key; a model built in Python names its links
+    ``links[l]`` (bottom-up) in its errors; a folder is not a model file."""
+    path = tmp_path / "bad.toml"
+    path.write_text('[top]\nmean = [0.0]\nvar = 1.0\n[[links]]\nweights = [[1.0]]\nvar = -1.0\n')
+    with pytest.raises(ValueError, match=r"^bad\.toml: links\[0\]\.var"):
+        GenerativeModel.load(path)
+    with pytest.raises(ValueError, match=r"^links\[0\] takes input of dimension 3"):
+        GenerativeModel(np.zeros(2), 1.0, [Link(np.ones((3, 3)))])
+    with pytest.raises(ValueError, match="is a folder, not a model file"):
+        GenerativeModel.load(tmp_path)
+
+
+def test_parameter_gradient_weighs_each_sample_and_data_point():
+    """``parameter_gradient(weights=w)`` is ``Σ_kb w_kb ∇_θ log p(x_b, z_kb)``: for samples
+    (K, batch, n) and weights (K, batch) it equals the weighted sum of every (sample, point)'s
+    own gradient (linearity of the sum), for an MLP link and a full covariance."""
+    m = random_model(4, dims=(4, 3), fs=["tanh"], cov_kinds=["full"], hidden=[5])
+    x, _ = m.sample(2, seed=0)
+    z = np.random.default_rng(1).normal(size=(3, 2, 3))
+    w = np.random.default_rng(2).uniform(0.1, 2.0, size=(3, 2))
+
+    def flat(g):
+        link = g.links[0]
+        return np.concatenate([np.ravel(a) for a in (link.weights, link.bias, link.cov,
+                                                    link.hidden_weights, link.hidden_bias,
+                                                    g.top_mean, g.top_cov)])
+    want = sum(w[k, b] * flat(m.parameter_gradient(x[b:b + 1], [z[k, b:b + 1]]))
+               for k in range(3) for b in range(2))
+    np.testing.assert_allclose(flat(m.parameter_gradient(x, [z], weights=w)), want, rtol=1e-12)
 
 
 def test_wrong_data_dimension_is_reported():
