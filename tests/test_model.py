@@ -7,6 +7,7 @@ from scipy.stats import multivariate_normal
 from conftest import central_difference, random_model
 from pcbio import GenerativeModel, Link, load_model
 from pcbio.checks import largest_abs
+from pcbio.covariance import Covariance
 from pcbio.inference import log_evidence
 from pcbio.inference.exact import marginal_moments
 from pcbio.nonlinearities import NONLINEARITIES
@@ -25,6 +26,32 @@ def test_log_joint_is_sum_of_gaussian_log_densities():
                 + multivariate_normal(l1.W @ z[1][b] + l1.b, l1.cov.matrix).logpdf(z[0][b])
                 + multivariate_normal(m.top_mean, m.top_cov.matrix).logpdf(z[1][b]))
         assert m.log_joint(x[b:b + 1], [z[0][b:b + 1], z[1][b:b + 1]])[0] == pytest.approx(want, rel=1e-12)
+
+
+@pytest.mark.parametrize("value, message", [
+    ([1.0, 2.0], "(variances) must have length 3 to match its level, got 2"),
+    (np.eye(2), "must be a (3, 3) matrix to match its level, got shape (2, 2)"),
+    ([1.0, 0.0, 1.0], "variances must be > 0"),
+])
+def test_a_covariance_of_the_wrong_size_or_a_zero_variance_is_refused(value, message):
+    """Variances or a matrix must match their level's dimension, and a variance of 0 (no noise:
+    an infinite precision) is refused as such, naming the parameter."""
+    with pytest.raises(ValueError) as err:
+        Covariance(value, 3, "links[0].var")
+    assert str(err.value).startswith("links[0].var") and message in str(err.value)
+
+
+def test_a_covariance_is_symmetrised_and_knows_its_smallest_eigenvalue():
+    """A full matrix asymmetric within round-off (1e-12) is accepted as its symmetric part,
+    exactly; its smallest variance is its smallest eigenvalue (1 − 0.9 for unit variances with
+    correlation 0.9), not its smallest diagonal entry; variances (1, 2) are not the unit
+    covariance, so their errors are weighted: ε = r/σ²."""
+    asym = np.array([[1.0, 0.9 + 1e-12], [0.9, 1.0]])
+    c = Covariance(asym, 2)
+    assert np.array_equal(c.matrix, 0.5 * (asym + asym.T))
+    assert c.smallest_variance == pytest.approx(0.1, rel=1e-9)
+    r = np.array([[1.0, 1.0]])
+    np.testing.assert_array_equal(Covariance([1.0, 2.0], 2).apply_precision(r), [[1.0, 0.5]])
 
 
 def test_errors_are_precision_weighted():
@@ -198,11 +225,13 @@ def test_errors_name_the_file_and_the_link(tmp_path):
         GenerativeModel.load(tmp_path)
 
 
-def test_parameter_gradient_weighs_each_sample_and_data_point():
+@pytest.mark.parametrize("kind", ["full", "diag", "scalar"])
+def test_parameter_gradient_weighs_each_sample_and_data_point(kind):
     """``parameter_gradient(weights=w)`` is ``Σ_kb w_kb ∇_θ log p(x_b, z_kb)``: for samples
     (K, batch, n) and weights (K, batch) it equals the weighted sum of every (sample, point)'s
-    own gradient (linearity of the sum), for an MLP link and a full covariance."""
-    m = random_model(4, dims=(4, 3), fs=["tanh"], cov_kinds=["full"], hidden=[5])
+    own gradient (linearity of the sum), for an MLP link and each form of covariance (whose
+    gradient has its own weighted sum per form)."""
+    m = random_model(4, dims=(4, 3), fs=["tanh"], cov_kinds=[kind], hidden=[5], top_kind=kind)
     x, _ = m.sample(2, seed=0)
     z = np.random.default_rng(1).normal(size=(3, 2, 3))
     w = np.random.default_rng(2).uniform(0.1, 2.0, size=(3, 2))
