@@ -1,6 +1,7 @@
 """The command line against bad input: every case exits with status 2 (or 1 for a computation
 that fails), a single line naming the problem, no traceback, and no file written."""
 
+import json
 import os
 
 import numpy as np
@@ -157,6 +158,8 @@ CASES = [
     (["learn", "linear_gaussian_2d", "--data", "{text_csv}", "--out", "{out}"],
      "--data: could not read"),
     (["learn", "linear_gaussian_2d", "--data", "{empty_csv}", "--out", "{out}"], "is empty"),
+    (["learn", "linear_gaussian_2d", "--data", "{dir_npy}", "--out", "{out}"],
+     "is a folder, not a data file"),
     (["learn", "linear_gaussian_2d", "--data", "{good_npy}", "--out", "{out}", "--circuit", "vae",
       "--temperature", "1"], "--temperature applies to --circuit rate only"),
     (["learn", "linear_gaussian_2d", "--data", "{good_npy}", "--out", "{out}", "--rate-decay", "2"],
@@ -181,8 +184,9 @@ def files(tmp_path):
              "text_csv": tmp_path / "text.csv", "cube_npy": tmp_path / "cube.npy",
              "missing": tmp_path / "missing", "out": tmp_path / "out",
              "empty_csv": tmp_path / "empty.csv", "column_csv": tmp_path / "column.csv",
-             "not_npy": tmp_path / "not.npy"}
+             "not_npy": tmp_path / "not.npy", "dir_npy": tmp_path / "folder.npy"}
     paths["dir"].mkdir()
+    paths["dir_npy"].mkdir()
     paths["binary"].write_bytes(bytes(range(256)))
     np.save(paths["empty_npy"], np.zeros((0, 3)))
     np.save(paths["complex_npy"], np.array([[1 + 2j, 0, 1]]))
@@ -261,6 +265,17 @@ def test_outputs_appear_together_or_not_at_all(tmp_path):
     assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o666 & ~umask
 
 
+def test_results_json_takes_numpy_values_and_writes_non_finite_as_null():
+    """Results carry numpy scalars and arrays: they become plain JSON numbers, booleans and lists
+    (not a TypeError at the end of a run), and NaN or ±Inf become null (strict JSON has no
+    spelling for them)."""
+    from pcbio.io import json_text
+    data = {"n": np.int64(3), "x": np.float32(0.5), "flag": np.bool_(True),
+            "a": np.arange(2), "bad": [float("nan"), np.inf, -np.inf]}
+    assert json.loads(json_text(data)) == {"n": 3, "x": 0.5, "flag": True, "a": [0, 1],
+                                           "bad": [None, None, None]}
+
+
 def test_shared_checks_hold_their_documented_bounds():
     """``pcbio.checks``: values up to ±MAX_ABS (1e100) pass and beyond it are refused, for
     negative values as for positive ones; a boolean is not a number (True would otherwise pass
@@ -294,14 +309,14 @@ def test_python_entry_points_refuse_bad_arguments():
     cluster, a string seed reached numpy's "unrecognized seed string", a negative posterior
     standard deviation surfaced as NaN log-variances, patches larger than the images or none
     per image failed inside numpy, an encoder with no hidden units was built, and a negative
-    step size made an iterative update."""
+    step size made an iterative update; a split must hold out some points and keep some."""
     from pcbio import load_model
     from pcbio.inference import exact_posterior
     from pcbio.learning.rules import LearningRates
     from pcbio.learning.train import train
     from pcbio.learning.vae import VaeLearner
     from pcbio.mapping import variance_gap
-    from pcbio.data import image_patches
+    from pcbio.data import image_patches, split
     from pcbio.inference.amortized import Encoder, IterativeUpdate
     from pcbio.sweep import Pool
     model = load_model("linear_gaussian_2d")
@@ -317,6 +332,10 @@ def test_python_entry_points_refuse_bad_arguments():
         image_patches(1000, 10, seed=0)
     with pytest.raises(ValueError, match="per_image must be an integer >= 1"):
         image_patches(8, 0, seed=0)
+    with pytest.raises(ValueError, match="test_fraction must lie strictly between 0 and 1"):
+        split(x, 1.0, seed=0)
+    with pytest.raises(ValueError, match="8 data points are too few to hold out 0.05 of them"):
+        split(x, 0.05, seed=0)                          # round(0.4) = 0 held out
     digits = load_model("ppca_digits")
     with pytest.raises(ValueError, match="hidden must be an integer >= 1"):
         Encoder.initial(digits, 0, seed=0)
