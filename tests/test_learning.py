@@ -419,10 +419,17 @@ def test_circuit_learner_compares_each_update_with_fresh_samples(monkeypatch):
 
 def test_ppca_needs_fewer_components_than_dimensions():
     """Tipping & Bishop's σ² is the mean of the d − q smallest eigenvalues: with q = d there
-    are none, and the fit would be NaN, so it is refused in one line."""
+    are none, and the fit would be NaN, so it is refused in one line.  Data of rank q leave
+    those eigenvalues at round-off (about ±1e-16 of the largest, positive for half of these
+    seeds): σ² would be 0, and that is refused as such, not as a noise variance out of range."""
     x = np.random.default_rng(0).normal(size=(50, 3))
     with pytest.raises(ValueError, match="q must be smaller than the data dimension 3"):
         ppca_maximum_likelihood(x, 3)
+    for seed in range(6):
+        rng = np.random.default_rng(seed)
+        flat = rng.normal(size=(40, 2)) @ rng.normal(size=(2, 6))          # rank 2 in 6-D
+        with pytest.raises(ValueError, match="subspace of dimension <= q.*choose a smaller q"):
+            ppca_maximum_likelihood(flat, 2)
 
 
 def test_model_file_text_keeps_quotes_backslashes_and_the_description():

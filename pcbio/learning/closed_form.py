@@ -23,8 +23,8 @@ def ppca_maximum_likelihood(x: np.ndarray, q: int, name: str = "ppca_ml") -> Gen
     lam, vec = np.linalg.eigh(np.cov(x, rowvar=False, bias=True))
     lam, vec = lam[::-1], vec[:, ::-1]
     var = float(lam[q:].mean())
-    if var <= 0:
-        raise ValueError("the data lie in a subspace of dimension <= q: PPCA's noise variance "
-                         "would be 0; choose a smaller q")
+    if var <= 1e-12 * lam[0]:          # round-off leaves ±1e-16 λ_max where the data have none
+        raise ValueError("the data lie (to round-off) in a subspace of dimension <= q: PPCA's "
+                         "noise variance would be 0; choose a smaller q")
     W = vec[:, :q] * np.sqrt(np.maximum(lam[:q] - var, 0.0))
     return GenerativeModel(np.zeros(q), 1.0, [Link(W, mean, "identity", var)], name=name)
