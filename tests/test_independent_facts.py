@@ -22,6 +22,13 @@ def one_dimensional(w=1.0, var_x=1.0, var_z=1.0, mean=0.0):
     return GenerativeModel([mean], var_z, [Link([[w]], cov=var_x)], name="1d")
 
 
+def one_dimensional_posterior(w, var_x, var_z, mean, x):
+    """Precision λ and mean z* of the exact posterior of :func:`one_dimensional` given x
+    (a product of two Gaussians): λ = w²/σ_x² + 1/σ_z², z* = (w x/σ_x² + m/σ_z²)/λ."""
+    lam = w * w / var_x + 1 / var_z
+    return lam, (w * x / var_x + mean / var_z) / lam
+
+
 def test_monte_carlo_seed_schedule_of_gradient_inference():
     """With a Gaussian q, step k of gradient inference uses noise seed ``seed + k`` (documented):
     three steps equal three explicit ELBO-gradient steps with seeds 7, 8, 9."""
@@ -109,8 +116,7 @@ def test_reported_convergence_time_has_the_euler_closed_form():
     where comparing |dz/dt| instead of τ|dz/dt| with tol would stop a check later."""
     w, var_x, var_z, mean, x = 1.5, 0.5, 2.0, 0.3, 1.2
     m = one_dimensional(w, var_x, var_z, mean)
-    lam = w * w / var_x + 1 / var_z
-    z_star = (w * x / var_x + mean / var_z) / lam
+    lam, z_star = one_dimensional_posterior(w, var_x, var_z, mean, x)
     dt, tau, tol = 0.1e-3, 10e-3, 1e-6
     alpha = dt / tau
     k = int(np.ceil(np.log(tol / (lam * abs(mean - z_star))) / np.log(1 - alpha * lam)))
@@ -128,8 +134,7 @@ def test_reported_convergence_time_has_the_euler_closed_form():
     # check, 10 τ = 1000 steps; the drift is τ|dz/dt| (model units), and comparing |dz/dt| (1/s,
     # 100 × larger here) with tol would take ln 100/(αλ) ≈ 919 more steps, past that check
     slow = one_dimensional(0.5, 1.0, 4.0, mean)
-    lam = 0.5 ** 2 / 1.0 + 1 / 4.0
-    z_star = (0.5 * x / 1.0 + mean / 4.0) / lam
+    lam, z_star = one_dimensional_posterior(0.5, 1.0, 4.0, mean, x)
     tol = lam * abs(mean - z_star) * np.exp(-4)
     k = int(np.ceil(-4 / np.log(1 - alpha * lam)))
     assert k < 1000 < k + np.log(100) / -np.log(1 - alpha * lam)

