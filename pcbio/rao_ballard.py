@@ -151,6 +151,26 @@ def dog_filter(image: np.ndarray, center: float, surround: float) -> np.ndarray:
     return out / out.std()
 
 
+def filtered_images(params: RaoBallardParameters) -> list[np.ndarray]:
+    """The training images: each of ``params.images`` DoG-filtered (:func:`dog_filter`) and
+    scaled to standard deviation ``params.contrast``."""
+    return [params.contrast * dog_filter(natural_image(name), params.dog_center,
+                                         params.dog_surround) for name in params.images]
+
+
+def edge_energy_ratio(image: np.ndarray) -> float:
+    """``mean((∂I/∂y)²) / mean((∂I/∂x)²)`` of an image (rows = y), with forward differences:
+    above 1 the image has more horizontal structure (edges and bars running along its rows, the
+    row of the network's modules), below 1 more vertical.  Transposing the image inverts it."""
+    image = np.asarray(image, dtype=float)
+    if image.ndim != 2 or min(image.shape) < 2:
+        raise ValueError(f"image must be a 2-D array at least 2 × 2, got shape {image.shape}")
+    across = np.mean(np.diff(image, axis=1) ** 2)
+    if across == 0:
+        raise ValueError("image must vary along its rows (mean((∂I/∂x)²) is 0)")
+    return float(np.mean(np.diff(image, axis=0) ** 2) / across)
+
+
 def window(params: RaoBallardParameters) -> np.ndarray:
     """The Gaussian window over one patch, (patch²,), peak 1."""
     c = (params.patch - 1) / 2
@@ -173,8 +193,7 @@ def training_inputs(n: int, params: RaoBallardParameters, seed: int) -> np.ndarr
     windowed patches."""
     n = positive_int(n, "n")
     rng = np.random.default_rng(seed)
-    images = [params.contrast * dog_filter(natural_image(name), params.dog_center,
-                                           params.dog_surround) for name in params.images]
+    images = filtered_images(params)
     which = rng.integers(0, len(images), n)
     fields = np.empty((n, params.patch, params.width))
     for k, i in enumerate(which):
@@ -246,7 +265,7 @@ class RaoBallardNetwork:
             r, rh = self._sparse_map(I, r, rh)
         return r, rh
 
-    def _sparse_map(self, I, r, rh, gtol: float = 1e-9, max_iter: int = 2000):
+    def _sparse_map(self, I, r, rh, gtol: float = 1e-9, max_iter: int = 10000):
         """The MAP with a sparse prior at either level: E of the Gaussian hierarchy without its
         priors (:meth:`original_model` less its Gaussian top prior; without feedback, level 1
         alone, :meth:`equivalent_model` less its Gaussian prior) plus each level's prior —
@@ -268,8 +287,9 @@ class RaoBallardNetwork:
         steps, OptimisationError.  Most inputs converge within ten steps; a strong input whose
         MAP lies far in a sparse prior's flat tail (responses in the tens on level 1, hundreds
         on level 2) walks there through the concave region, where the shift bounds each step,
-        and took 200–1000 steps in training with both levels sparse; hence the large limit,
-        which costs only the inputs still walking.
+        and took 200–1000 steps in training with both levels sparse, and about 2500 for one
+        input (level-2 responses near 4000) of a run on the balanced images with α_h = 0.02;
+        hence the large limit, which costs only the inputs still walking.
         (L-BFGS stalled here on trained weights: their large singular values against α_h's
         weak curvature make the energy badly conditioned.)"""
         p, feedback = self.params, rh is not None
