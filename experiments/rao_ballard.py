@@ -41,7 +41,9 @@ is then not reported) and ``--set basis=unit_norm`` (not the paper's: each level
 held at length 1, as Olshausen & Field hold theirs, with the contrast and first k2 of
 ``UNIT_NORM``; level 2 is left to the paper's weight decay; with the sparse prior it learns
 Gabor-like filters); ``--set alpha_top=0.02`` or ``0.1`` sets level 2's prior weight α_h
-instead of the paper's 0.05.
+instead of the paper's 0.05; ``--set images=balanced`` trains on five photographs with as much
+horizontal as vertical structure instead of the network file's five, which have about 1.5 times
+as much vertical (the JSON's ``image_edge_energy_ratio`` gives each image's).
 """
 
 from dataclasses import replace
@@ -56,9 +58,10 @@ from pcbio.mapping import map_circuit
 from pcbio.plotting import CIRCUIT, REFERENCE, VAE, figure, headroom, panel_label, style
 from pcbio.progress import SILENT
 from pcbio.rao_ballard import (RaoBallardLearner, RaoBallardNetwork, bar_responses,
-                               extreme_basis, gabor_fit, level2_covariance, load_parameters,
-                               map_fixed_point, orientation_index, random_rotations,
-                               response_covariance, rotated_counts, training_inputs, tuning)
+                               edge_energy_ratio, extreme_basis, filtered_images, gabor_fit,
+                               level2_covariance, load_parameters, map_fixed_point,
+                               orientation_index, random_rotations, response_covariance,
+                               rotated_counts, training_inputs, tuning)
 
 DESCRIPTION = "Rao & Ballard (1999): natural-image filters and end-stopped error units"
 THRESHOLD = 0.2            # end-stopped: long bars at least 20 % below the peak
@@ -74,8 +77,17 @@ N_ROTATIONS = 1000         # random rotations of the centre module's basis (Gaus
 #: ``--set basis=unit_norm``: level-1 basis vectors held at unit length (not the paper's);
 #: ``--set alpha_top=0.02``: level 2's prior weight α_h (the paper's 0.05, or the other weights
 #: README reports)
+#: ``--set images=balanced``: training photographs with as much horizontal as vertical
+#: structure (:data:`BALANCED_IMAGES`)
 OPTIONS = {"prior": ("gaussian", "sparse"), "prior_top": ("gaussian", "sparse"),
-           "basis": ("weight_decay", "unit_norm"), "alpha_top": ("0.05", "0.02", "0.1")}
+           "basis": ("weight_decay", "unit_norm"), "alpha_top": ("0.05", "0.02", "0.1"),
+           "images": ("grey", "balanced")}
+#: ``images=balanced``: training photographs (scikit-image's samples; RB99 names none of its
+#: five) whose edge-energy ratios (:func:`edge_energy_ratio`, DoG-filtered) are 0.8–1.2, so
+#: that neither orientation dominates the filters; the network file's five grey photographs
+#: (``images=grey``) have ratios 0.2–1.0, more vertical than horizontal structure, and only
+#: units tuned near the horizontal can be reached by feedback along the row of modules
+BALANCED_IMAGES = ("astronaut", "coffee", "chelsea", "grass", "gravel")
 #: ``basis=unit_norm``: each level-1 basis vector is rescaled to length 1 after every step
 #: (Olshausen & Field 1996) instead of the size RB99's weight decay sets, at contrast 1 so that
 #: the responses reach the sparse prior's non-Gaussian range (|r| ~ 1), and with k2 starting
@@ -84,19 +96,23 @@ UNIT_NORM = {"basis_norm": 1.0, "contrast": 1.0, "k2_initial": 0.1}
 
 
 def run(quick=False, seed=0, progress=SILENT, prior="gaussian", basis="weight_decay",
-        prior_top="gaussian", alpha_top="0.05"):
+        prior_top="gaussian", alpha_top="0.05", images="grey"):
     # One BLAS thread: with the Gaussian prior a module's basis can turn freely within its
     # subspace (README, "Rao & Ballard"), so round-off decides where training ends, and BLAS
     # sums in an order that depends on its thread count; one thread gives the same network on
     # any number of cores (about as fast: the matrices are small).
     with threadpool_limits(limits=1):
-        return _run(quick, seed, progress, parameters(prior, basis, prior_top, alpha_top))
+        return _run(quick, seed, progress, parameters(prior, basis, prior_top, alpha_top,
+                                                      images))
 
 
-def parameters(prior="gaussian", basis="weight_decay", prior_top="gaussian", alpha_top="0.05"):
+def parameters(prior="gaussian", basis="weight_decay", prior_top="gaussian", alpha_top="0.05",
+               images="grey"):
     """The network's parameters for the experiment's options (:data:`OPTIONS`; ``alpha_top`` as
     the command line gives it, a string)."""
     held = UNIT_NORM if basis == "unit_norm" else {}
+    if images == "balanced":
+        held = {**held, "images": BALANCED_IMAGES}
     return load_parameters(prior=prior, prior_top=prior_top, alpha_top=float(alpha_top), **held)
 
 
@@ -174,6 +190,9 @@ def _run(quick, seed, progress, params):
            for key, i in index.items()},
         **{f"end_stopped_{key}": int(np.sum(i > THRESHOLD)) for key, i in index.items()},
         "n_error_units": n_units, "threshold": THRESHOLD, "paper": PAPER,
+        # > 1: more horizontal than vertical structure in a training image (DoG-filtered)
+        "image_edge_energy_ratio": {name: edge_energy_ratio(image) for name, image
+                                    in zip(params.images, filtered_images(params))},
         "end_stopping_index": {key: i.tolist() for key, i in index.items()},
         # Gaussian prior: the counts over random rotations of the module's basis
         "end_stopped_over_rotations": rotated,

@@ -11,9 +11,10 @@ from brian2 import ms
 
 from pcbio.circuits import build_circuit
 from pcbio.data import natural_image
-from pcbio.rao_ballard import (RaoBallardNetwork, bar_field, gabor, gabor_fit,
-                               level2_covariance, load_parameters, map_fixed_point,
-                               orientation_index, training_inputs, whitening_covariance)
+from pcbio.rao_ballard import (RaoBallardNetwork, bar_field, edge_energy_ratio,
+                               filtered_images, gabor, gabor_fit, level2_covariance,
+                               load_parameters, map_fixed_point, orientation_index,
+                               training_inputs, whitening_covariance)
 from pcbio.simulate import simulate
 
 
@@ -150,6 +151,41 @@ def test_the_experiments_options_set_the_papers_values_or_name_their_variant():
     both = parameters(prior="sparse", basis="unit_norm", prior_top="sparse")
     assert (both.prior_top, both.basis_norm, both.basis_norm_top) == ("sparse", 1.0, 0.0)
     assert parameters(prior_top="sparse").basis_norm_top == 0.0
+    assert experiment.OPTIONS["images"][0] == "grey"
+    assert parameters(images="balanced", prior="sparse") == load_parameters(
+        prior="sparse", images=experiment.BALANCED_IMAGES)
+
+
+def test_edge_energy_ratio_is_the_ratio_of_squared_derivatives():
+    """``edge_energy_ratio`` is ``mean((∂I/∂y)²)/mean((∂I/∂x)²)`` with forward differences: for
+    the plane ``I = a x + b y`` every difference is ``b`` down and ``a`` across, so it is b²/a²
+    exactly; transposing an image swaps the two means, inverting it; an image that does not
+    vary along its rows, or is not 2-D, is refused."""
+    y, x = np.mgrid[:16, :26].astype(float)
+    assert edge_energy_ratio(0.5 * x + 2.0 * y) == pytest.approx(16.0, rel=1e-14)
+    image = np.random.default_rng(0).normal(size=(20, 30))
+    assert edge_energy_ratio(image.T) == pytest.approx(1 / edge_energy_ratio(image), rel=1e-14)
+    with pytest.raises(ValueError, match="vary along its rows"):
+        edge_energy_ratio(y)
+    with pytest.raises(ValueError, match="2-D array"):
+        edge_energy_ratio(np.ones(5))
+
+
+def test_the_balanced_images_have_as_much_horizontal_as_vertical_structure():
+    """The experiment's ``images=balanced`` set is chosen for edge-energy ratios within 0.8–1.25
+    (neither orientation 25 % ahead), after the DoG filtering training uses; the network file's
+    grey set is not: together its images have at least 1.4 times as much vertical as horizontal
+    energy (they are scaled to the same variance, so their energies add), which is what the
+    option is for.  ``filtered_images`` has each image at standard deviation ``contrast``."""
+    from pcbio.experiment import load_experiment
+    experiment = load_experiment("rao_ballard")
+    balanced = filtered_images(experiment.parameters(images="balanced"))
+    assert all(0.8 <= edge_energy_ratio(image) <= 1.25 for image in balanced)
+    grey = filtered_images(load_parameters(contrast=2.0))
+    np.testing.assert_allclose([image.std() for image in grey], 2.0, rtol=1e-12)
+    down = sum(np.mean(np.diff(image, axis=0) ** 2) for image in grey)
+    across = sum(np.mean(np.diff(image, axis=1) ** 2) for image in grey)
+    assert across / down > 1.4
 
 
 def test_error_units_carry_the_response_whitened_by_the_level_above():
@@ -732,6 +768,7 @@ def test_rao_ballard_experiment_writes_what_the_issue_asks(tmp_path):
             "lengths_px"]))
     assert max(res["circuit_step_equivalence_max_abs"]) < 1e-10
     assert (tmp_path / "rao_ballard.pdf").exists()
+    assert list(res["image_edge_energy_ratio"]) == list(load_parameters().images)
     rotations = res["end_stopped_over_rotations"]      # Gaussian prior: over the basis' rotations
     assert rotations["n_rotations"] == 1000
     for key in along:
@@ -746,20 +783,25 @@ def test_rao_ballard_experiment_writes_what_the_issue_asks(tmp_path):
 
 @pytest.mark.slow
 def test_the_sparse_prior_and_a_unit_length_basis_are_options_of_the_experiment(tmp_path):
-    """`pcbio run rao_ballard --quick --set prior=sparse --set basis=unit_norm` trains and
-    measures the network with the paper's sparse prior and its basis held at unit length: the
-    results file records both options, the network's prior and the values the variant sets
-    (basis_norm 1, contrast 1, k2 from 0.1), every learned level-1 basis vector has length 1,
+    """`pcbio run rao_ballard --quick --set prior=sparse --set basis=unit_norm --set
+    images=balanced` trains and measures the network with the paper's sparse prior and its basis
+    held at unit length, on the balanced images: the results file records the options, the
+    network's prior and the values the variant sets (basis_norm 1, contrast 1, k2 from 0.1, the
+    images and each one's edge-energy ratio), every learned level-1 basis vector has length 1,
     the analysis is complete, and no counts over rotations are reported (a rotated basis would
     not have unit-length columns: not the same network)."""
     from pcbio.cli import main
+    from pcbio.experiment import load_experiment
     assert main(["run", "rao_ballard", "--quick", "--set", "prior=sparse", "--set",
-                 "basis=unit_norm", "--out", str(tmp_path), "--quiet"]) == 0
+                 "basis=unit_norm", "--set", "images=balanced", "--out", str(tmp_path),
+                 "--quiet"]) == 0
     record = json.loads((tmp_path / "rao_ballard.json").read_text())
-    assert record["options"] == {"prior": "sparse", "basis": "unit_norm"}
+    assert record["options"] == {"prior": "sparse", "basis": "unit_norm", "images": "balanced"}
     params = record["parameters"]
     assert (params["prior"], params["basis_norm"], params["contrast"], params["k2_initial"]) == (
         "sparse", 1.0, 1.0, 0.1)
+    balanced = list(load_experiment("rao_ballard").BALANCED_IMAGES)
+    assert params["images"] == list(record["results"]["image_edge_energy_ratio"]) == balanced
     U = np.array(record["results"]["weights"]["U"])
     np.testing.assert_allclose(np.linalg.norm(U, axis=1), 1.0, rtol=1e-12)
     assert record["results"]["end_stopped_over_rotations"] == {}
