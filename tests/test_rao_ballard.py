@@ -393,6 +393,27 @@ def test_sparse_map_walks_far_into_the_priors_flat_tails():
     _assert_strict_minimum(net, I, r, rh)
 
 
+@pytest.mark.slow
+def test_sparse_map_walks_thousands_of_steps_where_training_needs_it():
+    """The input that stopped a training run with an error at the solver's old limit of 2000
+    steps: the balanced images, both levels sparse with α_h = 0.02, unit-length level-1 basis
+    vectors, seed 2, the 97th input of the shuffled order after nine updates.  Its MAP lies
+    thousands out in level 2's flat tail, where the prior's pull is about ``α_h/|r_h|``; the
+    solver walks there (about 2500 steps) and ends at a strict local minimum of RB99's energy."""
+    from pcbio.experiment import load_experiment
+    from pcbio.rao_ballard import RaoBallardLearner
+    p = load_experiment("rao_ballard").parameters(prior="sparse", prior_top="sparse",
+                                                  basis="unit_norm", alpha_top="0.02",
+                                                  images="balanced")
+    x = training_inputs(12400, p, seed=2)[:12000]
+    x = x[np.random.default_rng([2, 0]).permutation(12000)[:97]]   # the experiment's order
+    learner = RaoBallardLearner(RaoBallardNetwork.initial(p, seed=2))
+    learner.epoch(x[:90].reshape(9, 10, -1), seed=(2, 0))
+    r, rh = learner.network.infer(x[96:])
+    assert np.abs(rh).max() > 1000
+    _assert_strict_minimum(learner.network, x[96:], r, rh)
+
+
 def _assert_strict_minimum(net, I, r, rh):
     """The second-order conditions of a strict local minimum of RB99's energy at responses
     ``(r, rh)`` to inputs I (``rh`` None: level 1 alone), each input: the gradient vanishes
