@@ -85,8 +85,9 @@ OPTIONS = {"prior": ("gaussian", "sparse"), "prior_top": ("gaussian", "sparse"),
 #: ``images=balanced``: training photographs (scikit-image's samples; RB99 names none of its
 #: five) whose edge-energy ratios (:func:`edge_energy_ratio`, DoG-filtered) are 0.8–1.2, so
 #: that neither orientation dominates the filters; the network file's five grey photographs
-#: (``images=grey``) have ratios 0.2–1.0, more vertical than horizontal structure, and only
-#: units tuned near the horizontal can be reached by feedback along the row of modules
+#: (``images=grey``) have ratios 0.2–1.0, more vertical than horizontal structure, and with
+#: localised filters feedback along the row of modules reaches mainly units tuned near the
+#: horizontal
 BALANCED_IMAGES = ("astronaut", "coffee", "chelsea", "grass", "gravel")
 #: ``basis=unit_norm``: each level-1 basis vector is rescaled to length 1 after every step
 #: (Olshausen & Field 1996) instead of the size RB99's weight decay sets, at contrast 1 so that
