@@ -76,7 +76,7 @@ N_ROTATIONS = 1000         # random rotations of the centre module's basis (Gaus
 #: ``--set prior_top=sparse``: the same on level 2 (weight α_h);
 #: ``--set basis=unit_norm``: level-1 basis vectors held at unit length (not the paper's);
 #: ``--set alpha_top=0.02``: level 2's prior weight α_h (the paper's 0.05, or the other weights
-#: README reports)
+#: docs/rao_ballard.md reports)
 #: ``--set images=balanced``: training photographs with as much horizontal as vertical
 #: structure (:data:`BALANCED_IMAGES`)
 OPTIONS = {"prior": ("gaussian", "sparse"), "prior_top": ("gaussian", "sparse"),
@@ -92,14 +92,14 @@ BALANCED_IMAGES = ("astronaut", "coffee", "chelsea", "grass", "gravel")
 #: ``basis=unit_norm``: each level-1 basis vector is rescaled to length 1 after every step
 #: (Olshausen & Field 1996) instead of the size RB99's weight decay sets, at contrast 1 so that
 #: the responses reach the sparse prior's non-Gaussian range (|r| ~ 1), and with k2 starting
-#: at 0.1, as k2 = 1 turns a unit-length vector too far per step (README, "Rao & Ballard")
+#: at 0.1, as k2 = 1 turns a unit-length vector too far per step (docs/rao_ballard.md §2)
 UNIT_NORM = {"basis_norm": 1.0, "contrast": 1.0, "k2_initial": 0.1}
 
 
 def run(quick=False, seed=0, progress=SILENT, prior="gaussian", basis="weight_decay",
         prior_top="gaussian", alpha_top="0.05", images="grey"):
     # One BLAS thread: with the Gaussian prior a module's basis can turn freely within its
-    # subspace (README, "Rao & Ballard"), so round-off decides where training ends, and BLAS
+    # subspace (docs/mathematics.md §14), so round-off decides where training ends, and BLAS
     # sums in an order that depends on its thread count; one thread gives the same network on
     # any number of cores (about as fast: the matrices are small).
     with threadpool_limits(limits=1):
