@@ -20,6 +20,10 @@ square in r, ``p(r | r_h) = N(c U_h r_h, S)`` with ``S = (1/σ_td² + α)⁻¹``
 the top prior's precision becomes ``α_h I + κ U_hᵀU_h`` with ``κ = α S/σ_td²`` — so the exact
 posterior mean, the rate circuit and the mapping layer apply unchanged.  The sparse prior is
 not Gaussian: its MAP is found by damped Newton on E, input by input.
+
+Training images and test bars go through one front end (:func:`front_end`): RB99's difference
+of Gaussians, or the whitening filter that pcbio's lateral-inhibition circuit learns from the
+training images (:func:`lateral_kernel`).
 """
 
 from __future__ import annotations
@@ -27,13 +31,16 @@ from __future__ import annotations
 import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-from scipy.ndimage import gaussian_filter
+from numpy.lib.stride_tricks import sliding_window_view
+from scipy.ndimage import correlate, gaussian_filter
 
 from .checks import one_of, positive_int, positive_number
 from .data import SAMPLE_IMAGES, natural_image
+from .flows import LinearFlow
 from .inference import exact_posterior
 from .inference.exact import posterior_precision
 from .inference.optimize import OptimisationError
@@ -65,8 +72,10 @@ class RaoBallardParameters:
     basis_norm: float = 0.0
     basis_norm_top: float = 0.0
     images: tuple = ("camera", "grass", "gravel", "brick", "moon")
+    front_end: str = "dog"
     dog_center: float = 1.0
     dog_surround: float = 3.0
+    lateral_noise: float = 0.05
     contrast: float = 5.0
 
     def __post_init__(self):
@@ -80,6 +89,7 @@ class RaoBallardParameters:
         positive_number(self.alpha, "alpha", allow_zero=True)
         positive_number(self.basis_norm, "basis_norm", allow_zero=True)
         positive_number(self.basis_norm_top, "basis_norm_top", allow_zero=True)
+        positive_number(self.lateral_noise, "lateral_noise", allow_zero=True)
         if self.k2_divisor < 1:
             raise ValueError(f"k2_divisor must be >= 1 (the learning rate is divided by it), got "
                              f"{self.k2_divisor}")
@@ -88,6 +98,7 @@ class RaoBallardParameters:
                              f"({self.dog_center}) for a centre-surround filter")
         one_of(self.prior, "prior", ("gaussian", "sparse"))
         one_of(self.prior_top, "prior_top", ("gaussian", "sparse"))
+        one_of(self.front_end, "front_end", FRONT_ENDS)
         if not self.images:
             raise ValueError("images must name at least one sample image")
         for name in self.images:
@@ -140,22 +151,59 @@ def load_parameters(path: str | Path | None = None, **overrides) -> RaoBallardPa
 
 
 # -- inputs ----------------------------------------------------------------------------------------
+#: the front ends that prepare images and bars: RB99's difference of Gaussians, or the whitening
+#: filter pcbio's lateral-inhibition circuit learns from the training images
+FRONT_ENDS = ("dog", "lateral")
+#: side (px) of the patches whose whitening gives the lateral front end's kernel
+LATERAL_SIZE = 9
+
+
 def dog(image: np.ndarray, center: float, surround: float) -> np.ndarray:
     """Difference-of-Gaussians filter (widths in pixels): an LGN-like centre–surround image."""
     return gaussian_filter(image, center) - gaussian_filter(image, surround)
 
 
-def dog_filter(image: np.ndarray, center: float, surround: float) -> np.ndarray:
-    """:func:`dog`, scaled to unit variance (how training images are prepared)."""
-    out = dog(image, center, surround)
-    return out / out.std()
+def whitening_kernel(images: Sequence[np.ndarray], noise: float,
+                     size: int = LATERAL_SIZE) -> np.ndarray:
+    """The centre pixel's whitening filter, (size, size): the centre row of the ZCA matrix
+    ``(C + noise·I)^{-1/2}`` (:meth:`LinearFlow.fit`), C the covariance of every
+    ``size`` × ``size`` patch of ``images`` (2-D arrays) at a stride of 2 px — the steady state
+    ``(I + M)⁻¹`` to which the lateral-inhibition circuit's anti-Hebbian rule drives its
+    lateral weights (``docs/mathematics.md`` §11).  Applied by :func:`scipy.ndimage.correlate`
+    it whitens an image whose statistics do not depend on position."""
+    size = positive_int(size, "size")
+    if size % 2 == 0:
+        raise ValueError(f"size must be odd (the kernel is centred on a pixel), got {size}")
+    patches = np.concatenate([sliding_window_view(np.asarray(image, dtype=float),
+                                                  (size, size))[::2, ::2].reshape(-1, size * size)
+                              for image in images])
+    flow = LinearFlow.fit(patches, "zca", noise=noise)
+    return flow.matrix[size * size // 2].reshape(size, size)
+
+
+@lru_cache(maxsize=8)
+def lateral_kernel(images: tuple, noise: float) -> np.ndarray:
+    """:func:`whitening_kernel` of the sample images named in ``images`` (each at zero mean and
+    unit variance, :func:`natural_image`), computed once per set."""
+    kernel = whitening_kernel([natural_image(name) for name in images], noise)
+    kernel.flags.writeable = False
+    return kernel
+
+
+def front_end(image: np.ndarray, params: RaoBallardParameters) -> np.ndarray:
+    """``image`` through the network's front end (``params.front_end``): RB99's difference of
+    Gaussians (:func:`dog`) or the lateral-inhibition whitening filter learned from the
+    training images (:func:`lateral_kernel`, input noise variance ``params.lateral_noise``)."""
+    if params.front_end == "dog":
+        return dog(image, params.dog_center, params.dog_surround)
+    return correlate(image, lateral_kernel(params.images, params.lateral_noise), mode="reflect")
 
 
 def filtered_images(params: RaoBallardParameters) -> list[np.ndarray]:
-    """The training images: each of ``params.images`` DoG-filtered (:func:`dog_filter`) and
-    scaled to standard deviation ``params.contrast``."""
-    return [params.contrast * dog_filter(natural_image(name), params.dog_center,
-                                         params.dog_surround) for name in params.images]
+    """The training images: each of ``params.images`` through the front end (:func:`front_end`)
+    and scaled to standard deviation ``params.contrast``."""
+    images = [front_end(natural_image(name), params) for name in params.images]
+    return [params.contrast * (image / image.std()) for image in images]
 
 
 def edge_energy_ratio(image: np.ndarray) -> float:
@@ -189,8 +237,7 @@ def split_field(fields: np.ndarray, params: RaoBallardParameters) -> np.ndarray:
 
 def training_inputs(n: int, params: RaoBallardParameters, seed: int) -> np.ndarray:
     """``n`` training inputs (n, modules·patch²): 16×26 fields at seeded random positions of the
-    DoG-filtered images (scaled to standard deviation ``contrast``), split into the modules'
-    windowed patches."""
+    filtered images (:func:`filtered_images`), split into the modules' windowed patches."""
     n = positive_int(n, "n")
     rng = np.random.default_rng(seed)
     images = filtered_images(params)
@@ -566,10 +613,11 @@ def bar_responses(network: RaoBallardNetwork, lengths: Sequence[float], module: 
     response itself) and, given ``covariance`` (the second moment C of the level-1 responses,
     :func:`response_covariance`), ``"whitened"``: the error ``σ_td² Σ_w⁻¹ r`` of a level 2
     that whitens the responses fully (:func:`whitening_covariance`; ``r`` without feedback).
-    Bars are DoG-filtered like the training images and centred on the module's patch, shifted
-    across their length by each of :data:`BAR_SHIFTS`.  ``angles`` None: horizontal bars, along
-    the row of modules, for every unit (the level-2 field is 16 px high: only along that axis
-    does a bar longer than a module's patch reach into its neighbours').  ``angles``
+    Bars go through the front end like the training images (:func:`front_end`) and are centred
+    on the module's patch, shifted across their length by each of :data:`BAR_SHIFTS`.
+    ``angles`` None: horizontal bars, along the row of modules, for every unit (the level-2
+    field is 16 px high: only along that axis does a bar longer than a module's patch reach
+    into its neighbours').  ``angles``
     (level1_units,) in radians: each unit sees bars at its own angle — its preferred
     orientation (:func:`orientation_index`), as a physiologist measures end-stopping — at the
     shift where the short bar drives it most."""
@@ -597,16 +645,15 @@ def bar_responses(network: RaoBallardNetwork, lengths: Sequence[float], module: 
     center = ((p.patch - 1) / 2, module * p.offset + (p.patch - 1) / 2)
     units = slice(module * n1, (module + 1) * n1)
 
-    # bars of one contrast: a full-length bar's DoG-filtered peak is 3 standard deviations of
-    # the training images' pixels (with the Gaussian prior the indices do not depend on it: the
+    # bars of one contrast: a full-length bar's filtered peak is 3 standard deviations of the
+    # training images' pixels (with the Gaussian prior the indices do not depend on it: the
     # responses are linear in the image)
-    contrast = 3.0 * p.contrast / np.abs(dog(bar_field(p, p.width, 0.0, center), p.dog_center,
-                                             p.dog_surround)).max()
+    contrast = 3.0 * p.contrast / np.abs(front_end(bar_field(p, p.width, 0.0, center), p)).max()
 
     def inputs(bars):
         """The level-1 inputs of bars given as (length, angle, shift) triples."""
         return split_field(np.stack([
-            contrast * dog(bar_field(p, L, a, center, shift=s), p.dog_center, p.dog_surround)
+            contrast * front_end(bar_field(p, L, a, center, shift=s), p)
             for L, a, s in bars]), p)
 
     def errors(I):

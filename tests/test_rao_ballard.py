@@ -137,7 +137,8 @@ def test_the_experiments_options_set_the_papers_values_or_name_their_variant():
     """``rao_ballard``'s options map to the network file's values: none gives the paper's
     network; ``basis=unit_norm`` holds the level-1 basis vectors at length 1 (with contrast 1
     and k2 from 0.1) and leaves level 2 to the paper's weight decay, whatever its prior;
-    ``alpha_top`` sets level 2's prior weight α_h, by default the paper's (the file's 0.05)."""
+    ``alpha_top`` sets level 2's prior weight α_h, by default the paper's (the file's 0.05);
+    ``front_end`` is RB99's DoG by default, or the lateral-inhibition whitening filter."""
     from pcbio.experiment import load_experiment
     experiment = load_experiment("rao_ballard")
     parameters = experiment.parameters
@@ -154,6 +155,8 @@ def test_the_experiments_options_set_the_papers_values_or_name_their_variant():
     assert experiment.OPTIONS["images"][0] == "grey"
     assert parameters(images="balanced", prior="sparse") == load_parameters(
         prior="sparse", images=experiment.BALANCED_IMAGES)
+    assert experiment.OPTIONS["front_end"][0] == load_parameters().front_end == "dog"
+    assert parameters(front_end="lateral") == load_parameters(front_end="lateral")
 
 
 def test_edge_energy_ratio_is_the_ratio_of_squared_derivatives():
@@ -186,6 +189,63 @@ def test_the_balanced_images_have_as_much_horizontal_as_vertical_structure():
     down = sum(np.mean(np.diff(image, axis=0) ** 2) for image in grey)
     across = sum(np.mean(np.diff(image, axis=1) ** 2) for image in grey)
     assert across / down > 1.4
+
+
+def _ar1_field(size, rho, seed):
+    """A stationary Gaussian image (size, size) of unit variance whose pixels' covariance is
+    ``rho^(|Δrow| + |Δcol|)``: AR(1) along each row, then along each column."""
+    rng = np.random.default_rng(seed)
+    field = rng.normal(size=(size, size))
+    for axis in (1, 0):
+        field = np.moveaxis(field, axis, 0)
+        for i in range(1, size):
+            field[i] = rho * field[i - 1] + np.sqrt(1 - rho ** 2) * field[i]
+        field = np.moveaxis(field, 0, axis)
+    return field
+
+
+def test_the_lateral_kernel_is_the_centre_row_of_the_inverse_square_root_covariance():
+    """``whitening_kernel`` is the centre row of ``(C + noise·I)^{-1/2}`` of the images' 9×9
+    patches, checked against closed forms.  White noise (C = I): a single centre weight
+    ``1/√(1 + noise)``.  A separable AR(1) image (C = C₁ ⊗ C₁, ``C₁ = ρ^|i−j|``), noise 0:
+    ``C^{-1/2} = C₁^{-1/2} ⊗ C₁^{-1/2}``, so the kernel is the outer product of the centre row
+    of ``C₁^{-1/2}`` with itself — a centre–surround filter (centre 3.8, nearest neighbours
+    −1.2 at ρ = 0.8).  Both from ~20,000 patches of one seeded image, to within their sampling
+    error (about 1 % of the centre weight).  An even size is refused (no centre pixel)."""
+    from pcbio.rao_ballard import whitening_kernel
+    white = np.random.default_rng(1).normal(size=(300, 300))
+    want = np.zeros((9, 9))
+    want[4, 4] = 1 / np.sqrt(1.5)
+    np.testing.assert_allclose(whitening_kernel([white], 0.5), want, atol=0.02)
+
+    C1 = 0.8 ** np.abs(np.subtract.outer(np.arange(9), np.arange(9)))
+    lam, vec = np.linalg.eigh(C1)
+    row = ((vec / np.sqrt(lam)) @ vec.T)[4]
+    np.testing.assert_allclose(whitening_kernel([_ar1_field(600, 0.8, seed=0)], 0.0),
+                               np.outer(row, row), atol=0.04)
+    with pytest.raises(ValueError, match="size must be odd"):
+        whitening_kernel([white], 0.5, size=8)
+
+
+def test_the_lateral_front_end_whitens_the_training_photographs_with_a_centre_surround_filter():
+    """With ``front_end="lateral"`` the training images are each photograph correlated with the
+    whitening kernel learned from the training set (``lateral_kernel``, input noise 0.05),
+    scaled to standard deviation ``contrast`` — built here from that definition.  The kernel
+    learned from natural photographs is centre–surround: positive centre, negative nearest
+    neighbours (Atick & Redlich 1992).  RB99's front end, the default, is the DoG unchanged."""
+    from scipy.ndimage import correlate
+
+    from pcbio.rao_ballard import dog, lateral_kernel
+    p = load_parameters(front_end="lateral", images=("camera", "grass"))
+    kernel = lateral_kernel(p.images, p.lateral_noise)
+    assert kernel[4, 4] > 0
+    assert max(kernel[3, 4], kernel[5, 4], kernel[4, 3], kernel[4, 5]) < 0
+    for name, image in zip(p.images, filtered_images(p)):
+        want = correlate(natural_image(name), kernel, mode="reflect")
+        np.testing.assert_allclose(image, p.contrast * want / want.std(), rtol=1e-12)
+    dog_p = replace(p, front_end="dog")
+    want = dog(natural_image("camera"), dog_p.dog_center, dog_p.dog_surround)
+    np.testing.assert_array_equal(filtered_images(dog_p)[0], dog_p.contrast * (want / want.std()))
 
 
 def test_error_units_carry_the_response_whitened_by_the_level_above():
@@ -507,6 +567,8 @@ def test_colour_sample_images_become_their_luminance():
     (dict(basis_norm_top=-1.0), "basis_norm_top must be a finite number >= 0"),
     (dict(prior_top="laplace"), "prior_top must be one of"),
     (dict(dog_surround=0.5), "dog_surround (0.5) must exceed dog_center"),
+    (dict(front_end="retina"), "front_end must be one of"),
+    (dict(lateral_noise=-0.1), "lateral_noise must be a finite number >= 0"),
     (dict(images=()), "images must name at least one"),
     (dict(window=4.0), "unknown parameter(s) ['window']"),
 ])
@@ -614,21 +676,31 @@ def test_end_stopping_index_is_the_issues_definition():
     np.testing.assert_allclose(t["feedback"]["index"], [0.6, 0.12, 0.6], rtol=1e-12)
 
 
-def test_bars_are_dog_filtered_at_three_standard_deviations_of_the_training_pixels():
-    """The stimulus, built here from its definition: a bright horizontal bar, DoG-filtered like
-    the training images and scaled so that the full-length (26 px) bar's filtered peak is 3
-    standard deviations (3 × contrast) of the training images' pixels, windowed and split into
-    the modules' patches.  With the Gaussian prior the response without feedback is the
-    level-1 posterior mean of that input (linear in it, so a wrong scale shows), and it is
-    what bar_responses reports for the centre module at shift 0 and every length."""
-    from pcbio.rao_ballard import BAR_SHIFTS, bar_responses, dog, split_field
+@pytest.mark.parametrize("front_end", ["dog", "lateral"])
+def test_bars_are_filtered_at_three_standard_deviations_of_the_training_pixels(front_end):
+    """The stimulus, built here from its definition: a bright horizontal bar, filtered like the
+    training images (RB99's DoG, or the lateral front end's whitening kernel applied by
+    correlation) and scaled so that the full-length (26 px) bar's filtered peak is 3 standard
+    deviations (3 × contrast) of the training images' pixels, windowed and split into the
+    modules' patches.  With the Gaussian prior the response without feedback is the level-1
+    posterior mean of that input (linear in it, so a wrong scale shows), and it is what
+    bar_responses reports for the centre module at shift 0 and every length."""
+    from scipy.ndimage import correlate
+
+    from pcbio.rao_ballard import BAR_SHIFTS, bar_responses, dog, lateral_kernel, split_field
     p, net, _, _ = _full_size(8)
+    p = replace(p, front_end=front_end)
+    net = RaoBallardNetwork(p, net.U, net.Uh)
+
+    def filtered(bar):
+        if front_end == "dog":
+            return dog(bar, p.dog_center, p.dog_surround)
+        return correlate(bar, lateral_kernel(p.images, p.lateral_noise), mode="reflect")
     lengths = np.array([6.0, 26.0])
     center = ((p.patch - 1) / 2, p.offset + (p.patch - 1) / 2)
-    full = dog(bar_field(p, p.width, 0.0, center), p.dog_center, p.dog_surround)
-    scale = 3 * p.contrast / np.abs(full).max()
-    I = split_field(np.stack([scale * dog(bar_field(p, L, 0.0, center), p.dog_center,
-                                          p.dog_surround) for L in lengths]), p)
+    scale = 3 * p.contrast / np.abs(filtered(bar_field(p, p.width, 0.0, center))).max()
+    I = split_field(np.stack([scale * filtered(bar_field(p, L, 0.0, center))
+                              for L in lengths]), p)
     want = net.infer(I, feedback=False)[0][:, 32:64]
     got = bar_responses(net, lengths, conditions=("no_feedback",))
     np.testing.assert_allclose(got.responses["no_feedback"][list(BAR_SHIFTS).index(0)], want,
@@ -832,18 +904,22 @@ def test_the_sparse_prior_and_a_unit_length_basis_are_options_of_the_experiment(
 
 @pytest.mark.slow
 def test_a_sparse_level_2_is_an_option_of_the_experiment(tmp_path):
-    """`pcbio run rao_ballard --quick --set prior_top=sparse --set alpha_top=0.02` trains and
-    measures the network with the kurtotic prior on level 2 of weight 0.02: the results file
-    records the options and the network's ``prior_top`` and ``alpha_top``; the rule's fixed
+    """`pcbio run rao_ballard --quick --set prior_top=sparse --set alpha_top=0.02 --set
+    front_end=lateral` trains and measures the network with the kurtotic prior on level 2 of
+    weight 0.02, on images whitened by the lateral-inhibition front end: the results file
+    records the options and the network's ``prior_top``, ``alpha_top`` and ``front_end``; the rule's fixed
     point, derived for a Gaussian level 2, is not reported, while the other conditions are,
     with bars along the module row and at each unit's preferred orientation; level 1 keeps
     the Gaussian prior, so the counts over rotations of its basis are reported."""
     from pcbio.cli import main
     assert main(["run", "rao_ballard", "--quick", "--set", "prior_top=sparse", "--set",
-                 "alpha_top=0.02", "--out", str(tmp_path), "--quiet"]) == 0
+                 "alpha_top=0.02", "--set", "front_end=lateral", "--out", str(tmp_path),
+                 "--quiet"]) == 0
     record = json.loads((tmp_path / "rao_ballard.json").read_text())
-    assert record["options"] == {"prior_top": "sparse", "alpha_top": "0.02"}
+    assert record["options"] == {"prior_top": "sparse", "alpha_top": "0.02",
+                                 "front_end": "lateral"}
     assert record["parameters"]["alpha_top"] == 0.02
+    assert record["parameters"]["front_end"] == "lateral"
     assert (record["parameters"]["prior"], record["parameters"]["prior_top"]) == ("gaussian",
                                                                                  "sparse")
     res = record["results"]
