@@ -43,7 +43,9 @@ held at length 1, as Olshausen & Field hold theirs, with the contrast and first 
 Gabor-like filters); ``--set alpha_top=0.02`` or ``0.1`` sets level 2's prior weight α_h
 instead of the paper's 0.05; ``--set images=balanced`` trains on five photographs with as much
 horizontal as vertical structure instead of the network file's five, which have about 1.5 times
-as much vertical (the JSON's ``image_edge_energy_ratio`` gives each image's).
+as much vertical (the JSON's ``image_edge_energy_ratio`` gives each image's); ``--set
+front_end=lateral`` filters images and bars with the whitening filter the lateral-inhibition
+circuit learns from the training photographs instead of RB99's difference of Gaussians.
 """
 
 from dataclasses import replace
@@ -79,9 +81,11 @@ N_ROTATIONS = 1000         # random rotations of the centre module's basis (Gaus
 #: docs/rao_ballard.md reports)
 #: ``--set images=balanced``: training photographs with as much horizontal as vertical
 #: structure (:data:`BALANCED_IMAGES`)
+#: ``--set front_end=lateral``: images and bars whitened by the filter the lateral-inhibition
+#: circuit learns from the training photographs, instead of RB99's difference of Gaussians
 OPTIONS = {"prior": ("gaussian", "sparse"), "prior_top": ("gaussian", "sparse"),
            "basis": ("weight_decay", "unit_norm"), "alpha_top": ("0.05", "0.02", "0.1"),
-           "images": ("grey", "balanced")}
+           "images": ("grey", "balanced"), "front_end": ("dog", "lateral")}
 #: ``images=balanced``: training photographs (scikit-image's samples; RB99 names none of its
 #: five) whose edge-energy ratios (:func:`edge_energy_ratio`, DoG-filtered) are 0.8–1.2, so
 #: that neither orientation dominates the filters; the network file's five grey photographs
@@ -97,31 +101,33 @@ UNIT_NORM = {"basis_norm": 1.0, "contrast": 1.0, "k2_initial": 0.1}
 
 
 def run(quick=False, seed=0, progress=SILENT, prior="gaussian", basis="weight_decay",
-        prior_top="gaussian", alpha_top="0.05", images="grey"):
+        prior_top="gaussian", alpha_top="0.05", images="grey", front_end="dog"):
     # One BLAS thread: with the Gaussian prior a module's basis can turn freely within its
     # subspace (docs/mathematics.md §14), so round-off decides where training ends, and BLAS
     # sums in an order that depends on its thread count; one thread gives the same network on
     # any number of cores (about as fast: the matrices are small).
     with threadpool_limits(limits=1):
         return _run(quick, seed, progress, parameters(prior, basis, prior_top, alpha_top,
-                                                      images))
+                                                      images, front_end))
 
 
 def parameters(prior="gaussian", basis="weight_decay", prior_top="gaussian", alpha_top="0.05",
-               images="grey"):
+               images="grey", front_end="dog"):
     """The network's parameters for the experiment's options (:data:`OPTIONS`; ``alpha_top`` as
     the command line gives it, a string)."""
     held = UNIT_NORM if basis == "unit_norm" else {}
     if images == "balanced":
         held = {**held, "images": BALANCED_IMAGES}
-    return load_parameters(prior=prior, prior_top=prior_top, alpha_top=float(alpha_top), **held)
+    return load_parameters(prior=prior, prior_top=prior_top, alpha_top=float(alpha_top),
+                           front_end=front_end, **held)
 
 
 def _run(quick, seed, progress, params):
     n_train, n_test = (1500, 100) if quick else (12000, 400)
     inputs = training_inputs(n_train + n_test, params, seed)
     learner = RaoBallardLearner(RaoBallardNetwork.initial(params, seed))
-    progress(f"training on {n_train} inputs from {len(params.images)} DoG-filtered images")
+    progress(f"training on {n_train} inputs from {len(params.images)} images (front end: "
+             f"{params.front_end})")
     state = train(learner, inputs[:n_train], inputs[n_train:], epochs=1, batch=10, seed=seed,
                   progress=progress)
     net = learner.network
@@ -191,7 +197,7 @@ def _run(quick, seed, progress, params):
            for key, i in index.items()},
         **{f"end_stopped_{key}": int(np.sum(i > THRESHOLD)) for key, i in index.items()},
         "n_error_units": n_units, "threshold": THRESHOLD, "paper": PAPER,
-        # > 1: more horizontal than vertical structure in a training image (DoG-filtered)
+        # > 1: more horizontal than vertical structure in a training image (filtered)
         "image_edge_energy_ratio": {name: edge_energy_ratio(image) for name, image
                                     in zip(params.images, filtered_images(params))},
         "end_stopping_index": {key: i.tolist() for key, i in index.items()},
