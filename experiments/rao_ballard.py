@@ -40,8 +40,8 @@ prior_top=sparse`` (the same on level 2; the rule's fixed point, derived for a G
 is then not reported) and ``--set basis=unit_norm`` (not the paper's: each level-1 basis vector
 held at length 1, as Olshausen & Field hold theirs, with the contrast and first k2 of
 ``UNIT_NORM``; level 2 is left to the paper's weight decay; with the sparse prior it learns
-Gabor-like filters); ``--set alpha_top=0.02`` or ``0.1`` sets level 2's prior weight α_h
-instead of the paper's 0.05; ``--set images=balanced`` trains on five photographs with as much
+Gabor-like filters); ``--set alpha_top=0.02`` (any number > 0) sets level 2's prior weight
+α_h instead of the paper's 0.05; ``--set images=balanced`` trains on five photographs with as much
 horizontal as vertical structure instead of the network file's five, which have about 1.5 times
 as much vertical (the JSON's ``image_edge_energy_ratio`` gives each image's); ``--set
 front_end=lateral`` filters images and bars with the whitening filter the lateral-inhibition
@@ -55,6 +55,7 @@ from brian2 import ms
 from threadpoolctl import threadpool_limits
 
 from pcbio.circuits.base import gradient_flow_limit
+from pcbio.experiment import NumberOption
 from pcbio.learning.train import train
 from pcbio.mapping import map_circuit
 from pcbio.plotting import CIRCUIT, REFERENCE, VAE, figure, headroom, panel_label, style
@@ -77,14 +78,13 @@ N_ROTATIONS = 1000         # random rotations of the centre module's basis (Gaus
 #: ``pcbio run rao_ballard --set prior=sparse``: the paper's sparse (kurtotic) prior on level 1;
 #: ``--set prior_top=sparse``: the same on level 2 (weight α_h);
 #: ``--set basis=unit_norm``: level-1 basis vectors held at unit length (not the paper's);
-#: ``--set alpha_top=0.02``: level 2's prior weight α_h (the paper's 0.05, or the other weights
-#: docs/rao_ballard.md reports)
+#: ``--set alpha_top=0.02``: level 2's prior weight α_h, any number > 0 (the paper's 0.05)
 #: ``--set images=balanced``: training photographs with as much horizontal as vertical
 #: structure (:data:`BALANCED_IMAGES`)
 #: ``--set front_end=lateral``: images and bars whitened by the filter the lateral-inhibition
 #: circuit learns from the training photographs, instead of RB99's difference of Gaussians
 OPTIONS = {"prior": ("gaussian", "sparse"), "prior_top": ("gaussian", "sparse"),
-           "basis": ("weight_decay", "unit_norm"), "alpha_top": ("0.05", "0.02", "0.1"),
+           "basis": ("weight_decay", "unit_norm"), "alpha_top": NumberOption("0.05"),
            "images": ("grey", "balanced"), "front_end": ("dog", "lateral")}
 #: ``images=balanced``: training photographs (scikit-image's samples; RB99 names none of its
 #: five) whose edge-energy ratios (:func:`edge_energy_ratio`, DoG-filtered) are 0.8–1.2, so

@@ -280,7 +280,7 @@ def cmd_learn(args: argparse.Namespace) -> int:
 def cmd_list(args: argparse.Namespace) -> int:
     import tomllib
 
-    from .experiment import load_experiment
+    from .experiment import describe_option, load_experiment
     from .model import load_model
     from .paths import list_experiments, list_models, models_dir
     print("models (models/):")
@@ -295,8 +295,8 @@ def cmd_list(args: argparse.Namespace) -> int:
     for name in list_experiments():
         module = load_experiment(name)
         print(f"  {name:28s} {module.DESCRIPTION}")
-        for option, values in getattr(module, "OPTIONS", {}).items():
-            print(f"  {'':28s}   --set {option}={'|'.join(values)} (default {values[0]})")
+        for option, allowed in getattr(module, "OPTIONS", {}).items():
+            print(f"  {'':28s}   --set {option}={describe_option(allowed)}")
     return 0
 
 

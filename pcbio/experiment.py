@@ -4,8 +4,9 @@ An experiment is a module ``experiments/NAME.py`` with a one-line ``DESCRIPTION`
 ``run(quick, seed, progress) -> (figure, data, parameters)``; one that sweeps also takes
 ``pool`` (a :class:`pcbio.sweep.Pool`) and maps its independent runs over it, so that it runs
 serially, on a local Dask cluster or on a remote one alike.  An experiment with variants declares
-them in ``OPTIONS`` (name → allowed values, the first the default), and its ``run`` takes them as
-keyword arguments (``pcbio run NAME --set name=value``).  :func:`run_experiment` calls it and
+them in ``OPTIONS`` (name → allowed values, the first the default, or a :class:`NumberOption`
+for any number > 0), and its ``run`` takes them as keyword arguments, as the command line gives
+them, text (``pcbio run NAME --set name=value``).  :func:`run_experiment` calls it and
 writes ``OUT/NAME.json`` (the numbers behind the figure plus provenance) and ``OUT/NAME.pdf`` /
 ``OUT/NAME.png`` — nothing is written unless the run succeeds.
 """
@@ -15,15 +16,43 @@ from __future__ import annotations
 import importlib.util
 import inspect
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
-from .checks import one_of
+from .checks import one_of, positive_number
 from .io import check_output_folder, check_output_path, json_text, provenance
 from .paths import find_experiment
 from .plotting import save_figure
 from .progress import SILENT, Reporter
 from .sweep import Pool
+
+
+@dataclass(frozen=True)
+class NumberOption:
+    """An experiment option that takes any finite number > 0 (``--set name=0.01``), passed to
+    ``run`` as the text given; ``default`` is the text of the default value."""
+    default: str
+
+    def check(self, value: str, name: str) -> str:
+        """``value`` if it reads as a finite number > 0; a one-line ValueError otherwise."""
+        try:
+            number = float(value)
+        except ValueError:
+            raise ValueError(f"{name} must be a number > 0, got {value!r}") from None
+        positive_number(number, name)
+        return value
+
+    def __str__(self) -> str:
+        return f"NUMBER > 0 (default {self.default})"
+
+
+def describe_option(allowed: Sequence[str] | NumberOption) -> str:
+    """What an option of ``OPTIONS`` allows, for ``pcbio list``: ``a|b (default a)`` or
+    ``NUMBER > 0 (default x)``."""
+    if isinstance(allowed, NumberOption):
+        return str(allowed)
+    return f"{'|'.join(allowed)} (default {allowed[0]})"
 
 
 def load_experiment(name: str) -> ModuleType:
@@ -69,7 +98,10 @@ def check_options(name: str, options: dict[str, str],
             raise ValueError(f"--set: experiment {name} has no option {key!r}"
                              + (f"; its options: {', '.join(declared)}" if declared
                                 else " (it takes none)"))
-        one_of(value, f"--set {key}", declared[key])
+        if isinstance(declared[key], NumberOption):
+            declared[key].check(value, f"--set {key}")
+        else:
+            one_of(value, f"--set {key}", declared[key])
     return dict(options)
 
 

@@ -281,21 +281,27 @@ def test_run_all_goes_on_after_a_failed_experiment(capsys, tmp_path, monkeypatch
 def test_an_experiments_options_reach_its_run_and_its_results_file(capsys, tmp_path,
                                                                    monkeypatch):
     """`pcbio run NAME --set KEY=VALUE` (the experiment contract in ``pcbio/experiment.py``):
-    each option given reaches the experiment's ``run`` as a keyword argument, one not given
-    keeps the default of ``run``'s signature, and the results file records the options as
-    given, so a variant's numbers say which variant made them."""
+    each option given reaches the experiment's ``run`` as a keyword argument (a number option
+    as the text given), one not given keeps the default of ``run``'s signature, and the results
+    file records the options as given, so a variant's numbers say which variant made them.
+    `pcbio list` shows each option's values and default."""
     use_experiments(tmp_path, monkeypatch, {
-        "variants": 'DESCRIPTION = "echoes its options"\n'
-                    'OPTIONS = {"prior": ("gaussian", "sparse"), "basis": ("free", "unit_norm")}\n'
-                    'def run(quick, seed, progress, prior="gaussian", basis="free"):\n'
+        "variants": 'from pcbio.experiment import NumberOption\n'
+                    'DESCRIPTION = "echoes its options"\n'
+                    'OPTIONS = {"prior": ("gaussian", "sparse"), "basis": ("free", "unit_norm"),\n'
+                    '           "rate": NumberOption("0.5")}\n'
+                    'def run(quick, seed, progress, prior="gaussian", basis="free", rate="0.5"):\n'
                     "    import matplotlib.pyplot as plt\n"
-                    '    return plt.figure(), {"prior": prior, "basis": basis}, {}\n'})
-    code, _, _ = run_cli(capsys, "run", "variants", "--set", "basis=unit_norm", "--quiet",
-                         "--out", str(tmp_path / "out"))
+                    '    return plt.figure(), {"prior": prior, "basis": basis, "rate": rate}, {}\n'})
+    code, _, _ = run_cli(capsys, "run", "variants", "--set", "basis=unit_norm", "--set",
+                         "rate=2e-3", "--quiet", "--out", str(tmp_path / "out"))
     assert code == 0
     record = json.loads((tmp_path / "out" / "variants.json").read_text())
-    assert record["results"] == {"prior": "gaussian", "basis": "unit_norm"}
-    assert record["options"] == {"basis": "unit_norm"}
+    assert record["results"] == {"prior": "gaussian", "basis": "unit_norm", "rate": "2e-3"}
+    assert record["options"] == {"basis": "unit_norm", "rate": "2e-3"}
+    code, out, _ = run_cli(capsys, "list")
+    assert "--set prior=gaussian|sparse (default gaussian)" in out
+    assert "--set rate=NUMBER > 0 (default 0.5)" in out
 
 
 def test_git_commit_is_marked_dirty_when_tracked_files_changed(tmp_path, monkeypatch):

@@ -143,7 +143,7 @@ def test_the_experiments_options_set_the_papers_values_or_name_their_variant():
     experiment = load_experiment("rao_ballard")
     parameters = experiment.parameters
     assert parameters() == load_parameters()
-    assert float(experiment.OPTIONS["alpha_top"][0]) == load_parameters().alpha_top == 0.05
+    assert float(experiment.OPTIONS["alpha_top"].default) == load_parameters().alpha_top == 0.05
     assert parameters(prior_top="sparse", alpha_top="0.02") == load_parameters(
         prior_top="sparse", alpha_top=0.02)
     held = parameters(prior="sparse", basis="unit_norm")

@@ -187,6 +187,8 @@ MUTANTS = {
     "RB training images not rescaled": ("pcbio/rao_ballard.py",
                                         "params.contrast * (image / image.std())",
                                         "params.contrast * image"),
+    "number option allows zero": ("pcbio/experiment.py", "positive_number(number, name)",
+                                  "positive_number(number, name, allow_zero=True)"),
     "RB orientation index with DC": ("pcbio/rao_ballard.py",
                                      "osi = np.abs(vec) / np.sum(power[:, keep], axis=1)",
                                      "osi = np.abs(vec) / np.sum(power, axis=(1, 2))"),
