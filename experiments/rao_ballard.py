@@ -40,12 +40,14 @@ prior_top=sparse`` (the same on level 2; the rule's fixed point, derived for a G
 is then not reported) and ``--set basis=unit_norm`` (not the paper's: each level-1 basis vector
 held at length 1, as Olshausen & Field hold theirs, with the contrast and first k2 of
 ``UNIT_NORM``; level 2 is left to the paper's weight decay; with the sparse prior it learns
-Gabor-like filters); ``--set alpha_top=0.02`` (any number > 0) sets level 2's prior weight
-α_h instead of the paper's 0.05; ``--set images=balanced`` trains on five photographs with as much
+Gabor-like filters); ``--set alpha_top=0.02`` (any number > 0) sets level 2's prior weight α_h
+instead of the paper's 0.05; ``--set images=balanced`` trains on five photographs with as much
 horizontal as vertical structure instead of the network file's five, which have about 1.5 times
 as much vertical (the JSON's ``image_edge_energy_ratio`` gives each image's); ``--set
-front_end=lateral`` filters images and bars with the whitening filter the lateral-inhibition
-circuit learns from the training photographs instead of RB99's difference of Gaussians.
+image_rotation=90`` turns the photographs a quarter turn, so that the row of modules runs along
+what was their vertical axis; ``--set front_end=lateral`` filters images and bars with the
+whitening filter the lateral-inhibition circuit learns from the training photographs instead of
+RB99's difference of Gaussians.
 """
 
 from dataclasses import replace
@@ -83,9 +85,13 @@ N_ROTATIONS = 1000         # random rotations of the centre module's basis (Gaus
 #: structure (:data:`BALANCED_IMAGES`)
 #: ``--set front_end=lateral``: images and bars whitened by the filter the lateral-inhibition
 #: circuit learns from the training photographs, instead of RB99's difference of Gaussians
+#: ``--set image_rotation=90``: the training photographs turned by 90°, so that the row of
+#: modules runs along what was their vertical axis (a test of how the images' orientation
+#: statistics set the counts, not RB99's)
 OPTIONS = {"prior": ("gaussian", "sparse"), "prior_top": ("gaussian", "sparse"),
            "basis": ("weight_decay", "unit_norm"), "alpha_top": NumberOption("0.05"),
-           "images": ("grey", "balanced"), "front_end": ("dog", "lateral")}
+           "images": ("grey", "balanced"), "front_end": ("dog", "lateral"),
+           "image_rotation": ("0", "90")}
 #: ``images=balanced``: training photographs (scikit-image's samples; RB99 names none of its
 #: five) whose edge-energy ratios (:func:`edge_energy_ratio`, DoG-filtered) are 0.8–1.2, so
 #: that neither orientation dominates the filters; the network file's five grey photographs
@@ -101,25 +107,26 @@ UNIT_NORM = {"basis_norm": 1.0, "contrast": 1.0, "k2_initial": 0.1}
 
 
 def run(quick=False, seed=0, progress=SILENT, prior="gaussian", basis="weight_decay",
-        prior_top="gaussian", alpha_top="0.05", images="grey", front_end="dog"):
+        prior_top="gaussian", alpha_top="0.05", images="grey", front_end="dog",
+        image_rotation="0"):
     # One BLAS thread: with the Gaussian prior a module's basis can turn freely within its
     # subspace (docs/mathematics.md §14), so round-off decides where training ends, and BLAS
     # sums in an order that depends on its thread count; one thread gives the same network on
     # any number of cores (about as fast: the matrices are small).
     with threadpool_limits(limits=1):
         return _run(quick, seed, progress, parameters(prior, basis, prior_top, alpha_top,
-                                                      images, front_end))
+                                                      images, front_end, image_rotation))
 
 
 def parameters(prior="gaussian", basis="weight_decay", prior_top="gaussian", alpha_top="0.05",
-               images="grey", front_end="dog"):
+               images="grey", front_end="dog", image_rotation="0"):
     """The network's parameters for the experiment's options (:data:`OPTIONS`; ``alpha_top`` as
     the command line gives it, a string)."""
     held = UNIT_NORM if basis == "unit_norm" else {}
     if images == "balanced":
         held = {**held, "images": BALANCED_IMAGES}
     return load_parameters(prior=prior, prior_top=prior_top, alpha_top=float(alpha_top),
-                           front_end=front_end, **held)
+                           front_end=front_end, image_rotation=int(image_rotation), **held)
 
 
 def _run(quick, seed, progress, params):

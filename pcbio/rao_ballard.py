@@ -72,6 +72,7 @@ class RaoBallardParameters:
     basis_norm: float = 0.0
     basis_norm_top: float = 0.0
     images: tuple = ("camera", "grass", "gravel", "brick", "moon")
+    image_rotation: int = 0
     front_end: str = "dog"
     dog_center: float = 1.0
     dog_surround: float = 3.0
@@ -99,6 +100,9 @@ class RaoBallardParameters:
         one_of(self.prior, "prior", ("gaussian", "sparse"))
         one_of(self.prior_top, "prior_top", ("gaussian", "sparse"))
         one_of(self.front_end, "front_end", FRONT_ENDS)
+        if self.image_rotation not in (0, 90, 180, 270):
+            raise ValueError(f"image_rotation must be one of [0, 90, 180, 270] (degrees), got "
+                             f"{self.image_rotation!r}")
         if not self.images:
             raise ValueError("images must name at least one sample image")
         for name in self.images:
@@ -181,11 +185,21 @@ def whitening_kernel(images: Sequence[np.ndarray], noise: float,
     return flow.matrix[size * size // 2].reshape(size, size)
 
 
+def raw_images(params: RaoBallardParameters) -> list[np.ndarray]:
+    """The training photographs ``params.images`` (:func:`natural_image`: zero mean, unit
+    variance), each turned anticlockwise by ``params.image_rotation`` degrees."""
+    images = [natural_image(name) for name in params.images]
+    if params.image_rotation:
+        images = [np.rot90(image, params.image_rotation // 90) for image in images]
+    return images
+
+
 @lru_cache(maxsize=8)
-def lateral_kernel(images: tuple, noise: float) -> np.ndarray:
-    """:func:`whitening_kernel` of the sample images named in ``images`` (each at zero mean and
-    unit variance, :func:`natural_image`), computed once per set."""
-    kernel = whitening_kernel([natural_image(name) for name in images], noise)
+def lateral_kernel(images: tuple, noise: float, rotation: int = 0) -> np.ndarray:
+    """:func:`whitening_kernel` of the sample images named in ``images`` turned by ``rotation``
+    degrees (:func:`raw_images`), computed once per set."""
+    params = RaoBallardParameters(images=images, image_rotation=rotation)
+    kernel = whitening_kernel(raw_images(params), noise)
     kernel.flags.writeable = False
     return kernel
 
@@ -196,13 +210,14 @@ def front_end(image: np.ndarray, params: RaoBallardParameters) -> np.ndarray:
     training images (:func:`lateral_kernel`, input noise variance ``params.lateral_noise``)."""
     if params.front_end == "dog":
         return dog(image, params.dog_center, params.dog_surround)
-    return correlate(image, lateral_kernel(params.images, params.lateral_noise), mode="reflect")
+    kernel = lateral_kernel(params.images, params.lateral_noise, params.image_rotation)
+    return correlate(image, kernel, mode="reflect")
 
 
 def filtered_images(params: RaoBallardParameters) -> list[np.ndarray]:
-    """The training images: each of ``params.images`` through the front end (:func:`front_end`)
-    and scaled to standard deviation ``params.contrast``."""
-    images = [front_end(natural_image(name), params) for name in params.images]
+    """The training images: each of :func:`raw_images` through the front end
+    (:func:`front_end`) and scaled to standard deviation ``params.contrast``."""
+    images = [front_end(image, params) for image in raw_images(params)]
     return [params.contrast * (image / image.std()) for image in images]
 
 
