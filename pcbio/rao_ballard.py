@@ -100,7 +100,8 @@ class RaoBallardParameters:
         one_of(self.prior, "prior", ("gaussian", "sparse"))
         one_of(self.prior_top, "prior_top", ("gaussian", "sparse"))
         one_of(self.front_end, "front_end", FRONT_ENDS)
-        if self.image_rotation not in (0, 90, 180, 270):
+        turns = (0, 90, 180, 270)
+        if positive_int(self.image_rotation, "image_rotation", minimum=0) not in turns:
             raise ValueError(f"image_rotation must be one of [0, 90, 180, 270] (degrees), got "
                              f"{self.image_rotation!r}")
         if not self.images:
@@ -185,12 +186,12 @@ def whitening_kernel(images: Sequence[np.ndarray], noise: float,
     return flow.matrix[size * size // 2].reshape(size, size)
 
 
-def raw_images(params: RaoBallardParameters) -> list[np.ndarray]:
-    """The training photographs ``params.images`` (:func:`natural_image`: zero mean, unit
-    variance), each turned anticlockwise by ``params.image_rotation`` degrees."""
-    images = [natural_image(name) for name in params.images]
-    if params.image_rotation:
-        images = [np.rot90(image, params.image_rotation // 90) for image in images]
+def raw_images(names: Sequence[str], rotation: int = 0) -> list[np.ndarray]:
+    """The photographs ``names`` (:func:`natural_image`: zero mean, unit variance), each turned
+    anticlockwise by ``rotation`` degrees (a multiple of 90)."""
+    images = [natural_image(name) for name in names]
+    if rotation:
+        images = [np.rot90(image, rotation // 90) for image in images]
     return images
 
 
@@ -198,8 +199,7 @@ def raw_images(params: RaoBallardParameters) -> list[np.ndarray]:
 def lateral_kernel(images: tuple, noise: float, rotation: int = 0) -> np.ndarray:
     """:func:`whitening_kernel` of the sample images named in ``images`` turned by ``rotation``
     degrees (:func:`raw_images`), computed once per set."""
-    params = RaoBallardParameters(images=images, image_rotation=rotation)
-    kernel = whitening_kernel(raw_images(params), noise)
+    kernel = whitening_kernel(raw_images(images, rotation), noise)
     kernel.flags.writeable = False
     return kernel
 
@@ -215,9 +215,11 @@ def front_end(image: np.ndarray, params: RaoBallardParameters) -> np.ndarray:
 
 
 def filtered_images(params: RaoBallardParameters) -> list[np.ndarray]:
-    """The training images: each of :func:`raw_images` through the front end
-    (:func:`front_end`) and scaled to standard deviation ``params.contrast``."""
-    images = [front_end(image, params) for image in raw_images(params)]
+    """The training images: each of ``params.images``, turned by ``params.image_rotation``
+    degrees (:func:`raw_images`), through the front end (:func:`front_end`) and scaled to
+    standard deviation ``params.contrast``."""
+    images = [front_end(image, params)
+              for image in raw_images(params.images, params.image_rotation)]
     return [params.contrast * (image / image.std()) for image in images]
 
 

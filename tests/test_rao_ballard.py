@@ -585,6 +585,7 @@ def test_colour_sample_images_become_their_luminance():
     (dict(dog_surround=0.5), "dog_surround (0.5) must exceed dog_center"),
     (dict(front_end="retina"), "front_end must be one of"),
     (dict(image_rotation=45), "image_rotation must be one of [0, 90, 180, 270]"),
+    (dict(image_rotation=90.0), "image_rotation must be an integer"),
     (dict(lateral_noise=-0.1), "lateral_noise must be a finite number >= 0"),
     (dict(images=()), "images must name at least one"),
     (dict(window=4.0), "unknown parameter(s) ['window']"),
