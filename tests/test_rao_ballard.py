@@ -138,7 +138,8 @@ def test_the_experiments_options_set_the_papers_values_or_name_their_variant():
     network; ``basis=unit_norm`` holds the level-1 basis vectors at length 1 (with contrast 1
     and k2 from 0.1) and leaves level 2 to the paper's weight decay, whatever its prior;
     ``alpha_top`` sets level 2's prior weight α_h, by default the paper's (the file's 0.05);
-    ``front_end`` is RB99's DoG by default, or the lateral-inhibition whitening filter."""
+    ``front_end`` is RB99's DoG by default, or the lateral-inhibition whitening filter;
+    ``image_rotation`` turns the photographs by 0° (the default) or 90°."""
     from pcbio.experiment import load_experiment
     experiment = load_experiment("rao_ballard")
     parameters = experiment.parameters
