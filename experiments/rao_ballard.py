@@ -120,8 +120,8 @@ def run(quick=False, seed=0, progress=SILENT, prior="gaussian", basis="weight_de
 
 def parameters(prior="gaussian", basis="weight_decay", prior_top="gaussian", alpha_top="0.05",
                images="grey", front_end="dog", image_rotation="0"):
-    """The network's parameters for the experiment's options (:data:`OPTIONS`; ``alpha_top`` as
-    the command line gives it, a string)."""
+    """The network's parameters for the experiment's options (:data:`OPTIONS`; each as the
+    command line gives it, text: ``alpha_top`` and ``image_rotation`` are read as numbers)."""
     held = UNIT_NORM if basis == "unit_norm" else {}
     if images == "balanced":
         held = {**held, "images": BALANCED_IMAGES}
