@@ -10,27 +10,29 @@ steady state of the paper's inference equation) and the weights take the paper's
 (a) The centre module's 32 learned basis vectors; the JSON has how localised and oriented they
     are: each one's orientation index and least-squares Gabor fit (R², envelope width).
 (b) Tuning of example error units (``r − U_h r_h``) to the length of a horizontal bar (along
-    the row of modules), with feedback and without it (the level above removed: the error is
-    the response itself), each divided by its largest magnitude.
-(c) The end-stopping index ``(peak − plateau)/peak`` of all 32 error units, both conditions;
+    the row of modules, RB99's geometry), with feedback and without it (the level above
+    removed: the error is the response itself), each divided by its largest magnitude: the
+    three whose end-stopping index feedback raises most.
+(c) The end-stopping index ``(peak − plateau)/peak`` of all 32 error units for horizontal bars;
     a unit counts as end-stopped when its index exceeds 0.2 (the plateau: bars longer than
     18 px; the JSON gives the counts at thresholds 0.1 to 0.5 too, as RB99 does not state its
     criterion).  RB99 found 28 of 32 end-stopped with feedback, 5 without.  For comparison, the
     index with level 2 at the fixed point of the paper's learning rule (training run to
     convergence), where level 2 half-whitens the responses (``docs/mathematics.md`` §14), and
     under a level 2 that whitens them fully.  The JSON also says how far the learned level 2 is
-    from that fixed point, and gives the counts among the units whose preferred orientation
-    lies within 45° of the row of modules (the only ones for which a bar near their preferred
-    orientation continues into the neighbouring patches).  With the Gaussian prior every
-    rotation of a module's basis is the same network, and training ends at one of them as
-    round-off decides: the legend gives, in brackets, the mean count over 1000 Haar-random
-    rotations of the centre module's basis (the JSON also its 5th and 95th percentiles), and
-    the counts in the basis that a greedy search picks to make the most units end-stopped with
-    feedback and the fewest without (``extreme_basis``).  After the bar, each count with bars
-    at the unit's own preferred orientation instead, shifted across their length to drive it
-    most (as a physiologist measures end-stopping; the JSON's ``preferred_orientation``).
-(d) Training: reconstruction error per input and the held-out log-likelihood of the equivalent
-    model.
+    from that fixed point.  With the Gaussian prior every rotation of a module's basis is the
+    same network, and training ends at one of them as round-off decides: the legend gives, in
+    brackets, the mean count over 1000 Haar-random rotations of the centre module's basis (the
+    JSON also its 5th and 95th percentiles), and the counts in the basis that a greedy search
+    picks to make the most units end-stopped with feedback and the fewest without
+    (``extreme_basis``).
+(d) Training: the reconstruction error of each minibatch and its running mean over 200 inputs
+    (the JSON also has the held-out log-likelihood of the equivalent model).
+(e), (f) As (b) and (c), with each unit shown bars at its own preferred orientation, shifted
+    across their length to drive it most, as a physiologist measures end-stopping (the JSON's
+    ``preferred_orientation``).  In brackets in (f)'s legend, the counts among the units whose
+    preferred orientation lies within 45° of the row of modules, the only ones whose bar,
+    once longer than the centre patch, runs on into the neighbouring modules' patches.
 The rate circuit of the trained (equivalent) model is mapped on two held-out inputs: its Euler
 steps against gradient iterative inference on the VAE side (the dynamics whose fixed point is the
 exact posterior mean the training used).
@@ -188,7 +190,6 @@ def _run(quick, seed, progress, params):
         chosen = extreme_basis(bars, THRESHOLD, seed=seed)
         rotated["extreme_basis"] = {key: int(c[0]) for key, c in
                                     rotated_counts(bars, chosen[None], THRESHOLD).items()}
-    fb, nf, wh = (index[key] for key in CONDITIONS[:3])
     gabor_r2, gabor_params = gabor_fit(net.U[1], params.patch)
 
     progress("mapping: the rate circuit of the trained model against the VAE side")
@@ -247,8 +248,10 @@ def _run(quick, seed, progress, params):
         "weights": {"U": net.U, "Uh": net.Uh},
     }
 
+    along_counts = data["preferred_orientation"]["end_stopped_along_modules"]
+    own = {key: np.array(preferred[key]["index"]) for key in conditions}
     with style():
-        fig, axes = figure(4, width=7.4, height=2.4)
+        fig, axes = figure(3, nrows=2, width=7.4, height=2.4)
         ax = axes[0, 0]
         tiles = net.U[1].T.reshape(4, 8, params.patch, params.patch)
         mosaic = np.block([[np.pad(t / np.abs(t).max(), 1) for t in row] for row in tiles])
@@ -257,61 +260,28 @@ def _run(quick, seed, progress, params):
         ax.set_yticks([])
         ax.set_xlabel("level-1 basis vectors\n(centre module)\nGabor fit: median R² "
                       f"{data['gabor_r2_median']:.2f}", fontsize=7)
-        ax = axes[0, 1]
-        # the units feedback makes most end-stopped, among those with an index in [0, 1] (above
-        # 1 the error changes sign on long bars)
-        gain = np.where((fb >= 0) & (fb <= 1), fb - np.nan_to_num(nf), -np.inf)
-        examples = np.argsort(gain)[::-1][:3]
-        for k, color in zip(examples, (CIRCUIT, VAE, REFERENCE)):
-            for key, ls in (("feedback", "-"), ("no_feedback", ":")):
-                curve = np.array(es[key]["curves"][k])
-                ax.plot(lengths, curve / np.abs(curve).max(), color=color, ls=ls,
-                        label=str(k) if key == "feedback" else None)
-        ax.axvline(18, color="0.6", lw=0.6)
-        ax.set(xlabel="bar length (px)", ylabel="error-unit response (/ max |·|)")
-        ax.set_yticks([t for t in ax.get_yticks() if -1 <= t <= 1])
-        headroom(ax, 0.25)                               # for the legend
-        ax.legend(frameon=False, fontsize=6, loc="upper center", ncol=3, columnspacing=0.6,
-                  handlelength=1.2, handletextpad=0.3, title_fontsize=6,
-                  title="units; dotted: no feedback")
-        ax = axes[0, 2]
-        bins = np.linspace(-0.2, 1.0, 13)
-
-        def label(name, key):
-            """The count, its mean over rotations of the basis (Gaussian prior), and the count
-            with bars at each unit's preferred orientation."""
-            mean = f" ({rotated[key]['mean']:.1f})" if rotated else ""
-            own = data["preferred_orientation"]["end_stopped"][key]
-            return f"{name}: {data['end_stopped_' + key]}{mean} | {own}"
-
-        ax.hist(np.clip(fb, bins[0], bins[-1]), bins, color=CIRCUIT, alpha=0.7,
-                label=label("feedback", "feedback"))
-        ax.hist(np.clip(nf, bins[0], bins[-1]), bins, color=VAE, alpha=0.5,
-                label=label("no feedback", "no_feedback"))
-        ax.hist(np.clip(wh, bins[0], bins[-1]), bins, histtype="step", color=REFERENCE,
-                label=label("whitening", "whitened"))
-        if "fixed_point" in index:
-            ax.hist(np.clip(index["fixed_point"], bins[0], bins[-1]), bins, histtype="step",
-                    color=REFERENCE, ls=":", label=label("fixed point", "fixed_point"))
-        top = ax.get_ylim()[1]
-        ax.plot([THRESHOLD, THRESHOLD], [0, top], color=REFERENCE, ls="--", lw=0.8)
-        ax.set(xlabel="end-stopping index (clipped to [−0.2, 1])", ylabel="error units")
-        headroom(ax, 0.6)                                # for the legend
-        ax.set_yticks([t for t in ax.get_yticks() if 0 <= t <= top])
-        ax.legend(frameon=False, fontsize=6, loc="upper right", title_fontsize=6,
-                  handlelength=1.2, bbox_to_anchor=(1.04, 1.0),
-                  title=f"end-stopped of {n_units},\nhorizontal bars" + (
-                      " (mean over\nrotations; a chosen basis:\n"
-                      f"{rotated['extreme_basis']['feedback']} with, "
-                      f"{rotated['extreme_basis']['no_feedback']} without)" if rotated else "")
-                  + " | bars\nat each unit's orientation")
-        ax = axes[0, 3]
+        # row 1: horizontal bars, along the row of modules (RB99's geometry)
+        plot_tuning(axes[0, 1], lengths, es, index, "horizontal bars")
+        mean = {key: f" ({rotated[key]['mean']:.1f})" if rotated else "" for key in conditions}
+        plot_indices(axes[0, 2], index, {key: f"{data['end_stopped_' + key]}{mean[key]}"
+                                         for key in conditions},
+                     f"end-stopped of {n_units}, horizontal bars" + (
+                         "\n(mean over rotations; a chosen basis:\n"
+                         f"{rotated['extreme_basis']['feedback']} with, "
+                         f"{rotated['extreme_basis']['no_feedback']} without)" if rotated else ""))
+        # row 2: training, and bars at each unit's preferred orientation (the physiologist's)
+        ax = axes[1, 0]
         err = np.array(data["reconstruction_error"])
         smooth = np.convolve(err, np.ones(20) / 20, mode="valid")      # 200 inputs
         ax.semilogy(np.arange(1, len(err) + 1) * 10, err, color=CIRCUIT, lw=0.3, alpha=0.4)
         ax.semilogy((np.arange(len(smooth)) + 20) * 10, smooth, color=CIRCUIT)
         ax.set(xlabel="training inputs", ylabel=r"reconstruction error $|I - Ur|^2$")
-        for ax, letter in zip(axes[0], "abcd"):
+        plot_tuning(axes[1, 1], lengths, preferred, own, "bars at each unit's orientation")
+        plot_indices(axes[1, 2], own, {key: f"{data['preferred_orientation']['end_stopped'][key]}"
+                                            f" ({along_counts[key]})" for key in conditions},
+                     f"end-stopped of {n_units}, bars at each\nunit's orientation (of the "
+                     f"{data['n_units_along_modules']}\ntuned along the row)")
+        for ax, letter in zip(axes.flat, "abcdef"):
             panel_label(ax, letter)
     run_params = {"network": "rao_ballard1999", "n_train": n_train, "n_test": n_test,
                   "batch": 10, "bar_lengths_px": lengths.tolist(), "threshold": THRESHOLD,
@@ -319,3 +289,51 @@ def _run(quick, seed, progress, params):
                   **{k: (list(v) if isinstance(v, tuple) else v)
                      for k, v in vars(params).items()}}
     return fig, data, run_params
+
+
+#: how each condition is named in the figure's legends and drawn in its histograms
+LEGEND = {"feedback": "feedback", "no_feedback": "no feedback", "whitened": "whitening",
+          "fixed_point": "fixed point"}
+HIST_STYLE = {"feedback": {"color": CIRCUIT, "alpha": 0.7},
+              "no_feedback": {"color": VAE, "alpha": 0.5},
+              "whitened": {"histtype": "step", "color": REFERENCE},
+              "fixed_point": {"histtype": "step", "color": REFERENCE, "ls": ":"}}
+
+
+def plot_tuning(ax, lengths, curves, index, title):
+    """Three error units' responses against bar length (px), each divided by its largest
+    magnitude, with feedback (solid) and without (dotted): the units whose end-stopping index
+    feedback raises most, among those with an index in [0, 1] (above 1 the error changes sign
+    on long bars).  ``curves[key]["curves"]``: (32, len(lengths)); ``index[key]``: (32,)."""
+    fb, nf = index["feedback"], index["no_feedback"]
+    gain = np.where((fb >= 0) & (fb <= 1), fb - np.nan_to_num(nf), -np.inf)
+    for k, color in zip(np.argsort(gain)[::-1][:3], (CIRCUIT, VAE, REFERENCE)):
+        for key, ls in (("feedback", "-"), ("no_feedback", ":")):
+            curve = np.array(curves[key]["curves"][k])
+            ax.plot(lengths, curve / np.abs(curve).max(), color=color, ls=ls,
+                    label=str(k) if key == "feedback" else None)
+    ax.axvline(18, color="0.6", lw=0.6)
+    ax.set(xlabel="bar length (px)", ylabel="error-unit response (/ max |·|)")
+    ax.set_yticks([t for t in ax.get_yticks() if abs(t) <= 1 + 1e-9])
+    headroom(ax, 0.35)                                   # for the legend
+    ax.legend(frameon=False, fontsize=6, loc="upper center", ncol=3, columnspacing=0.6,
+              handlelength=1.2, handletextpad=0.3, title_fontsize=6,
+              title=f"{title}\nunits (dotted: no feedback)")
+
+
+def plot_indices(ax, index, counts, title):
+    """The distribution of the end-stopping index over the error units in each condition of
+    ``index`` (key -> (32,)), clipped to [−0.2, 1], with the threshold; ``counts[key]`` is the
+    text after the condition's name in the legend."""
+    bins = np.linspace(-0.2, 1.0, 13)
+    for key, i in index.items():
+        ax.hist(np.clip(i, bins[0], bins[-1]), bins, label=f"{LEGEND[key]}: {counts[key]}",
+                **HIST_STYLE[key])
+    top = ax.get_ylim()[1]
+    ax.plot([THRESHOLD, THRESHOLD], [0, top], color=REFERENCE, ls="--", lw=0.8)
+    ax.set(xlabel="end-stopping index\n(clipped to [−0.2, 1])", ylabel="error units")
+    ax.set_xticks([0, 0.25, 0.5, 0.75, 1])
+    headroom(ax, 0.6)                                    # for the legend
+    ax.set_yticks([t for t in ax.get_yticks() if 0 <= t <= top])
+    ax.legend(frameon=False, fontsize=6, loc="upper right", title_fontsize=6, handlelength=1.2,
+              bbox_to_anchor=(1.04, 1.0), title=title)
