@@ -49,7 +49,8 @@ as much vertical (the JSON's ``image_edge_energy_ratio`` gives each image's); ``
 image_rotation=90`` turns the photographs a quarter turn, so that the row of modules runs along
 what was their vertical axis; ``--set front_end=lateral`` filters images and bars with the
 whitening filter the lateral-inhibition circuit learns from the training photographs instead of
-RB99's difference of Gaussians.
+RB99's difference of Gaussians; ``--set window_sigma=6`` (any number > 0) sets the width (px) of
+the Gaussian window on each module's patch, which RB99 does not give (the network file's 4).
 """
 
 from dataclasses import replace
@@ -90,10 +91,12 @@ N_ROTATIONS = 1000         # random rotations of the centre module's basis (Gaus
 #: ``--set image_rotation=90``: the training photographs turned by 90°, so that the row of
 #: modules runs along what was their vertical axis (a test of how the images' orientation
 #: statistics set the counts, not RB99's)
+#: ``--set window_sigma=6``: the Gaussian window's width (px) on each module's patch, any
+#: number > 0 (RB99 gives none; the network file's 4)
 OPTIONS = {"prior": ("gaussian", "sparse"), "prior_top": ("gaussian", "sparse"),
            "basis": ("weight_decay", "unit_norm"), "alpha_top": NumberOption("0.05"),
            "images": ("grey", "balanced"), "front_end": ("dog", "lateral"),
-           "image_rotation": ("0", "90")}
+           "image_rotation": ("0", "90"), "window_sigma": NumberOption("4")}
 #: ``images=balanced``: training photographs (scikit-image's samples; RB99 names none of its
 #: five) whose edge-energy ratios (:func:`edge_energy_ratio`, DoG-filtered) are 0.8–1.2, so
 #: that neither orientation dominates the filters; the network file's five grey photographs
@@ -110,25 +113,28 @@ UNIT_NORM = {"basis_norm": 1.0, "contrast": 1.0, "k2_initial": 0.1}
 
 def run(quick=False, seed=0, progress=SILENT, prior="gaussian", basis="weight_decay",
         prior_top="gaussian", alpha_top="0.05", images="grey", front_end="dog",
-        image_rotation="0"):
+        image_rotation="0", window_sigma="4"):
     # One BLAS thread: with the Gaussian prior a module's basis can turn freely within its
     # subspace (docs/mathematics.md §14), so round-off decides where training ends, and BLAS
     # sums in an order that depends on its thread count; one thread gives the same network on
     # any number of cores (about as fast: the matrices are small).
     with threadpool_limits(limits=1):
         return _run(quick, seed, progress, parameters(prior, basis, prior_top, alpha_top,
-                                                      images, front_end, image_rotation))
+                                                      images, front_end, image_rotation,
+                                                      window_sigma))
 
 
 def parameters(prior="gaussian", basis="weight_decay", prior_top="gaussian", alpha_top="0.05",
-               images="grey", front_end="dog", image_rotation="0"):
+               images="grey", front_end="dog", image_rotation="0", window_sigma="4"):
     """The network's parameters for the experiment's options (:data:`OPTIONS`; each as the
-    command line gives it, text: ``alpha_top`` and ``image_rotation`` are read as numbers)."""
+    command line gives it, text: ``alpha_top``, ``image_rotation`` and ``window_sigma`` are read
+    as numbers)."""
     held = UNIT_NORM if basis == "unit_norm" else {}
     if images == "balanced":
         held = {**held, "images": BALANCED_IMAGES}
     return load_parameters(prior=prior, prior_top=prior_top, alpha_top=float(alpha_top),
-                           front_end=front_end, image_rotation=int(image_rotation), **held)
+                           front_end=front_end, image_rotation=int(image_rotation),
+                           window_sigma=float(window_sigma), **held)
 
 
 def _run(quick, seed, progress, params):

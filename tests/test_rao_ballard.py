@@ -139,7 +139,8 @@ def test_the_experiments_options_set_the_papers_values_or_name_their_variant():
     and k2 from 0.1) and leaves level 2 to the paper's weight decay, whatever its prior;
     ``alpha_top`` sets level 2's prior weight α_h, by default the paper's (the file's 0.05);
     ``front_end`` is RB99's DoG by default, or the lateral-inhibition whitening filter;
-    ``image_rotation`` turns the photographs by 0° (the default) or 90°."""
+    ``image_rotation`` turns the photographs by 0° (the default) or 90°; ``window_sigma`` sets
+    the patches' Gaussian window, by default the file's 4 px."""
     from pcbio.experiment import load_experiment
     experiment = load_experiment("rao_ballard")
     parameters = experiment.parameters
@@ -160,6 +161,8 @@ def test_the_experiments_options_set_the_papers_values_or_name_their_variant():
     assert parameters(front_end="lateral") == load_parameters(front_end="lateral")
     assert experiment.OPTIONS["image_rotation"][0] == "0"
     assert parameters(image_rotation="90") == load_parameters(image_rotation=90)
+    assert float(experiment.OPTIONS["window_sigma"].default) == load_parameters().window_sigma
+    assert parameters(window_sigma="6") == load_parameters(window_sigma=6.0)
 
 
 def test_edge_energy_ratio_is_the_ratio_of_squared_derivatives():
@@ -924,21 +927,24 @@ def test_the_sparse_prior_and_a_unit_length_basis_are_options_of_the_experiment(
 @pytest.mark.slow
 def test_a_sparse_level_2_is_an_option_of_the_experiment(tmp_path):
     """`pcbio run rao_ballard --quick --set prior_top=sparse --set alpha_top=0.02 --set
-    front_end=lateral --set image_rotation=90` trains and measures the network with the
-    kurtotic prior on level 2 of weight 0.02, on the photographs turned a quarter turn and
-    whitened by the lateral-inhibition front end: the results file records the options and the
-    network's ``prior_top``, ``alpha_top``, ``front_end`` and ``image_rotation``; the rule's fixed
+    front_end=lateral --set image_rotation=90 --set window_sigma=6` trains and measures the
+    network with the kurtotic prior on level 2 of weight 0.02, on the photographs turned a
+    quarter turn and whitened by the lateral-inhibition front end, through a 6-px window: the
+    results file records the options and the network's ``prior_top``, ``alpha_top``,
+    ``front_end``, ``image_rotation`` and ``window_sigma``; the rule's fixed
     point, derived for a Gaussian level 2, is not reported, while the other conditions are,
     with bars along the module row and at each unit's preferred orientation; level 1 keeps
     the Gaussian prior, so the counts over rotations of its basis are reported."""
     from pcbio.cli import main
     assert main(["run", "rao_ballard", "--quick", "--set", "prior_top=sparse", "--set",
                  "alpha_top=0.02", "--set", "front_end=lateral", "--set", "image_rotation=90",
-                 "--out", str(tmp_path), "--quiet"]) == 0
+                 "--set", "window_sigma=6", "--out", str(tmp_path), "--quiet"]) == 0
     record = json.loads((tmp_path / "rao_ballard.json").read_text())
     assert record["options"] == {"prior_top": "sparse", "alpha_top": "0.02",
-                                 "front_end": "lateral", "image_rotation": "90"}
-    assert record["parameters"]["alpha_top"] == 0.02
+                                 "front_end": "lateral", "image_rotation": "90",
+                                 "window_sigma": "6"}
+    assert (record["parameters"]["alpha_top"], record["parameters"]["window_sigma"]) == (0.02,
+                                                                                        6.0)
     assert (record["parameters"]["front_end"], record["parameters"]["image_rotation"]) == (
         "lateral", 90)
     assert (record["parameters"]["prior"], record["parameters"]["prior_top"]) == ("gaussian",
