@@ -267,14 +267,15 @@ def _run(quick, seed, progress, params):
         ax.set_xlabel("level-1 basis vectors\n(centre module)\nGabor fit: median R² "
                       f"{data['gabor_r2_median']:.2f}", fontsize=7)
         # row 1: horizontal bars, along the row of modules (RB99's geometry)
-        plot_tuning(axes[0, 1], lengths, es, index, "horizontal bars")
+        _plot_tuning(axes[0, 1], lengths, es, index, "horizontal bars")
         mean = {key: f" ({rotated[key]['mean']:.1f})" if rotated else "" for key in conditions}
-        plot_indices(axes[0, 2], index, {key: f"{data['end_stopped_' + key]}{mean[key]}"
-                                         for key in conditions},
-                     f"end-stopped of {n_units}, horizontal bars" + (
-                         "\n(mean over rotations; a chosen basis:\n"
-                         f"{rotated['extreme_basis']['feedback']} with, "
-                         f"{rotated['extreme_basis']['no_feedback']} without)" if rotated else ""))
+        counts = {key: f"{data['end_stopped_' + key]}{mean[key]}" for key in conditions}
+        extreme = rotated.get("extreme_basis")
+        _plot_indices(axes[0, 2], index, counts,
+                      f"end-stopped of {n_units}, horizontal bars" + (
+                          "\n(mean over rotations; a chosen basis:\n"
+                          f"{extreme['feedback']} with, {extreme['no_feedback']} without)"
+                          if rotated else ""))
         # row 2: training, and bars at each unit's preferred orientation (the physiologist's)
         ax = axes[1, 0]
         err = np.array(data["reconstruction_error"])
@@ -282,11 +283,12 @@ def _run(quick, seed, progress, params):
         ax.semilogy(np.arange(1, len(err) + 1) * 10, err, color=CIRCUIT, lw=0.3, alpha=0.4)
         ax.semilogy((np.arange(len(smooth)) + 20) * 10, smooth, color=CIRCUIT)
         ax.set(xlabel="training inputs", ylabel=r"reconstruction error $|I - Ur|^2$")
-        plot_tuning(axes[1, 1], lengths, preferred, own, "bars at each unit's orientation")
-        plot_indices(axes[1, 2], own, {key: f"{data['preferred_orientation']['end_stopped'][key]}"
-                                            f" ({along_counts[key]})" for key in conditions},
-                     f"end-stopped of {n_units}, bars at each\nunit's orientation (of the "
-                     f"{data['n_units_along_modules']}\ntuned along the row)")
+        _plot_tuning(axes[1, 1], lengths, preferred, own, "bars at each unit's orientation")
+        own_counts = data["preferred_orientation"]["end_stopped"]
+        counts = {key: f"{own_counts[key]} ({along_counts[key]})" for key in conditions}
+        _plot_indices(axes[1, 2], own, counts,
+                      f"end-stopped of {n_units}, bars at each\nunit's orientation (of the "
+                      f"{data['n_units_along_modules']}\ntuned along the row)")
         for ax, letter in zip(axes.flat, "abcdef"):
             panel_label(ax, letter)
     run_params = {"network": "rao_ballard1999", "n_train": n_train, "n_test": n_test,
@@ -306,7 +308,7 @@ HIST_STYLE = {"feedback": {"color": CIRCUIT, "alpha": 0.7},
               "fixed_point": {"histtype": "step", "color": REFERENCE, "ls": ":"}}
 
 
-def plot_tuning(ax, lengths, curves, index, title):
+def _plot_tuning(ax, lengths, curves, index, title):
     """Three error units' responses against bar length (px), each divided by its largest
     magnitude, with feedback (solid) and without (dotted): the units whose end-stopping index
     feedback raises most, among those with an index in [0, 1] (above 1 the error changes sign
@@ -327,7 +329,7 @@ def plot_tuning(ax, lengths, curves, index, title):
               title=f"{title}\nunits (dotted: no feedback)")
 
 
-def plot_indices(ax, index, counts, title):
+def _plot_indices(ax, index, counts, title):
     """The distribution of the end-stopping index over the error units in each condition of
     ``index`` (key -> (32,)), clipped to [−0.2, 1], with the threshold; ``counts[key]`` is the
     text after the condition's name in the legend."""
