@@ -31,8 +31,8 @@ steady state of the paper's inference equation) and the weights take the paper's
 (e), (f) As (b) and (c), with each unit shown bars at its own preferred orientation, shifted
     across their length to drive it most, as a physiologist measures end-stopping (the JSON's
     ``preferred_orientation``).  In brackets in (f)'s legend, the counts among the units whose
-    preferred orientation lies within 45° of the row of modules, the only ones whose bar,
-    once longer than the centre patch, runs on into the neighbouring modules' patches.
+    preferred orientation lies within 45° of the row of modules, whose bars, once longer than
+    the centre patch, run on into the neighbouring modules' patches.
 The rate circuit of the trained (equivalent) model is mapped on two held-out inputs: its Euler
 steps against gradient iterative inference on the VAE side (the dynamics whose fixed point is the
 exact posterior mean the training used).
