@@ -178,6 +178,7 @@ def _run(quick, seed, progress, params):
     along = np.abs(np.mod(angle + np.pi / 2, np.pi) - np.pi / 2) < np.pi / 4
     progress("end-stopping: bars at each unit's preferred orientation")
     preferred = tuning(measure(angle))
+    own = {key: np.array(preferred[key]["index"]) for key in conditions}
     rotated = {}
     if params.why_not_rotation_invariant() is None:
         # every rotation of the centre module's basis is the same trained network (Gaussian
@@ -232,11 +233,9 @@ def _run(quick, seed, progress, params):
                                       for key, i in index.items()},
         # the physiologist's protocol: each unit's bars at its own preferred orientation
         "preferred_orientation": {
-            "end_stopped": {key: int(np.sum(np.array(preferred[key]["index"]) > THRESHOLD))
-                            for key in conditions},
-            "end_stopped_along_modules": {
-                key: int(np.sum(np.array(preferred[key]["index"])[along] > THRESHOLD))
-                for key in conditions},
+            "end_stopped": {key: int(np.sum(i > THRESHOLD)) for key, i in own.items()},
+            "end_stopped_along_modules": {key: int(np.sum(i[along] > THRESHOLD))
+                                          for key, i in own.items()},
             "end_stopping_index": {key: preferred[key]["index"] for key in conditions},
             "tuning_curves": {key: preferred[key]["curves"] for key in conditions}},
         "orientation_rad": angle.tolist(),
@@ -255,7 +254,6 @@ def _run(quick, seed, progress, params):
     }
 
     along_counts = data["preferred_orientation"]["end_stopped_along_modules"]
-    own = {key: np.array(preferred[key]["index"]) for key in conditions}
     with style():
         fig, axes = figure(3, nrows=2, width=7.4, height=2.4)
         ax = axes[0, 0]

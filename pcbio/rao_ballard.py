@@ -189,10 +189,7 @@ def whitening_kernel(images: Sequence[np.ndarray], noise: float,
 def raw_images(names: Sequence[str], rotation: int = 0) -> list[np.ndarray]:
     """The photographs ``names`` (:func:`natural_image`: zero mean, unit variance), each turned
     anticlockwise by ``rotation`` degrees (a multiple of 90)."""
-    images = [natural_image(name) for name in names]
-    if rotation:
-        images = [np.rot90(image, rotation // 90) for image in images]
-    return images
+    return [np.rot90(natural_image(name), rotation // 90) for name in names]
 
 
 @lru_cache(maxsize=8)
